@@ -1,0 +1,103 @@
+"""bayeux_core: the Bayeux protocol as a pure state machine.
+
+No sockets, no clock, no threads, no event loop: inputs (messages, ``now``)
+go in, actions and the next deadline come out. See ``docs/embedding.md``.
+"""
+
+from ._actions import Action as Action
+from ._actions import Close as Close
+from ._actions import Deliver as Deliver
+from ._actions import Disconnected as Disconnected
+from ._actions import DisconnectReason as DisconnectReason
+from ._actions import Event as Event
+from ._actions import Handshaken as Handshaken
+from ._actions import Published as Published
+from ._actions import QueueOverflow as QueueOverflow
+from ._actions import Reply as Reply
+from ._actions import SessionExpired as SessionExpired
+from ._actions import Subscribed as Subscribed
+from ._actions import Unsubscribed as Unsubscribed
+from ._channels import expand as expand
+from ._channels import is_meta as is_meta
+from ._channels import is_pattern as is_pattern
+from ._channels import is_service as is_service
+from ._channels import is_valid_name as is_valid_name
+from ._channels import is_valid_pattern as is_valid_pattern
+from ._channels import matches as matches
+from ._client import ClientSession as ClientSession
+from ._client import ClientState as ClientState
+from ._config import CONNECTION_TYPES as CONNECTION_TYPES
+from ._config import EngineConfig as EngineConfig
+from ._config import OverflowPolicy as OverflowPolicy
+from ._engine import Engine as Engine
+from ._errors import BayeuxError as BayeuxError
+from ._errors import ErrorCode as ErrorCode
+from ._errors import LocalProtocolError as LocalProtocolError
+from ._errors import ProtocolError as ProtocolError
+from ._errors import error_string as error_string
+from ._extensions import Extension as Extension
+from ._extensions import MessageContext as MessageContext
+from ._ids import random_client_id as random_client_id
+from ._messages import BodyError as BodyError
+from ._messages import BodyErrorKind as BodyErrorKind
+from ._messages import Message as Message
+from ._messages import decode_body as decode_body
+from ._messages import encode as encode
+from ._state import TRANSITIONS as TRANSITIONS
+from ._state import MessageKind as MessageKind
+from ._state import Outcome as Outcome
+from ._state import SessionState as SessionState
+from ._store import MemoryStore as MemoryStore
+from ._store import Session as Session
+from ._store import SessionStore as SessionStore
+
+__version__ = "0.1.0"
+
+__all__ = (
+    "CONNECTION_TYPES",
+    "TRANSITIONS",
+    "Action",
+    "BayeuxError",
+    "BodyError",
+    "BodyErrorKind",
+    "ClientSession",
+    "ClientState",
+    "Close",
+    "Deliver",
+    "DisconnectReason",
+    "Disconnected",
+    "Engine",
+    "EngineConfig",
+    "ErrorCode",
+    "Event",
+    "Extension",
+    "Handshaken",
+    "LocalProtocolError",
+    "MemoryStore",
+    "Message",
+    "MessageContext",
+    "MessageKind",
+    "Outcome",
+    "OverflowPolicy",
+    "ProtocolError",
+    "Published",
+    "QueueOverflow",
+    "Reply",
+    "Session",
+    "SessionExpired",
+    "SessionState",
+    "SessionStore",
+    "Subscribed",
+    "Unsubscribed",
+    "decode_body",
+    "encode",
+    "error_string",
+    "expand",
+    "is_meta",
+    "is_pattern",
+    "is_service",
+    "is_valid_name",
+    "is_valid_pattern",
+    "matches",
+    "random_client_id",
+)

@@ -1,0 +1,143 @@
+"""What the engine asks of the network layer, and tells the application.
+
+Drained with :meth:`Engine.actions_to_send`, in order. Transport actions carry
+bytes that are ready to frame: a JSON array for :class:`Reply`, a single JSON
+object for :class:`Deliver` (one encoding shared by every recipient). The rest
+are application events: handshake, subscribe, unsubscribe, publish,
+disconnect, session expiry, queue overflow.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "Action",
+    "Close",
+    "Deliver",
+    "DisconnectReason",
+    "Disconnected",
+    "Event",
+    "Handshaken",
+    "Published",
+    "QueueOverflow",
+    "Reply",
+    "SessionExpired",
+    "Subscribed",
+    "Unsubscribed",
+]
+
+
+class Action:
+    """Base class of everything :meth:`Engine.actions_to_send` returns."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Reply(Action):
+    """Send ``body`` on connection ``conn``.
+
+    For a request connection this is *the* HTTP response body, and the request
+    is finished. For a stream connection it is one WebSocket message or one
+    EventSource event. ``body`` is a JSON array.
+
+    ``client_id`` and ``messages`` name the queued deliveries this reply
+    carries: if the network layer fails to send it, it passes the reply to
+    :meth:`Engine.reply_failed` and they are queued again.
+    """
+
+    conn: int
+    body: bytes
+    client_id: str | None = None
+    messages: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver(Action):
+    """Push one message to every stream in ``conns``.
+
+    ``payload`` is one JSON object; wrap it as ``[payload]`` to frame it. It is
+    the same bytes for every recipient, so frame it once.
+    """
+
+    payload: bytes
+    conns: Sequence[int]
+
+
+@dataclass(frozen=True, slots=True)
+class Close(Action):
+    """Close stream connection ``conn``: its session has ended."""
+
+    conn: int
+
+
+class Event(Action):
+    """Base class of the application events."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Handshaken(Event):
+    client_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribed(Event):
+    """A *new* subscription (a repeated subscribe does not fire)."""
+
+    client_id: str
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribed(Event):
+    """An explicit unsubscribe, or each subscription of a session that ended."""
+
+    client_id: str
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class Published(Event):
+    """A publish accepted, before routing; ``client_id`` is None for the server.
+
+    Publishes to ``/service/...`` are reported here and never routed: this is
+    how the application receives them.
+    """
+
+    client_id: str | None
+    channel: str
+    data: Any
+    ext: Any = None
+
+
+class DisconnectReason(enum.Enum):
+    CLIENT = "client"
+    OVERFLOW = "overflow"
+    SERVER = "server"
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected(Event):
+    client_id: str
+    reason: DisconnectReason
+
+
+@dataclass(frozen=True, slots=True)
+class SessionExpired(Event):
+    """No connect for longer than the session timeout: the session is gone."""
+
+    client_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueueOverflow(Event):
+    """``dropped`` messages for ``client_id`` were dropped (drop-oldest policy)."""
+
+    client_id: str
+    dropped: int

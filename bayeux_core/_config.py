@@ -1,0 +1,78 @@
+"""Engine configuration: one frozen value, checked when it is built."""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+__all__ = ["CONNECTION_TYPES", "EngineConfig", "OverflowPolicy"]
+
+#: What the server offers in handshake replies, in Faye's order.
+CONNECTION_TYPES: tuple[str, ...] = (
+    "long-polling",
+    "cross-origin-long-polling",
+    "callback-polling",
+    "websocket",
+    "eventsource",
+    "in-process",
+)
+
+
+class OverflowPolicy(enum.Enum):
+    """What happens when a message arrives for a client whose queue is full."""
+
+    #: Drop the oldest queued message to make room (the client misses it and a
+    #: ``QueueOverflow`` event tells the application).
+    DROP_OLDEST = "drop-oldest"
+    #: End the session: the client's next connect gets ``401`` and
+    #: ``reconnect: handshake``, so it knows it lost messages and starts over.
+    DISCONNECT = "disconnect"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineConfig:
+    """Protocol timing and limits. Times are in seconds.
+
+    Attributes:
+        timeout: longest hold of a ``/meta/connect`` (sent as ``advice.timeout``).
+        interval: pause a client makes between connects (``advice.interval``).
+        session_timeout: how long a session lives with no connect held, counted
+            from the end of its last connect plus the advised interval.
+        error_interval: ``advice.interval`` on error replies, so that a client
+            told to re-handshake cannot spin (Faye issue #542).
+        max_queue: messages queued per client before ``overflow`` applies.
+        overflow: the :class:`OverflowPolicy`.
+        max_batch: most messages accepted in one request body or frame.
+        max_subscriptions: channels one client may subscribe to.
+        max_clients: sessions at once; a handshake beyond it is refused with
+            ``503::Too many clients`` and a retry advice.
+        connection_types: offered in handshake replies and checked on connect.
+    """
+
+    timeout: float = 25.0
+    interval: float = 0.0
+    session_timeout: float = 30.0
+    error_interval: float = 1.0
+    max_queue: int = 10_000
+    overflow: OverflowPolicy = OverflowPolicy.DROP_OLDEST
+    max_batch: int = 1_000
+    max_subscriptions: int = 1_000
+    max_clients: int = 1_000_000
+    connection_types: tuple[str, ...] = CONNECTION_TYPES
+
+    def __post_init__(self) -> None:
+        for name in ("timeout", "interval", "session_timeout", "error_interval"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, not {value!r}")
+        for name in ("max_queue", "max_batch", "max_subscriptions", "max_clients"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, not {value!r}")
+        if not isinstance(self.overflow, OverflowPolicy):
+            raise ValueError(f"overflow must be an OverflowPolicy, not {self.overflow!r}")
+        if not self.connection_types or not all(
+            isinstance(t, str) and t for t in self.connection_types
+        ):
+            raise ValueError("connection_types must be a non-empty tuple of names")

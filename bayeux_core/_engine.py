@@ -1,0 +1,797 @@
+"""The Bayeux server state machine.
+
+Theory of operation
+-------------------
+
+The engine is a pure object. The network layer feeds it inputs and executes
+what it asks for; it never touches a socket, a clock, a thread or a task.
+
+Connections
+    The network layer numbers its connections with ints of its own choosing.
+    A *request* connection is one HTTP request: :meth:`Engine.receive` is called
+    once for it and exactly one :class:`Reply` answers it, now or later (a held
+    ``/meta/connect``). A *stream* connection (WebSocket, EventSource) is
+    announced with :meth:`Engine.open_stream`; it may carry many inputs, gets
+    zero or more replies, and receives pushed :class:`Deliver` actions once a
+    session is bound to it. :meth:`Engine.close` says a connection is gone.
+
+Time
+    Every input takes ``now``, in the caller's monotonic seconds. The engine
+    keeps absolute deadlines and says when it next needs :meth:`handle_timer`
+    through :meth:`get_timer`. It never reads a clock.
+
+Output
+    Inputs queue actions; :meth:`actions_to_send` drains them. Held connects
+    that received messages during the batch are answered at drain time, so
+    every message that arrived in one batch shares one reply: the network layer
+    should feed everything it has, then drain once and write each connection
+    once.
+
+Peer errors become replies
+    Nothing a peer sends makes the engine raise: a bad message gets a reply with
+    ``successful: false`` and a Faye-style ``code:args:message`` error.
+    :class:`LocalProtocolError` is raised only for misuse by the caller.
+
+Fan-out
+    A publish is encoded once. Recipients with a stream get one
+    :class:`Deliver` that lists them all; the others get the same bytes
+    appended to their queue. Only an installed extension that rewrites
+    deliveries switches to a per-recipient copy.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import orjson
+
+from ._actions import (
+    Action,
+    Close,
+    Deliver,
+    Disconnected,
+    DisconnectReason,
+    Handshaken,
+    Published,
+    QueueOverflow,
+    Reply,
+    SessionExpired,
+    Subscribed,
+    Unsubscribed,
+)
+from ._channels import is_meta, is_service, is_valid_name, is_valid_pattern
+from ._config import EngineConfig, OverflowPolicy
+from ._errors import ErrorCode, LocalProtocolError, error_string
+from ._extensions import Extension, MessageContext
+from ._ids import random_client_id
+from ._messages import Message
+from ._state import TRANSITIONS, MessageKind, Outcome, SessionState
+from ._store import Held, MemoryStore, Session, SessionStore
+
+__all__ = ["Engine"]
+
+_META_KINDS = {
+    "/meta/handshake": MessageKind.HANDSHAKE,
+    "/meta/connect": MessageKind.CONNECT,
+    "/meta/subscribe": MessageKind.SUBSCRIBE,
+    "/meta/unsubscribe": MessageKind.UNSUBSCRIBE,
+    "/meta/disconnect": MessageKind.DISCONNECT,
+}
+_NEEDS_CLIENT = frozenset(
+    {
+        MessageKind.CONNECT,
+        MessageKind.SUBSCRIBE,
+        MessageKind.UNSUBSCRIBE,
+        MessageKind.DISCONNECT,
+    }
+)
+_EVENTSOURCE = "eventsource"
+_BATCH_TOO_LARGE = b'[{"successful":false,"error":"400::Too many messages in one batch"}]'
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def _client_id_of(message: Message) -> str | None:
+    client_id = message.get("clientId")
+    return client_id if type(client_id) is str else None
+
+
+class _Batch:
+    """The replies to one input batch, while it is being handled."""
+
+    __slots__ = ("client_id", "conn", "parts", "pending", "request", "streaming", "tail")
+
+    def __init__(self, conn: int, streaming: bool, request: object) -> None:
+        self.conn = conn
+        self.streaming = streaming
+        self.request = request
+        #: encoded replies, in message order
+        self.parts: list[bytes] = []
+        #: queued deliveries answered with a connect, sent after the replies
+        self.tail: list[bytes] = []
+        #: the client those deliveries were queued for
+        self.client_id: str | None = None
+        #: a connect that wants holding: (session, reply, seconds to hold)
+        self.pending: tuple[Session, Message, float] | None = None
+
+    def body(self) -> bytes:
+        return b"[" + b",".join(self.parts + self.tail if self.tail else self.parts) + b"]"
+
+
+class Engine:
+    """The server side of Bayeux, without I/O.
+
+    Args:
+        config: timing and limits; :class:`EngineConfig` defaults if omitted.
+        extensions: server extensions, run in this order.
+        client_id_generator: makes client ids; 160 random bits by default.
+        store: where sessions live; a fresh :class:`MemoryStore` by default.
+    """
+
+    def __init__(
+        self,
+        config: EngineConfig | None = None,
+        *,
+        extensions: Iterable[Extension] = (),
+        client_id_generator: Callable[[], str] = random_client_id,
+        store: SessionStore | None = None,
+    ) -> None:
+        self.config = config if config is not None else EngineConfig()
+        self._store: SessionStore = store if store is not None else MemoryStore()
+        self._new_id = client_id_generator
+        self._extensions: list[Extension] = []
+        self._rewrites_deliveries = False
+        for extension in extensions:
+            self.add_extension(extension)
+        self._actions: list[Action] = []
+        #: (deadline, sequence, session token, session); stale when tokens differ
+        self._timers: list[tuple[float, int, int, Session]] = []
+        self._sequence = 0
+        self._dirty: list[Session] = []
+        self._overflowed: list[Session] = []
+        #: open stream connections -> the session bound to each (or None)
+        self._streams: dict[int, Session | None] = {}
+        #: connections with a held connect -> its session
+        self._held: dict[int, Session] = {}
+        self._now = -math.inf
+        cfg = self.config
+        self._retry_advice = {
+            "reconnect": "retry",
+            "interval": _ms(cfg.interval),
+            "timeout": _ms(cfg.timeout),
+        }
+        self._eventsource_advice = {
+            "reconnect": "retry",
+            "interval": _ms(cfg.timeout),
+            "timeout": 0,
+        }
+        self._handshake_advice = {"reconnect": "handshake", "interval": _ms(cfg.error_interval)}
+        # Replies get copies of these: an outgoing extension may edit advice.
+        self._connection_types = list(cfg.connection_types)
+
+    # ------------------------------------------------------------------ setup
+
+    def add_extension(self, extension: Extension) -> None:
+        """Append a server extension; it runs after those already added."""
+        if not isinstance(extension, Extension):
+            raise LocalProtocolError(f"{extension!r} is not an Extension")
+        self._extensions.append(extension)
+        self._rewrites_deliveries = any(e.rewrites_outgoing for e in self._extensions)
+
+    def remove_extension(self, extension: Extension) -> None:
+        """Remove an extension added earlier."""
+        try:
+            self._extensions.remove(extension)
+        except ValueError:
+            raise LocalProtocolError(f"{extension!r} was not added") from None
+        self._rewrites_deliveries = any(e.rewrites_outgoing for e in self._extensions)
+
+    @property
+    def store(self) -> SessionStore:
+        """The session store (read it for introspection; do not mutate it)."""
+        return self._store
+
+    # ----------------------------------------------------------------- inputs
+
+    def open_stream(self, conn: int, *, now: float, client_id: str | None = None) -> bool:
+        """Announce a stream connection (WebSocket or EventSource).
+
+        A WebSocket is bound to a session by the first ``/meta/connect`` it
+        carries. An EventSource names its client up front (``<mount>/<id>``):
+        pass ``client_id`` and the stream is bound at once, after the id has
+        been checked. Returns False (and binds nothing) for an unknown client.
+        """
+        self._tick(now)
+        if conn in self._streams or conn in self._held:
+            raise LocalProtocolError(f"connection {conn} is already open")
+        self._streams[conn] = None
+        if client_id is None:
+            return True
+        session = self._store.get(client_id) if type(client_id) is str else None
+        if session is None:
+            return False
+        self._bind(session, conn)
+        if session.queue:
+            messages = tuple(session.queue)
+            session.queue.clear()
+            self._actions.append(
+                Reply(conn, b"[" + b",".join(messages) + b"]", client_id, messages)
+            )
+        return True
+
+    def receive(
+        self,
+        conn: int,
+        messages: Sequence[Message],
+        *,
+        now: float,
+        request: object = None,
+    ) -> None:
+        """Handle one batch of messages that arrived on ``conn``.
+
+        ``messages`` is what :func:`decode_body` returned (other values get
+        error replies, never exceptions). ``request`` is passed to extensions
+        as ``context.request``.
+        """
+        self._tick(now)
+        streaming = conn in self._streams
+        if not streaming and conn in self._held:
+            raise LocalProtocolError(f"connection {conn} is still waiting for its reply")
+        if len(messages) > self.config.max_batch:
+            self._actions.append(Reply(conn, _BATCH_TOO_LARGE))
+            return
+        batch = _Batch(conn, streaming, request)
+        for message in messages:
+            reply: Message | None
+            if type(message) is not dict:
+                reply = {
+                    "successful": False,
+                    "error": error_string(ErrorCode.BAD_REQUEST, (), "Message must be an object"),
+                }
+            else:
+                accepted = self._incoming(message, request)
+                if accepted is None:
+                    continue
+                reply = self._handle(accepted, batch)
+                if reply is None:
+                    continue
+            encoded = self._outgoing_reply(reply, request)
+            if encoded is not None:
+                batch.parts.append(encoded)
+        if batch.pending is not None and self._hold(batch):
+            return
+        if batch.parts or batch.tail or not streaming:
+            self._actions.append(Reply(conn, batch.body(), batch.client_id, tuple(batch.tail)))
+
+    def publish(self, channel: str, data: Any, *, now: float, ext: Any = None) -> None:
+        """Publish from the server (no client, no extensions).
+
+        Raises :class:`LocalProtocolError` for a channel one cannot publish to
+        (invalid, a pattern, ``/meta`` or ``/service``) or for data that cannot
+        be encoded as JSON.
+        """
+        self._tick(now)
+        if not is_valid_name(channel):
+            raise LocalProtocolError(f"invalid channel {channel!r}", ErrorCode.CHANNEL_INVALID)
+        if is_meta(channel) or is_service(channel):
+            raise LocalProtocolError(f"cannot publish to {channel!r}", ErrorCode.CHANNEL_FORBIDDEN)
+        delivery: Message = {"channel": channel, "data": data}
+        if ext is not None:
+            delivery["ext"] = ext
+        try:
+            self._route(channel, delivery)
+        except (TypeError, orjson.JSONEncodeError) as exc:
+            raise LocalProtocolError(f"cannot encode data: {exc}") from None
+        self._actions.append(Published(None, channel, data, ext))
+
+    def close(self, conn: int, *, now: float) -> None:
+        """Connection ``conn`` is gone (client went away, write failed).
+
+        A connect held on it is dropped without a reply; the messages queued for
+        its client stay queued for the next connect. Unknown ids are ignored,
+        so the network layer can call this for every connection it closes.
+        """
+        self._tick(now)
+        session = self._held.pop(conn, None)
+        if session is not None and session.held is not None and session.held.conn == conn:
+            session.held = None
+            self._start_expiry(session)
+        bound = self._streams.pop(conn, None)
+        if bound is not None and bound.stream == conn:
+            bound.stream = None
+
+    def reply_failed(self, reply: Reply, *, now: float) -> None:
+        """The network layer could not send ``reply``: queue its deliveries again.
+
+        They go back to the front of the client's queue, in order, if the
+        session still exists.
+        """
+        self._tick(now)
+        if reply.client_id is None or not reply.messages:
+            return
+        session = self._store.get(reply.client_id)
+        if session is None:
+            return
+        session.queue.extendleft(reversed(reply.messages))
+        self._mark_dirty(session)
+
+    def handle_timer(self, now: float) -> None:
+        """Act on every deadline at or before ``now``."""
+        self._tick(now)
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            _, _, token, session = heapq.heappop(timers)
+            if token != session.token:
+                continue
+            if session.held is not None:
+                self._release(session)
+            elif session.state is not SessionState.NONE:
+                outcome, _ = TRANSITIONS[(session.state, MessageKind.EXPIRE)]
+                assert outcome is Outcome.EXPIRE
+                self._end(session)
+                self._actions.append(SessionExpired(session.client_id))
+
+    def release_held(self, *, now: float) -> None:
+        """Answer every held connect now (for a graceful shutdown).
+
+        Clients are told ``reconnect: retry``, so they come back after the
+        restart; their sessions and queues are untouched.
+        """
+        self._tick(now)
+        for session in list(self._held.values()):
+            self._release(session)
+
+    # ---------------------------------------------------------------- outputs
+
+    def actions_to_send(self) -> list[Action]:
+        """Drain the queued actions, answering held connects that got messages."""
+        if self._dirty:
+            for session in self._dirty:
+                session.dirty = False
+                if session.held is not None:
+                    self._release(session)
+            self._dirty.clear()
+        if self._overflowed:
+            for session in self._overflowed:
+                self._actions.append(QueueOverflow(session.client_id, session.dropped))
+                session.dropped = 0
+            self._overflowed.clear()
+        actions = self._actions
+        self._actions = []
+        return actions
+
+    def get_timer(self) -> float | None:
+        """The next deadline, or None when nothing is pending."""
+        timers = self._timers
+        while timers and timers[0][2] != timers[0][3].token:
+            heapq.heappop(timers)
+        return timers[0][0] if timers else None
+
+    # ------------------------------------------------------------- internals
+
+    def _tick(self, now: float) -> None:
+        # Deadlines are computed from the latest time seen, so a caller whose
+        # clock stands still (or a stray earlier value) cannot move them back.
+        self._now = max(self._now, now)
+
+    def _incoming(self, message: Message, request: object) -> Message | None:
+        if not self._extensions:
+            return message
+        context = MessageContext(self._now, _client_id_of(message), request)
+        for extension in list(self._extensions):
+            result = extension.incoming(message, context)
+            if result is None:
+                return None
+            message = result
+        return message
+
+    def _outgoing_reply(self, reply: Message, request: object) -> bytes | None:
+        if self._extensions:
+            context = MessageContext(self._now, _client_id_of(reply), request)
+            for extension in list(self._extensions):
+                result = extension.outgoing(reply, context)
+                if result is None:
+                    return None
+                reply = result
+        return orjson.dumps(reply)
+
+    def _handle(self, message: Message, batch: _Batch) -> Message | None:
+        """One message in; its reply out (None: a connect waits to be held)."""
+        channel = message.get("channel")
+        reply: Message = {}
+        if "id" in message:
+            message_id = message["id"]
+            if type(message_id) not in (str, int, float):
+                return {
+                    "successful": False,
+                    "error": error_string(ErrorCode.BAD_REQUEST, ("id",), "Invalid message id"),
+                }
+            reply["id"] = message_id
+        if type(channel) is not str:
+            reply["successful"] = False
+            reply["error"] = error_string(ErrorCode.PARAMETER_MISSING, ("channel",))
+            return reply
+        kind = _META_KINDS.get(channel)
+        if kind is None:
+            if is_meta(channel):
+                kind = MessageKind.OTHER_META
+            elif is_service(channel):
+                kind = MessageKind.SERVICE
+            else:
+                kind = MessageKind.PUBLISH
+        client_id = message.get("clientId")
+        if type(client_id) is str and kind is not MessageKind.HANDSHAKE:
+            reply["clientId"] = client_id
+        reply["channel"] = channel
+
+        error = message.get("error")
+        if error is not None:
+            # Set by an extension (or sent by the client, which refuses itself).
+            return self._fail(reply, kind, error if type(error) is str else "400::Bad request")
+        error = self._validate(kind, channel, message, client_id)
+        if error is not None:
+            return self._fail(reply, kind, error)
+
+        session = self._store.get(client_id) if type(client_id) is str else None
+        state = session.state if session is not None else SessionState.NONE
+        outcome, next_state = TRANSITIONS[(state, kind)]
+        if outcome is Outcome.PUBLISH:
+            return self._on_publish(reply, channel, message, client_id)
+        if outcome is Outcome.HANDSHAKE:
+            return self._on_handshake(reply)
+        if outcome is Outcome.UNKNOWN_CLIENT:
+            return self._fail(
+                reply, kind, error_string(ErrorCode.CLIENT_UNKNOWN, (str(client_id),))
+            )
+        if outcome is Outcome.FORBIDDEN:
+            return self._fail(reply, kind, error_string(ErrorCode.CHANNEL_FORBIDDEN, (channel,)))
+        if outcome is Outcome.SERVICE:
+            reply["successful"] = True
+            self._actions.append(
+                Published(client_id, channel, message.get("data"), message.get("ext"))
+            )
+            return reply
+        assert session is not None
+        session.state = next_state
+        if outcome is Outcome.SUBSCRIBE or outcome is Outcome.UNSUBSCRIBE:
+            return self._on_subscription(reply, session, message, outcome is Outcome.SUBSCRIBE)
+        if outcome is Outcome.DISCONNECT:
+            self._end(session, batch.conn)
+            self._actions.append(Disconnected(session.client_id, DisconnectReason.CLIENT))
+            reply["successful"] = True
+            return reply
+        return self._on_connect(
+            reply, session, message, batch, first=outcome is Outcome.CONNECT_FIRST
+        )
+
+    def _validate(
+        self, kind: MessageKind, channel: str, message: Message, client_id: object
+    ) -> str | None:
+        """The field checks of each kind; an error string or None."""
+        if kind is MessageKind.PUBLISH or kind is MessageKind.SERVICE:
+            if not is_valid_name(channel):
+                return error_string(ErrorCode.CHANNEL_INVALID, (channel,))
+            if "data" not in message:
+                return error_string(ErrorCode.PARAMETER_MISSING, ("data",))
+            if client_id is not None and type(client_id) is not str:
+                return error_string(ErrorCode.PARAMETER_MISSING, ("clientId",))
+            return None
+        if kind is MessageKind.HANDSHAKE:
+            version = message.get("version")
+            if type(version) is not str or not version:
+                return error_string(ErrorCode.PARAMETER_MISSING, ("version",))
+            types = message.get("supportedConnectionTypes")
+            if type(types) is not list or not types:
+                return error_string(ErrorCode.PARAMETER_MISSING, ("supportedConnectionTypes",))
+            offered = self.config.connection_types
+            if not any(type(t) is str and t in offered for t in types):
+                named = [t for t in types if type(t) is str][:8]
+                return error_string(ErrorCode.CONNTYPE_MISMATCH, named)
+            if len(self._store) >= self.config.max_clients:
+                return "503::Too many clients"
+            return None
+        if kind in _NEEDS_CLIENT and (type(client_id) is not str or not client_id):
+            return error_string(ErrorCode.PARAMETER_MISSING, ("clientId",))
+        if kind is MessageKind.CONNECT:
+            connection_type = message.get("connectionType")
+            if type(connection_type) is not str or not connection_type:
+                return error_string(ErrorCode.PARAMETER_MISSING, ("connectionType",))
+            if connection_type not in self.config.connection_types:
+                return error_string(ErrorCode.CONNTYPE_MISMATCH, (connection_type,))
+        elif kind is MessageKind.SUBSCRIBE or kind is MessageKind.UNSUBSCRIBE:
+            subscription = message.get("subscription")
+            patterns = [subscription] if type(subscription) is str else subscription
+            if type(patterns) is not list or not patterns:
+                return error_string(ErrorCode.PARAMETER_MISSING, ("subscription",))
+            for pattern in patterns:
+                if not is_valid_pattern(pattern):
+                    shown = pattern if type(pattern) is str else repr(pattern)
+                    return error_string(ErrorCode.CHANNEL_INVALID, (shown,))
+                if is_meta(pattern):
+                    return error_string(ErrorCode.CHANNEL_FORBIDDEN, (pattern,))
+        return None
+
+    def _fail(self, reply: Message, kind: MessageKind, error: str) -> Message:
+        reply["successful"] = False
+        reply["error"] = error
+        reply.pop("clientId", None)
+        if kind is MessageKind.HANDSHAKE:
+            reply["version"] = "1.0"
+            reply["supportedConnectionTypes"] = list(self._connection_types)
+            reply["advice"] = dict(self._handshake_advice)
+        elif kind is MessageKind.CONNECT:
+            reply["advice"] = dict(self._handshake_advice)
+        return reply
+
+    def _on_handshake(self, reply: Message) -> Message:
+        for _ in range(8):
+            client_id = self._new_id()
+            if self._store.get(client_id) is None:
+                break
+        else:
+            raise LocalProtocolError("client_id_generator keeps returning ids in use")
+        session = Session(client_id)
+        self._store.add(session)
+        session.interval = self.config.interval
+        self._start_expiry(session)
+        reply["successful"] = True
+        reply["version"] = "1.0"
+        reply["supportedConnectionTypes"] = list(self._connection_types)
+        reply["clientId"] = client_id
+        reply["advice"] = dict(self._retry_advice)
+        self._actions.append(Handshaken(client_id))
+        return reply
+
+    def _on_connect(
+        self, reply: Message, session: Session, message: Message, batch: _Batch, *, first: bool
+    ) -> Message | None:
+        eventsource = message["connectionType"] == _EVENTSOURCE
+        reply["successful"] = True
+        reply["advice"] = dict(self._eventsource_advice if eventsource else self._retry_advice)
+        session.interval = self.config.timeout if eventsource else self.config.interval
+        if session.held is not None:
+            # One outstanding connect per client: the newer one wins. The old
+            # one is answered without messages (its socket may be dead).
+            self._release(session, with_messages=False)
+        if batch.streaming:
+            self._bind(session, batch.conn)
+        hold = self.config.timeout
+        advice = message.get("advice")
+        if type(advice) is dict:
+            wanted = advice.get("timeout")
+            if isinstance(wanted, (int, float)) and not isinstance(wanted, bool) and wanted >= 0:
+                hold = min(hold, wanted / 1000)
+        if first or eventsource or hold <= 0 or session.queue or batch.pending is not None:
+            self._answer_now(session, batch)
+            return reply
+        batch.pending = (session, reply, hold)
+        return None
+
+    def _answer_now(self, session: Session, batch: _Batch) -> None:
+        """A connect answered in this batch: its client's queue rides along."""
+        self._start_expiry(session)
+        if session.queue and batch.client_id is None:
+            batch.client_id = session.client_id
+            batch.tail.extend(session.queue)
+            session.queue.clear()
+
+    def _hold(self, batch: _Batch) -> bool:
+        """Hold the batch's pending connect; False if it must be answered now.
+
+        Holding is decided once the whole batch is handled: a later message of
+        the same batch may have ended the session or queued a message for it.
+        """
+        assert batch.pending is not None
+        session, reply, hold = batch.pending
+        conn = batch.conn
+        if session.state is SessionState.NONE or session.queue or conn in self._held:
+            if session.state is not SessionState.NONE:
+                self._answer_now(session, batch)
+            encoded = self._outgoing_reply(reply, batch.request)
+            if encoded is not None:
+                batch.parts.append(encoded)
+            return False
+        if batch.streaming:
+            # The other replies go out now; the connect reply follows later.
+            if batch.parts:
+                self._actions.append(Reply(conn, batch.body()))
+            parts: list[bytes] = []
+        else:
+            parts = batch.parts
+        session.held = Held(conn, parts, reply, batch.request)
+        self._held[conn] = session
+        self._set_deadline(session, self._now + hold)
+        return True
+
+    def _on_subscription(
+        self, reply: Message, session: Session, message: Message, subscribe: bool
+    ) -> Message:
+        subscription = message["subscription"]
+        patterns: list[str] = [subscription] if type(subscription) is str else subscription
+        store = self._store
+        client_id = session.client_id
+        if subscribe:
+            fresh = [p for p in patterns if p not in session.subscriptions and not is_service(p)]
+            if len(session.subscriptions) + len(set(fresh)) > self.config.max_subscriptions:
+                return self._fail(
+                    reply,
+                    MessageKind.SUBSCRIBE,
+                    error_string(
+                        ErrorCode.CHANNEL_FORBIDDEN, (patterns[0],), "Too many subscriptions"
+                    ),
+                )
+            for pattern in fresh:
+                # /service channels are answered, never broadcast: accept the
+                # subscribe (CometD clients expect that) without recording it.
+                if store.subscribe(session, pattern):
+                    self._actions.append(Subscribed(client_id, pattern))
+        else:
+            for pattern in patterns:
+                if store.unsubscribe(session, pattern):
+                    self._actions.append(Unsubscribed(client_id, pattern))
+        reply["successful"] = True
+        reply["subscription"] = subscription
+        return reply
+
+    def _on_publish(
+        self, reply: Message, channel: str, message: Message, client_id: object
+    ) -> Message:
+        delivery: Message = {"channel": channel, "data": message["data"]}
+        ext = message.get("ext")
+        if ext is not None:
+            delivery["ext"] = ext
+        try:
+            self._route(channel, delivery)
+        except (TypeError, orjson.JSONEncodeError):
+            return self._fail(
+                reply,
+                MessageKind.PUBLISH,
+                error_string(ErrorCode.BAD_REQUEST, ("data",), "Cannot encode message"),
+            )
+        self._actions.append(
+            Published(client_id if type(client_id) is str else None, channel, delivery["data"], ext)
+        )
+        reply["successful"] = True
+        return reply
+
+    def _route(self, channel: str, delivery: Message) -> None:
+        """Fan a delivery out; raises TypeError/JSONEncodeError before any effect."""
+        recipients = self._store.subscribers(channel)
+        if not recipients:
+            orjson.dumps(delivery)  # still refuse what cannot be encoded
+            return
+        if self._rewrites_deliveries:
+            self._route_each(recipients, delivery)
+            return
+        payload = orjson.dumps(delivery)
+        streams: list[int] = []
+        cap = self.config.max_queue
+        casualties: list[Session] | None = None
+        for session in recipients:
+            stream = session.stream
+            if stream is not None:
+                streams.append(stream)
+                continue
+            queue = session.queue
+            if len(queue) >= cap and not self._make_room(session):
+                if casualties is None:
+                    casualties = []
+                casualties.append(session)
+                continue
+            queue.append(payload)
+            if session.held is not None and not session.dirty:
+                session.dirty = True
+                self._dirty.append(session)
+        if streams:
+            self._actions.append(Deliver(payload, streams))
+        if casualties:
+            for session in casualties:
+                self._overflow_disconnect(session)
+
+    def _route_each(self, recipients: Iterable[Session], delivery: Message) -> None:
+        """The slow path: outgoing extensions see each delivery per recipient."""
+        template = orjson.dumps(delivery)
+        casualties: list[Session] = []
+        for session in list(recipients):
+            message: Message | None = orjson.loads(template)
+            context = MessageContext(self._now, session.client_id, None, is_delivery=True)
+            for extension in list(self._extensions):
+                assert message is not None
+                message = extension.outgoing(message, context)
+                if message is None:
+                    break
+            if message is None:
+                continue
+            payload = orjson.dumps(message)
+            if session.stream is not None:
+                self._actions.append(Deliver(payload, (session.stream,)))
+            elif len(session.queue) >= self.config.max_queue and not self._make_room(session):
+                casualties.append(session)
+            else:
+                session.queue.append(payload)
+                self._mark_dirty(session)
+        for session in casualties:
+            self._overflow_disconnect(session)
+
+    def _make_room(self, session: Session) -> bool:
+        """Apply the overflow policy to a full queue; False: end the session."""
+        if self.config.overflow is OverflowPolicy.DISCONNECT:
+            return False
+        session.queue.popleft()
+        if not session.dropped:
+            self._overflowed.append(session)
+        session.dropped += 1
+        return True
+
+    def _overflow_disconnect(self, session: Session) -> None:
+        if session.state is SessionState.NONE:
+            return
+        self._end(session)
+        self._actions.append(Disconnected(session.client_id, DisconnectReason.OVERFLOW))
+
+    def _mark_dirty(self, session: Session) -> None:
+        if session.held is not None and not session.dirty:
+            session.dirty = True
+            self._dirty.append(session)
+
+    def _bind(self, session: Session, conn: int) -> None:
+        """Push this session's deliveries down stream ``conn`` from now on."""
+        previous = self._streams.get(conn)
+        if previous is not None and previous is not session and previous.stream == conn:
+            previous.stream = None
+        self._streams[conn] = session
+        session.stream = conn
+
+    def _release(self, session: Session, *, with_messages: bool = True) -> None:
+        """Answer the held connect of ``session`` (with its queue)."""
+        held = session.held
+        assert held is not None
+        session.held = None
+        del self._held[held.conn]
+        encoded = self._outgoing_reply(held.reply, held.request)
+        body = held.parts
+        if encoded is not None:
+            body.append(encoded)
+        messages: tuple[bytes, ...] = ()
+        if with_messages and session.queue:
+            messages = tuple(session.queue)
+            session.queue.clear()
+            body.extend(messages)
+        self._actions.append(
+            Reply(held.conn, b"[" + b",".join(body) + b"]", session.client_id, messages)
+        )
+        self._start_expiry(session)
+
+    def _end(self, session: Session, conn: int | None = None) -> None:
+        """Remove a session: release its connect, close its stream, forget it."""
+        if session.held is not None:
+            held = session.held
+            held.reply["advice"] = {"reconnect": "none", "interval": 0}
+            self._release(session, with_messages=False)
+        stream = session.stream
+        if stream is not None:
+            session.stream = None
+            if self._streams.get(stream) is session:
+                self._streams[stream] = None
+            if stream != conn:
+                self._actions.append(Close(stream))
+        for pattern in sorted(session.subscriptions):
+            self._actions.append(Unsubscribed(session.client_id, pattern))
+        self._store.remove(session)
+        session.state = SessionState.NONE
+        session.queue.clear()
+        session.token += 1
+
+    def _start_expiry(self, session: Session) -> None:
+        self._set_deadline(session, self._now + session.interval + self.config.session_timeout)
+
+    def _set_deadline(self, session: Session, when: float) -> None:
+        session.deadline = when
+        session.token += 1
+        self._sequence += 1
+        heapq.heappush(self._timers, (when, self._sequence, session.token, session))

@@ -1,0 +1,71 @@
+"""Server extensions: ordered hooks on every message in and out.
+
+An extension is a subclass of :class:`Extension` that overrides ``incoming``,
+``outgoing`` or both. The engine runs them in the order they were added, for
+both directions, as Faye does.
+
+``incoming`` sees each message a client sends, before the engine acts on it.
+It may change the message and return it; set ``message["error"]`` to refuse
+it (the engine replies ``successful: false`` with that error and does not act);
+or return ``None`` to drop it without a reply.
+
+``outgoing`` sees every reply, and every delivery to every recipient. It may
+change the message, or return ``None`` to drop it for that recipient. Because
+it runs per recipient, a publish that has an outgoing extension installed is
+encoded once per recipient instead of once in all. An extension that only
+cares about replies sets ``outgoing_deliveries = False`` and keeps the fast
+path.
+
+Hooks are synchronous and must not do I/O. A network layer that needs an
+asynchronous check (a database look-up) runs it before handing the message to
+the engine, and refuses it by setting ``error`` in the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ._messages import Message
+
+__all__ = ["Extension", "MessageContext"]
+
+
+@dataclass(frozen=True, slots=True)
+class MessageContext:
+    """What an extension knows besides the message.
+
+    Attributes:
+        now: the caller's clock, as passed to the engine.
+        client_id: the sender (incoming) or the recipient (outgoing), if known.
+        request: the opaque object the network layer passed with the input
+            (for example the HTTP request headers), or ``None``.
+        is_delivery: True when an outgoing message is a delivery to a
+            subscriber rather than a reply.
+    """
+
+    now: float
+    client_id: str | None = None
+    request: object = None
+    is_delivery: bool = False
+
+
+class Extension:
+    """Base class with pass-through hooks; override what you need."""
+
+    #: False: ``outgoing`` sees replies only, never deliveries to subscribers.
+    outgoing_deliveries: bool = True
+
+    def incoming(self, message: Message, context: MessageContext) -> Message | None:
+        return message
+
+    def outgoing(self, message: Message, context: MessageContext) -> Message | None:
+        return message
+
+    @property
+    def rewrites_outgoing(self) -> bool:
+        """True if ``outgoing`` must see each delivery to each recipient.
+
+        Deliveries take the shared, encode-once path only while no installed
+        extension says so.
+        """
+        return self.outgoing_deliveries and type(self).outgoing is not Extension.outgoing
