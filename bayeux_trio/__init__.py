@@ -1,3 +1,8 @@
-"""bayeux_trio: the trio network layer for bayeux_core."""
+"""bayeux_trio: a Bayeux (Faye/CometD) server on trio, h11 and wsproto."""
 
-__all__: list[str] = []
+from ._config import ServerConfig as ServerConfig
+from ._extensions import AsyncExtension as AsyncExtension
+from ._extensions import load_extension as load_extension
+from ._server import BayeuxServer as BayeuxServer
+
+__all__ = ("AsyncExtension", "BayeuxServer", "ServerConfig", "load_extension")

@@ -1,0 +1,125 @@
+"""The ``bayeux`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import trio
+
+from bayeux_core import EngineConfig
+
+from ._config import ServerConfig
+from ._extensions import load_extension
+from ._server import BayeuxServer
+
+__all__ = ["main"]
+
+log = logging.getLogger("bayeux")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bayeux", description="A Bayeux (Faye/CometD) push messaging server."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        help="run the server",
+        description="Serve Bayeux over long-polling, callback-polling, WebSocket and EventSource.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=9292, help="port to listen on (0: any)")
+    serve.add_argument("--mount", default="/faye", help="path of the Bayeux endpoint")
+    serve.add_argument(
+        "--timeout", type=float, default=25.0, help="seconds a /meta/connect is held"
+    )
+    serve.add_argument(
+        "--ping", type=float, default=None, help="seconds between WebSocket pings (default: none)"
+    )
+    serve.add_argument(
+        "--extension",
+        action="append",
+        default=[],
+        metavar="MODULE:ATTR",
+        help="load a server extension (repeatable), e.g. myapp.auth:ServerAuth",
+    )
+    serve.add_argument(
+        "--static", type=Path, default=None, metavar="DIR", help="serve DIR's files at /"
+    )
+    serve.add_argument(
+        "--allow-origin",
+        action="append",
+        default=None,
+        metavar="ORIGIN",
+        help="accept only these origins (repeatable; default: any, as Faye)",
+    )
+    serve.add_argument("--max-body", type=int, default=1024 * 1024, help="largest HTTP body")
+    serve.add_argument(
+        "--max-ws-message", type=int, default=1024 * 1024, help="largest WebSocket message"
+    )
+    serve.add_argument(
+        "--max-connections", type=int, default=19_000, help="open connections at once"
+    )
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="logging verbosity",
+    )
+    return parser
+
+
+def _config(args: argparse.Namespace) -> ServerConfig:
+    return ServerConfig(
+        host=args.host,
+        port=args.port,
+        mount=args.mount,
+        engine=EngineConfig(timeout=args.timeout),
+        ping=args.ping,
+        static_dir=args.static,
+        allowed_origins=frozenset(args.allow_origin) if args.allow_origin else None,
+        max_body=args.max_body,
+        max_ws_message=args.max_ws_message,
+        max_connections=args.max_connections,
+    )
+
+
+async def _serve(server: BayeuxServer) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve)
+
+            async def stop_on_signal() -> None:
+                async for signum in signals:
+                    log.info("%s: shutting down", signal.Signals(signum).name)
+                    await server.close()
+                    nursery.cancel_scope.cancel()
+                    return
+
+            nursery.start_soon(stop_on_signal)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        config = _config(args)
+        extensions = [load_extension(spec) for spec in args.extension]
+    except ValueError as exc:
+        parser.error(str(exc))
+    server = BayeuxServer(config, extensions=extensions)
+    try:
+        trio.run(_serve, server)
+    except OSError as exc:
+        print(f"bayeux: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,503 @@
+"""One HTTP/1.1 connection: parse with h11, route as Faye does, answer.
+
+Routing under the mount path, in Faye's order:
+
+1. ``*.js`` / ``*.map``: the browser client (static);
+2. ``OPTIONS``, or any request with ``Access-Control-Request-Method``: CORS
+   preflight;
+3. ``GET`` accepting ``text/event-stream``: an EventSource stream for the
+   client id in the last path segment;
+4. ``Upgrade: websocket``: hand the socket to :mod:`._websocket`;
+5. ``GET ?message=...[&jsonp=cb]``: callback-polling (JSON-P);
+6. ``POST`` with ``Content-Type: application/json``: the body is JSON;
+7. any other ``POST``: a form body whose ``message`` field is the JSON;
+8. anything else: 400.
+
+Outside the mount, files of ``--static`` are served, else 404.
+
+A Bayeux request gets a fresh engine connection id. When the engine holds
+its ``/meta/connect``, the task keeps reading the socket so that a client that
+goes away is noticed (the engine then keeps its messages for the next
+connect); the hub writes the response straight into the output buffer when
+the reply comes, and wakes this task to read the next request.
+"""
+
+from __future__ import annotations
+
+import http
+import logging
+import re
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlsplit
+
+import h11
+import trio
+
+from bayeux_core import BodyError, decode_body
+
+from ._frames import chunk, sse_event
+from ._hub import Hub, Kind
+from ._output import Output
+from ._static import StaticFile, StaticFiles
+
+if TYPE_CHECKING:
+    from ._server import BayeuxServer
+
+__all__ = ["HttpConnection"]
+
+log = logging.getLogger("bayeux.server")
+
+_JSONP_CALLBACK = re.compile(r"[a-z_$][a-z0-9_$]*(?:\.[a-z_$][a-z0-9_$]*)*", re.IGNORECASE)
+_DEFAULT_CALLBACK = "jsonpcallback"
+_PREFLIGHT_HEADERS = [
+    (b"access-control-allow-credentials", b"true"),
+    (
+        b"access-control-allow-headers",
+        b"Accept, Authorization, Content-Type, Pragma, X-Requested-With",
+    ),
+    (b"access-control-allow-methods", b"POST, GET"),
+    (b"access-control-max-age", b"86400"),
+]
+_NO_CACHE = [
+    (b"cache-control", b"no-cache, no-store"),
+    (b"x-content-type-options", b"nosniff"),
+]
+_READ_SIZE = 65536
+_REASONS = {status.value: status.phrase.encode() for status in http.HTTPStatus}
+
+
+class _Closed(Exception):
+    """The peer went away, or we must stop reading this connection."""
+
+
+class HttpConnection:
+    """Serves one accepted socket until it closes or becomes a WebSocket."""
+
+    kind = Kind.HTTP
+
+    def __init__(self, server: BayeuxServer, stream: trio.SocketStream) -> None:
+        self.server = server
+        self.hub: Hub = server.hub
+        self.config = server.config
+        self.stream = stream
+        sock = stream.socket._sock  # type: ignore[attr-defined]  # the stdlib socket
+        self.output: Output | None = Output(
+            sock,
+            max_buffer=self.config.max_buffer,
+            on_broken=self._broken,
+            count=self.hub.drains,
+        )
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self.config.max_header)
+        #: engine connection id of the request waiting for its reply
+        self._waiting: int | None = None
+        self._jsonp: str | None = None
+        self._origin: bytes | None = None
+        self._hold_scope: trio.CancelScope | None = None
+        self._eventsource: int | None = None
+
+    # ------------------------------------------------------------- main loop
+
+    async def serve(self) -> None:
+        try:
+            await self._serve()
+        except _Closed:
+            pass
+        except h11.RemoteProtocolError as exc:
+            await self._bad_http(exc)
+        finally:
+            if self._waiting is not None:
+                self.hub.forget(self._waiting)
+                self._waiting = None
+            if self._eventsource is not None:
+                self.hub.forget(self._eventsource)
+                self._eventsource = None
+
+    async def _serve(self) -> None:
+        while True:
+            request = await self._read_head()
+            if request is None:
+                return
+            body = await self._read_body()
+            upgraded = await self._dispatch(request, body)
+            if upgraded:
+                return
+            if self._waiting is not None:
+                await self._hold()
+            if self.h11.our_state is h11.MUST_CLOSE or self.h11.their_state is h11.MUST_CLOSE:
+                await self._finish()
+                return
+            if self.h11.our_state is not h11.DONE:
+                # a streaming response (EventSource) ended: the connection is spent
+                return
+            self.h11.start_next_cycle()
+
+    async def _read_head(self) -> h11.Request | None:
+        """The next request head, or None on a clean close between requests.
+
+        An idle kept-alive connection may wait ``idle_timeout`` for its next
+        request; once a request has begun, its whole head must arrive within
+        ``header_timeout`` (slow-header attacks cost us one idle task, no more).
+        """
+        config = self.config
+        started = bool(self.h11.trailing_data[0])
+        timeout = config.header_timeout if started else config.idle_timeout
+        with trio.move_on_after(timeout) as scope:
+            while True:
+                event = self.h11.next_event()
+                if event is h11.NEED_DATA:
+                    data = await self._receive()
+                    if data and not started:
+                        started = True
+                        scope.deadline = trio.current_time() + config.header_timeout
+                    self.h11.receive_data(data)
+                    continue
+                if isinstance(event, h11.Request):
+                    return event
+                if isinstance(event, h11.ConnectionClosed):
+                    return None
+                raise _Closed  # PAUSED, or an event that cannot start a request
+        if started:
+            log.debug("closing a connection whose request head did not arrive in time")
+            self._respond_simple(408, b"Request timeout", close=True)
+            await self._finish()
+        return None
+
+    async def _read_body(self) -> bytes:
+        limit = self.config.max_body
+        parts: list[bytes] = []
+        size = 0
+        with trio.move_on_after(self.config.body_timeout) as scope:
+            while True:
+                event = self.h11.next_event()
+                if event is h11.NEED_DATA:
+                    self.h11.receive_data(await self._receive())
+                    continue
+                if isinstance(event, h11.Data):
+                    size += len(event.data)
+                    if size > limit:
+                        self._respond_simple(413, b"Request entity too large", close=True)
+                        await self._finish()
+                        raise _Closed
+                    parts.append(bytes(event.data))
+                    continue
+                if isinstance(event, h11.EndOfMessage):
+                    return b"".join(parts)
+                raise _Closed
+        if scope.cancelled_caught:
+            self._respond_simple(408, b"Request timeout", close=True)
+            await self._finish()
+        raise _Closed
+
+    async def _receive(self) -> bytes:
+        try:
+            return await self.stream.receive_some(_READ_SIZE)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            raise _Closed from None
+
+    async def _hold(self) -> None:
+        """Wait for the held reply while watching the socket for EOF."""
+        with trio.CancelScope() as scope:
+            self._hold_scope = scope
+            while self._waiting is not None:
+                data = await self._receive()
+                if not data:
+                    raise _Closed
+                # Pipelined bytes: h11 keeps them until the next cycle.
+                self.h11.receive_data(data)
+                if len(self.h11.trailing_data[0]) > self.config.max_body + self.config.max_header:
+                    raise _Closed
+        self._hold_scope = None
+        if self._waiting is not None:
+            raise _Closed  # the output broke while we waited
+
+    async def _finish(self) -> None:
+        output = self.output
+        if output is not None:
+            self.hub.mark_dirty(output)
+            await output.wait_flushed()
+
+    def _broken(self) -> None:
+        if self._hold_scope is not None:
+            self._hold_scope.cancel()
+
+    # --------------------------------------------------------------- routing
+
+    async def _dispatch(self, request: h11.Request, body: bytes) -> bool:
+        """Answer one request; True if the socket now belongs to a WebSocket."""
+        target = request.target.decode("latin-1")
+        parts = urlsplit(target)
+        path = parts.path
+        headers = dict(request.headers)
+        self._origin = headers.get(b"origin")
+        mount = self.config.mount
+        if not _under(path, mount):
+            await self._static_response(request, headers, self.server.static_files, path)
+            return False
+        if path.endswith((".js", ".map")):
+            name = path.rsplit("/", 1)[-1]
+            if name == mount.rsplit("/", 1)[-1] + ".js":
+                name = "client.js"  # /faye.js is an alias, as in Faye
+            await self._static_response(request, headers, self.server.client_files, name)
+            return False
+        if not self._origin_allowed():
+            self._respond_simple(403, b"Forbidden origin")
+            return False
+        method = request.method
+        if method == b"OPTIONS" or b"access-control-request-method" in headers:
+            self._preflight(headers)
+            return False
+        if method == b"GET" and b"text/event-stream" in headers.get(b"accept", b""):
+            await self._eventsource_stream(path)
+            return False
+        if b"websocket" in headers.get(b"upgrade", b"").lower():
+            from ._websocket import upgrade
+
+            await upgrade(self, request)
+            return True
+        query = parse_qs(parts.query, keep_blank_values=True)
+        if method == b"GET":
+            message = _first(query, "message")
+            callback = _first(query, "jsonp") or _DEFAULT_CALLBACK
+            if message is None or not _JSONP_CALLBACK.fullmatch(callback):
+                self._respond_simple(400, b"Bad request")
+                return False
+            await self._bayeux(message, callback, request)
+            return False
+        if method == b"POST":
+            content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+            payload: bytes | str | None = body
+            if content_type != b"application/json":
+                # Browsers' CORS requests send text/plain, old IE nothing: any
+                # other type is a form whose "message" field is the JSON.
+                try:
+                    form = parse_qs(body.decode("utf-8"), keep_blank_values=True)
+                except UnicodeDecodeError:
+                    form = {}
+                payload = _first(form, "message") or _first(query, "message")
+                jsonp = _first(form, "jsonp")
+                if jsonp is not None and not _JSONP_CALLBACK.fullmatch(jsonp):
+                    payload = None
+            if payload is None:
+                self._respond_simple(400, b"Bad request")
+                return False
+            await self._bayeux(payload, None, request)
+            return False
+        self._respond_simple(400, b"Bad request")
+        return False
+
+    def _origin_allowed(self) -> bool:
+        allowed = self.config.allowed_origins
+        if allowed is None or self._origin is None:
+            return True
+        return self._origin.decode("latin-1") in allowed
+
+    async def _bayeux(
+        self, payload: bytes | str, callback: str | None, request: h11.Request
+    ) -> None:
+        engine_config = self.hub.engine.config
+        messages = decode_body(
+            payload, max_bytes=self.config.max_body, max_messages=engine_config.max_batch
+        )
+        if isinstance(messages, BodyError):
+            log.debug("refused a body: %s", messages.detail)
+            status = messages.http_status
+            self._respond_simple(status, b"Bad request" if status == 400 else b"Too large")
+            return
+        self._jsonp = callback
+        conn = self.hub.new_conn(self)
+        self._waiting = conn
+        await self.server.receive(conn, messages, request)
+
+    # ----------------------------------------------------- engine callbacks
+
+    def reply(self, conn: int, body: bytes) -> bool:
+        """The hub has the reply for our waiting request: write it out."""
+        if conn == self._eventsource:
+            return self._push_event(body)
+        if conn != self._waiting or self.output is None or self.output.broken:
+            return False
+        self._waiting = None
+        self.hub.release(conn)
+        headers = list(_NO_CACHE)
+        if self._jsonp is not None:
+            body = b"/**/" + self._jsonp.encode() + b"(" + _escape_js(body) + b");"
+            headers.append((b"content-type", b"text/javascript; charset=utf-8"))
+            headers.append((b"content-disposition", b"attachment; filename=f.txt"))
+        else:
+            headers.append((b"content-type", b"application/json; charset=utf-8"))
+        headers.append((b"content-length", b"%d" % len(body)))
+        headers.extend(self._cors())
+        ok = self._send(h11.Response(status_code=200, headers=headers), body)
+        if self._hold_scope is not None:
+            self._hold_scope.cancel()
+        return ok
+
+    def push(self, frame: bytes) -> None:  # pragma: no cover - HTTP endpoints have output
+        raise AssertionError("HTTP endpoints are written through their output buffer")
+
+    def close_stream(self) -> None:
+        if self._eventsource is not None and self.output is not None:
+            self.output.write(b"0\r\n\r\n")
+            self.hub.mark_dirty(self.output)
+            if self._hold_scope is not None:
+                self._hold_scope.cancel()
+
+    # ------------------------------------------------------------ responses
+
+    def _cors(self) -> list[tuple[bytes, bytes]]:
+        if self._origin is None:
+            return []
+        return [
+            (b"access-control-allow-origin", self._origin),
+            (b"access-control-allow-credentials", b"true"),
+        ]
+
+    def _preflight(self, headers: dict[bytes, bytes]) -> None:
+        origin = self._origin or headers.get(b"referer") or b"*"
+        response_headers = [(b"access-control-allow-origin", origin), *_PREFLIGHT_HEADERS]
+        response_headers.append((b"content-length", b"0"))
+        self._send(h11.Response(status_code=200, headers=response_headers), b"")
+
+    def _respond_simple(self, status: int, text: bytes, *, close: bool = False) -> None:
+        headers = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", b"%d" % len(text)),
+        ]
+        if close:
+            headers.append((b"connection", b"close"))
+        self._send(h11.Response(status_code=status, headers=headers), text)
+
+    async def _static_response(
+        self,
+        request: h11.Request,
+        headers: dict[bytes, bytes],
+        files: StaticFiles | None,
+        path: str,
+    ) -> None:
+        if request.method not in (b"GET", b"HEAD"):
+            self._respond_simple(405 if files is not None else 404, b"Not found")
+            return
+        found: StaticFile | None = None
+        if files is not None:
+            found = await trio.to_thread.run_sync(files.get, path)
+        if found is None:
+            self._respond_simple(404, b"Not found")
+            return
+        base = [
+            (b"etag", found.etag.encode()),
+            (b"last-modified", found.last_modified.encode()),
+        ]
+        inm = headers.get(b"if-none-match")
+        ims = headers.get(b"if-modified-since")
+        if found.not_modified(
+            inm.decode("latin-1") if inm is not None else None,
+            ims.decode("latin-1") if ims is not None else None,
+        ):
+            self._send(h11.Response(status_code=304, headers=base), b"")
+            return
+        response_headers = [
+            *base,
+            (b"content-type", found.content_type.encode()),
+            (b"content-length", b"%d" % len(found.body)),
+        ]
+        body = found.body if request.method == b"GET" else b""
+        self._send(h11.Response(status_code=200, headers=response_headers), body)
+
+    def _send(self, response: h11.Response, body: bytes) -> bool:
+        output = self.output
+        assert output is not None
+        if not response.reason:
+            response = h11.Response(
+                status_code=response.status_code,
+                headers=response.headers,
+                reason=_REASONS.get(response.status_code, b""),
+            )
+        data = self.h11.send(response) or b""
+        if body:
+            data += self.h11.send(h11.Data(data=body)) or b""
+        data += self.h11.send(h11.EndOfMessage()) or b""
+        ok = output.write(data)
+        self.hub.mark_dirty(output)
+        return ok
+
+    async def _bad_http(self, exc: h11.RemoteProtocolError) -> None:
+        log.debug("malformed HTTP: %s", exc)
+        if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        status = exc.error_status_hint
+        text = b"Request header fields too large" if status == 431 else b"Bad request"
+        headers = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", b"%d" % len(text)),
+            (b"connection", b"close"),
+        ]
+        try:
+            self._send(h11.Response(status_code=status, headers=headers), text)
+        except h11.LocalProtocolError:
+            return
+        await self._finish()
+
+    # ----------------------------------------------------------- EventSource
+
+    async def _eventsource_stream(self, path: str) -> None:
+        client_id = path.rsplit("/", 1)[-1]
+        conn = self.hub.new_conn(self)
+        self._eventsource = conn
+        headers = [
+            (b"content-type", b"text/event-stream"),
+            (b"cache-control", b"no-cache, no-store"),
+            (b"connection", b"close"),
+            *self._cors(),
+        ]
+        output = self.output
+        assert output is not None
+        if not self.hub.is_known_client(client_id):
+            self._eventsource = None
+            self.hub.release(conn)
+            self._respond_simple(400, b"Bad request")
+            return
+        head = self.h11.send(h11.Response(status_code=200, headers=headers)) or b""
+        output.write(head + chunk(b"retry: 5000\r\n\r\n"))
+        self.hub.mark_dirty(output)
+        self.server.track_stream(self)
+        try:
+            self.hub.open_stream(conn, client_id)
+            with trio.CancelScope() as scope:
+                self._hold_scope = scope
+                while await self._receive():
+                    pass
+        finally:
+            self._hold_scope = None
+            self.server.untrack_stream(self)
+            self._eventsource = None
+            self.hub.forget(conn)
+        raise _Closed
+
+    def _push_event(self, body: bytes) -> bool:
+        output = self.output
+        if output is None:
+            return False
+        ok = output.write(chunk(sse_event(body)))
+        self.hub.mark_dirty(output)
+        return ok
+
+    def ping(self) -> None:
+        """Keep an EventSource stream open through proxies (``:`` comment)."""
+        output = self.output
+        if output is not None and self._eventsource is not None:
+            output.write(chunk(b":\r\n\r\n"))
+            self.hub.mark_dirty(output)
+
+
+def _under(path: str, mount: str) -> bool:
+    return path == mount or path.startswith((mount.rstrip("/") + "/", mount + "."))
+
+
+def _first(query: dict[str, list[str]], name: str) -> str | None:
+    values = query.get(name)
+    return values[0] if values else None
+
+
+def _escape_js(body: bytes) -> bytes:
+    # U+2028 and U+2029 are valid in JSON but end a line in JavaScript.
+    return body.replace(b"\xe2\x80\xa8", b"\\u2028").replace(b"\xe2\x80\xa9", b"\\u2029")

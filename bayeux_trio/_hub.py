@@ -1,0 +1,235 @@
+"""The hub: the one place that talks to the engine.
+
+Connection tasks call the hub's methods, which call the engine and then
+execute every action it returns before they return themselves. Nothing awaits
+between an engine call and the draining of its actions, so in trio's single
+thread there is no lock and no race. Actions run in one pass:
+
+* :class:`~bayeux_core.Reply` goes to the endpoint that owns the connection id;
+* :class:`~bayeux_core.Deliver` is framed once per transport kind and appended
+  to each recipient's output buffer;
+* events go to the application's listeners;
+
+then every output buffer that got bytes is flushed with one non-blocking send.
+A single timer task sleeps until the engine's next deadline, which each pass
+updates in place.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import trio
+
+from bayeux_core import (
+    Close,
+    Deliver,
+    Engine,
+    Event,
+    LocalProtocolError,
+    Message,
+    Reply,
+)
+
+from ._frames import chunk, sse_event, ws_text_frame
+from ._output import DrainCount, Output
+
+__all__ = ["Endpoint", "Hub", "Kind"]
+
+log = logging.getLogger("bayeux.server")
+
+
+class Kind(enum.IntEnum):
+    """How an endpoint frames what the engine sends it."""
+
+    HTTP = 0
+    WEBSOCKET = 1
+    EVENTSOURCE = 2
+    LOCAL = 3
+
+
+class Endpoint(Protocol):
+    """Something that owns engine connection ids and can receive replies."""
+
+    kind: Kind
+    output: Output | None
+
+    def reply(self, conn: int, body: bytes) -> bool:
+        """Send a reply body; False if it could not be sent."""
+
+    def push(self, frame: bytes) -> None:
+        """Push one framed delivery (LOCAL endpoints get the raw JSON array)."""
+
+    def close_stream(self) -> None:
+        """The session bound to this stream ended."""
+
+
+Listener = Callable[[Event], None]
+
+
+class Hub:
+    """Owns the :class:`~bayeux_core.Engine` for a server."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._endpoints: dict[int, Endpoint] = {}
+        self._dirty: list[Output] = []
+        self._listeners: list[Listener] = []
+        self._next_conn = 0
+        self._nursery: trio.Nursery | None = None
+        self._timer_scope = trio.CancelScope()
+        #: outputs still draining (see :meth:`has_pending_output`)
+        self.drains = DrainCount()
+
+    # ------------------------------------------------------------- lifecycle
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the timer and own the drain tasks; cancel to stop."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            while True:
+                with self._timer_scope:
+                    self._update_timer()
+                    await trio.sleep_forever()
+                self._timer_scope = trio.CancelScope()
+                self.engine.handle_timer(trio.current_time())
+                self._pump()
+
+    def release_held(self) -> None:
+        """Answer every held connect (shutdown): clients reconnect later."""
+        self.engine.release_held(now=trio.current_time())
+        self._pump()
+
+    # ------------------------------------------------------------ endpoints
+
+    def new_conn(self, endpoint: Endpoint) -> int:
+        """A fresh connection id owned by ``endpoint``."""
+        self._next_conn += 1
+        self._endpoints[self._next_conn] = endpoint
+        return self._next_conn
+
+    def forget(self, conn: int) -> None:
+        """``conn`` is gone: the engine drops what it held on it."""
+        if self._endpoints.pop(conn, None) is not None:
+            self.engine.close(conn, now=trio.current_time())
+            self._pump()
+
+    def has_pending_output(self) -> bool:
+        """True while some connection has bytes the kernel has not taken."""
+        return bool(self._dirty) or self.drains.active > 0
+
+    def release(self, conn: int) -> None:
+        """Drop ``conn`` after its reply; the engine no longer knows it."""
+        self._endpoints.pop(conn, None)
+
+    def is_known_client(self, client_id: str) -> bool:
+        return self.engine.store.get(client_id) is not None
+
+    def mark_dirty(self, output: Output) -> None:
+        if not output.dirty:
+            output.dirty = True
+            self._dirty.append(output)
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        self._listeners.remove(listener)
+
+    # ---------------------------------------------------------------- inputs
+
+    def receive(self, conn: int, messages: Sequence[Message], request: object = None) -> None:
+        self.engine.receive(conn, messages, now=trio.current_time(), request=request)
+        self._pump()
+
+    def open_stream(self, conn: int, client_id: str | None = None) -> bool:
+        ok = self.engine.open_stream(conn, now=trio.current_time(), client_id=client_id)
+        self._pump()
+        return ok
+
+    def publish(self, channel: str, data: Any, ext: Any = None) -> None:
+        self.engine.publish(channel, data, now=trio.current_time(), ext=ext)
+        self._pump()
+
+    # ------------------------------------------------------------ execution
+
+    def _pump(self) -> None:
+        engine = self.engine
+        endpoints = self._endpoints
+        while actions := engine.actions_to_send():
+            for action in actions:
+                kind = type(action)
+                if kind is Deliver:
+                    self._deliver(action)  # type: ignore[arg-type]
+                elif kind is Reply:
+                    reply: Reply = action  # type: ignore[assignment]
+                    endpoint = endpoints.get(reply.conn)
+                    if endpoint is None or not endpoint.reply(reply.conn, reply.body):
+                        engine.reply_failed(reply, now=trio.current_time())
+                elif kind is Close:
+                    endpoint = endpoints.get(action.conn)  # type: ignore[attr-defined]
+                    if endpoint is not None:
+                        endpoint.close_stream()
+                else:
+                    self._notify(action)  # type: ignore[arg-type]
+        self._flush()
+        self._update_timer()
+
+    def _deliver(self, action: Deliver) -> None:
+        endpoints = self._endpoints
+        frames: list[bytes | None] = [None, None, None, None]
+        dirty = self._dirty
+        for conn in action.conns:
+            endpoint = endpoints.get(conn)
+            if endpoint is None:
+                continue
+            kind = endpoint.kind
+            frame = frames[kind]
+            if frame is None:
+                frame = frames[kind] = _frame(kind, action.payload)
+            output = endpoint.output
+            if output is None:
+                endpoint.push(frame)
+            elif output.write(frame) and not output.dirty:
+                output.dirty = True
+                dirty.append(output)
+
+    def flush(self) -> None:
+        """Send what is buffered on every dirty connection."""
+        self._flush()
+
+    def _flush(self) -> None:
+        if not self._dirty:
+            return
+        nursery = self._nursery
+        if nursery is None:
+            raise LocalProtocolError("the hub is not running")
+        dirty = self._dirty
+        self._dirty = []
+        for output in dirty:
+            output.flush(nursery)
+
+    def _notify(self, event: Event) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("event listener %r failed on %s", listener, type(event).__name__)
+
+    def _update_timer(self) -> None:
+        deadline = self.engine.get_timer()
+        self._timer_scope.deadline = math.inf if deadline is None else deadline
+
+
+def _frame(kind: Kind, payload: bytes) -> bytes:
+    body = b"[" + payload + b"]"
+    if kind is Kind.WEBSOCKET:
+        return ws_text_frame(body)
+    if kind is Kind.EVENTSOURCE:
+        return chunk(sse_event(body))
+    return body
