@@ -20,7 +20,7 @@ from __future__ import annotations
 import enum
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import trio
@@ -118,6 +118,12 @@ class Hub:
         if self._endpoints.pop(conn, None) is not None:
             self.engine.close(conn, now=trio.current_time())
             self._pump()
+
+    def start_soon(self, fn: Callable[[], Awaitable[object]]) -> None:
+        """Run ``fn`` in the hub's nursery (for work that must not nest in a pump)."""
+        if self._nursery is None:
+            raise LocalProtocolError("the hub is not running")
+        self._nursery.start_soon(fn)
 
     def has_pending_output(self) -> bool:
         """True while some connection has bytes the kernel has not taken."""

@@ -26,6 +26,7 @@ from ._config import ServerConfig
 from ._extensions import AsyncExtension
 from ._http import HttpConnection
 from ._hub import Hub
+from ._local import LocalClient
 from ._static import StaticFiles
 
 __all__ = ["BayeuxServer"]
@@ -73,6 +74,7 @@ class BayeuxServer:
         self._listeners: list[trio.SocketListener] = []
         #: the port actually bound (useful with port 0)
         self.port: int | None = None
+        self._local: LocalClient | None = None
 
     # ------------------------------------------------------------------ API
 
@@ -115,6 +117,16 @@ class BayeuxServer:
 
         self.hub.add_listener(listener)
         return listener
+
+    def get_client(self) -> LocalClient:
+        """The server's in-process client (one per server, made on first use).
+
+        Its messages pass through the server's extensions with ``request``
+        None, as with Faye's ``getClient()``. The server must be serving.
+        """
+        if self._local is None:
+            self._local = LocalClient(self)
+        return self._local
 
     @property
     def url(self) -> str:
