@@ -31,16 +31,30 @@ def _parser() -> argparse.ArgumentParser:
         "serve",
         help="run the server",
         description="Serve Bayeux over long-polling, callback-polling, WebSocket and EventSource.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=int, default=9292, help="port to listen on (0: any)")
-    serve.add_argument("--mount", default="/faye", help="path of the Bayeux endpoint")
-    serve.add_argument(
-        "--timeout", type=float, default=25.0, help="seconds a /meta/connect is held"
     )
     serve.add_argument(
-        "--ping", type=float, default=None, help="seconds between WebSocket pings (default: none)"
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=9292,
+        help="port to listen on, 0 for any free one (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--mount", default="/faye", help="path of the Bayeux endpoint (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--timeout",
+        type=float,
+        default=25.0,
+        help="seconds a /meta/connect is held (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--ping",
+        type=float,
+        default=None,
+        help="seconds between WebSocket pings (default: no pings)",
     )
     serve.add_argument(
         "--extension",
@@ -59,18 +73,29 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ORIGIN",
         help="accept only these origins (repeatable; default: any, as Faye)",
     )
-    serve.add_argument("--max-body", type=int, default=1024 * 1024, help="largest HTTP body")
     serve.add_argument(
-        "--max-ws-message", type=int, default=1024 * 1024, help="largest WebSocket message"
+        "--max-body",
+        type=int,
+        default=1024 * 1024,
+        help="largest HTTP body in bytes (default: %(default)s)",
     )
     serve.add_argument(
-        "--max-connections", type=int, default=19_000, help="open connections at once"
+        "--max-ws-message",
+        type=int,
+        default=1024 * 1024,
+        help="largest WebSocket message in bytes (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=int,
+        default=19_000,
+        help="open connections at once (default: %(default)s)",
     )
     serve.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
-        help="logging verbosity",
+        help="logging verbosity (default: %(default)s)",
     )
     return parser
 

@@ -20,7 +20,7 @@ from typing import Any, Protocol, TypeVar
 
 import trio
 
-from bayeux_core import Engine, Event, Extension, Message
+from bayeux_core import Engine, Event, Extension, Message, Published
 
 from ._config import ServerConfig
 from ._extensions import AsyncExtension
@@ -38,6 +38,24 @@ E = TypeVar("E", bound=Event)
 _CLIENT_DIR = Path(__file__).parent / "static"
 #: EventSource streams get a comment this often when no ping period is set.
 _EVENTSOURCE_PING = 10.0
+
+
+def _log_event(event: Event) -> None:
+    """Session events at debug level; client ids cut to 6 characters."""
+    if not log.isEnabledFor(logging.DEBUG) or isinstance(event, Published):
+        return
+    client_id = getattr(event, "client_id", None)
+    fields = ", ".join(
+        f"{name}={value}"
+        for name, value in (
+            ("channel", getattr(event, "channel", None)),
+            ("reason", getattr(event, "reason", None)),
+            ("dropped", getattr(event, "dropped", None)),
+        )
+        if value is not None
+    )
+    short = f"{client_id[:6]}..." if isinstance(client_id, str) else "-"
+    log.debug("%s %s %s", type(event).__name__, short, fields)
 
 
 class _Pingable(Protocol):
@@ -75,6 +93,7 @@ class BayeuxServer:
         #: the port actually bound (useful with port 0)
         self.port: int | None = None
         self._local: LocalClient | None = None
+        self.hub.add_listener(_log_event)
 
     # ------------------------------------------------------------------ API
 
