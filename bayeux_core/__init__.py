@@ -24,8 +24,19 @@ from ._channels import is_service as is_service
 from ._channels import is_valid_name as is_valid_name
 from ._channels import is_valid_pattern as is_valid_pattern
 from ._channels import matches as matches
+from ._client import ClientEvent as ClientEvent
 from ._client import ClientSession as ClientSession
 from ._client import ClientState as ClientState
+from ._client import HandshakeFailed as HandshakeFailed
+from ._client import HandshakeSucceeded as HandshakeSucceeded
+from ._client import MessageReceived as MessageReceived
+from ._client import PublishFailed as PublishFailed
+from ._client import PublishSucceeded as PublishSucceeded
+from ._client import SessionEnded as SessionEnded
+from ._client import SubscribeFailed as SubscribeFailed
+from ._client import SubscribeSucceeded as SubscribeSucceeded
+from ._client import TransportDown as TransportDown
+from ._client import TransportUp as TransportUp
 from ._config import CONNECTION_TYPES as CONNECTION_TYPES
 from ._config import EngineConfig as EngineConfig
 from ._config import OverflowPolicy as OverflowPolicy
@@ -60,6 +71,7 @@ __all__ = (
     "BayeuxError",
     "BodyError",
     "BodyErrorKind",
+    "ClientEvent",
     "ClientSession",
     "ClientState",
     "Close",
@@ -71,23 +83,33 @@ __all__ = (
     "ErrorCode",
     "Event",
     "Extension",
+    "HandshakeFailed",
+    "HandshakeSucceeded",
     "Handshaken",
     "LocalProtocolError",
     "MemoryStore",
     "Message",
     "MessageContext",
     "MessageKind",
+    "MessageReceived",
     "Outcome",
     "OverflowPolicy",
     "ProtocolError",
+    "PublishFailed",
+    "PublishSucceeded",
     "Published",
     "QueueOverflow",
     "Reply",
     "Session",
+    "SessionEnded",
     "SessionExpired",
     "SessionState",
     "SessionStore",
+    "SubscribeFailed",
+    "SubscribeSucceeded",
     "Subscribed",
+    "TransportDown",
+    "TransportUp",
     "Unsubscribed",
     "decode_body",
     "encode",

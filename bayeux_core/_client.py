@@ -5,36 +5,62 @@ messages. The cycle is the same as the engine's: call an input method
 (:meth:`~ClientSession.handshake`, :meth:`~ClientSession.subscribe`,
 :meth:`~ClientSession.publish`, :meth:`~ClientSession.receive`,
 :meth:`~ClientSession.transport_failed`, :meth:`~ClientSession.handle_timer`),
-then send what :meth:`~ClientSession.messages_to_send` returns and act on what
+then send what :meth:`~ClientSession.messages_to_send` returns, act on what
 :meth:`~ClientSession.events` returns, and sleep until
 :meth:`~ClientSession.get_timer`.
 
-What it does for the driver:
+Rules, following the Faye client:
 
-* handshake, then keep one ``/meta/connect`` in flight, pausing
-  ``advice.interval`` between connects;
-* on ``reconnect: handshake`` (or any ``401``) handshake again and subscribe
-  again to every channel it was subscribed to; on ``reconnect: none`` stop;
-* hold publishes and subscribes made before the handshake, and resend in-flight
-  messages after a transport failure, ``retry`` seconds later (the server may
-  then see a publish twice, as with Faye);
-* hand each delivery to the application once, as a :class:`MessageReceived`,
-  if a subscription matches it;
-* a refused subscribe ends with :class:`SubscribeFailed` and is not retried.
+* After the handshake one ``/meta/connect`` is kept going: the next one is sent
+  ``advice.interval`` after the previous reply (at once when it is 0), or
+  ``max(interval, retry)`` after a failed one.
+* Advice is read from every reply. ``reconnect: handshake``, or a
+  ``401:<our clientId>:...`` error, means the server lost the session: the
+  client handshakes again (after ``advice.interval``) and then subscribes again
+  to every channel it holds. ``reconnect: none`` ends the session for good.
+* A refused handshake is retried after ``max(retry, advice.interval)``, unless
+  the reply says ``reconnect: none``: then :class:`HandshakeFailed` is ``final``.
+* Every sent message waits for a reply (one carrying ``successful``) for
+  ``1.2 * advice.timeout`` seconds (``1.2 * retry`` when the timeout is 0). A
+  late reply, or :meth:`~ClientSession.transport_failed`, marks the transport
+  down (:class:`TransportDown`); the lost messages are sent again ``retry``
+  seconds later, with their ids unchanged, so the server may see a publish
+  twice (as with Faye). The next input from the server fires
+  :class:`TransportUp`.
+* Publishes made while the client cannot send (no session yet, or the
+  transport down) are held and sent once it can, in order. They are bounded:
+  while the client cannot send, :meth:`~ClientSession.publish` raises once
+  ``max_pending`` publishes are waiting for their result.
+* Each publish gets exactly one result, :class:`PublishSucceeded` or
+  :class:`PublishFailed`. Each subscribe gets :class:`SubscribeSucceeded` once
+  the server first acknowledges it, or :class:`SubscribeFailed` if the server
+  refuses it (it is then dropped, never retried) or the session ends first.
+  Subscriptions renewed after a new handshake fire no second success.
+* A delivery reaches the application once, as :class:`MessageReceived`, if any
+  subscription matches its channel (however many do).
+* The session ends (:class:`SessionEnded`, state ``DISCONNECTED``) when the
+  application disconnects or the server says ``reconnect: none``. Whatever has
+  no result yet fails then, and nothing more is sent, received or timed.
 
-Connect messages travel apart from the others (``is_connect`` tells them
+Client extensions (:class:`~bayeux_core.Extension`) see every message: each
+outgoing one, on a copy, just before it is sent (returning None drops it,
+which counts as a refusal: a dropped publish fails, a dropped connect is
+retried after ``retry``), and each incoming one before it is handled.
+
+Connect messages travel apart from the others (:func:`is_connect` tells them
 apart), so a long-polling driver can keep them on their own request.
 """
 
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ._channels import is_meta, is_valid_name, is_valid_pattern, matches
-from ._errors import ErrorCode, LocalProtocolError
+from ._errors import LocalProtocolError
 from ._extensions import Extension, MessageContext
 from ._messages import Message
 
@@ -42,11 +68,12 @@ __all__ = [
     "ClientEvent",
     "ClientSession",
     "ClientState",
-    "Handshake",
     "HandshakeFailed",
+    "HandshakeSucceeded",
     "MessageReceived",
     "PublishFailed",
     "PublishSucceeded",
+    "SessionEnded",
     "SubscribeFailed",
     "SubscribeSucceeded",
     "TransportDown",
@@ -54,10 +81,22 @@ __all__ = [
     "is_connect",
 ]
 
+_HANDSHAKE = "/meta/handshake"
+_CONNECT = "/meta/connect"
+_SUBSCRIBE = "/meta/subscribe"
+_UNSUBSCRIBE = "/meta/unsubscribe"
+_DISCONNECT = "/meta/disconnect"
+_RECONNECT_VALUES = ("retry", "handshake", "none")
+#: The error of a message that an outgoing client extension dropped.
+_DROPPED = "Dropped by a client extension"
+
 
 class ClientState(enum.Enum):
+    #: Made, :meth:`ClientSession.handshake` not called yet.
     UNCONNECTED = "unconnected"
+    #: Waiting for a handshake reply, or for the time to send the next one.
     HANDSHAKING = "handshaking"
+    #: A session exists (``client_id`` is set).
     CONNECTED = "connected"
     #: Disconnected by the application or told ``reconnect: none``: final.
     DISCONNECTED = "disconnected"
@@ -70,7 +109,7 @@ class ClientEvent:
 
 
 @dataclass(frozen=True, slots=True)
-class Handshake(ClientEvent):
+class HandshakeSucceeded(ClientEvent):
     """A handshake succeeded (the first one, or after a session was lost)."""
 
     client_id: str
@@ -86,6 +125,8 @@ class HandshakeFailed(ClientEvent):
 
 @dataclass(frozen=True, slots=True)
 class MessageReceived(ClientEvent):
+    """A delivery on ``channel`` that a subscription matches."""
+
     channel: str
     data: Any
     ext: Any = None
@@ -98,12 +139,16 @@ class SubscribeSucceeded(ClientEvent):
 
 @dataclass(frozen=True, slots=True)
 class SubscribeFailed(ClientEvent):
+    """The subscription is gone: refused, or the session ended first."""
+
     channel: str
     error: str
 
 
 @dataclass(frozen=True, slots=True)
 class PublishSucceeded(ClientEvent):
+    """The server accepted the publish that :meth:`ClientSession.publish` numbered ``id``."""
+
     id: str
 
 
@@ -115,58 +160,67 @@ class PublishFailed(ClientEvent):
 
 @dataclass(frozen=True, slots=True)
 class TransportDown(ClientEvent):
-    pass
+    """Messages were lost; they are sent again after ``retry`` seconds."""
 
 
 @dataclass(frozen=True, slots=True)
 class TransportUp(ClientEvent):
-    pass
+    """The server was heard from again after :class:`TransportDown`."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEnded(ClientEvent):
+    """The session is over for good; ``error`` is None if the application ended it."""
+
+    error: str | None
 
 
 def is_connect(message: Message) -> bool:
     """True for a ``/meta/connect``, which a polling driver sends on its own."""
-    return message.get("channel") == "/meta/connect"
+    return message.get("channel") == _CONNECT
 
 
-def _error_code(error: object) -> int | None:
-    if type(error) is str and len(error) >= 3 and error[:3].isdigit():
-        return int(error[:3])
-    return None
+def _unknown_client(error: object, client_id: object) -> bool:
+    """True for ``401:<client_id>:...``: the server does not know ``client_id``.
+
+    A 401 naming no client (``401::Access denied`` from an extension) is a
+    refusal like any other, so a refused subscribe is not retried forever.
+    """
+    return (
+        type(error) is str
+        and type(client_id) is str
+        and error.split(":", 2)[:2] == ["401", client_id]
+    )
 
 
 @dataclass(slots=True)
 class _Flight:
     message: Message
-    #: when the reply is overdue and the message is resent
+    #: when the reply is overdue and the message counts as lost
     deadline: float
 
 
 @dataclass(slots=True)
 class _Advice:
-    reconnect: str = "retry"
+    """The server's latest timing advice, in seconds."""
+
     interval: float = 0.0
     timeout: float = 60.0
-
-
-@dataclass(slots=True)
-class _Timers:
-    handshake_at: float | None = None
-    connect_at: float | None = None
-    resend_at: float | None = None
-    resend: list[Message] = field(default_factory=list)
 
 
 class ClientSession:
     """A Bayeux client's protocol state.
 
     Args:
-        connection_types: offered in the handshake, preferred first.
-        retry: seconds to wait before resending after a failure.
-        timeout: seconds the server may hold a connect, until advice says.
-        max_pending: publishes held while not connected; beyond it
-            :meth:`publish` raises :class:`LocalProtocolError`.
-        extensions: client extensions (outgoing before sending, incoming on
-            every received message).
+        connection_types: offered in the handshake, preferred first; after the
+            handshake ``connection_type`` is the first the server also offers.
+        retry: seconds to wait before sending lost messages again, and between
+            handshake attempts.
+        timeout: the server's hold time of a connect until advice says
+            otherwise (replies are overdue after 1.2 times this).
+        max_pending: publishes that may wait for their result while the client
+            cannot send; beyond it :meth:`publish` raises.
+        extensions: client extensions, run in this order both ways.
     """
 
     def __init__(
@@ -180,7 +234,13 @@ class ClientSession:
     ) -> None:
         self.connection_types = list(connection_types)
         if not self.connection_types:
-            raise LocalProtocolError("connection_types must not be empty")
+            raise ValueError("connection_types must not be empty")
+        if not (math.isfinite(retry) and retry > 0):
+            raise ValueError(f"retry must be a finite number > 0, not {retry!r}")
+        if not (math.isfinite(timeout) and timeout >= 0):
+            raise ValueError(f"timeout must be a finite number >= 0, not {timeout!r}")
+        if max_pending < 0:
+            raise ValueError(f"max_pending must be >= 0, not {max_pending!r}")
         self.connection_type = self.connection_types[0]
         self.retry = retry
         self.max_pending = max_pending
@@ -188,79 +248,92 @@ class ClientSession:
         self.state = ClientState.UNCONNECTED
         self.client_id: str | None = None
         self.advice = _Advice(timeout=timeout)
-        #: channels the application wants, mapped to True once acknowledged
+        #: channels and patterns the application holds -> acknowledged yet
         self.subscriptions: dict[str, bool] = {}
         self._outbox: list[Message] = []
-        #: publishes and subscribes waiting for a handshake
-        self._waiting: list[Message] = []
-        self._in_flight: dict[str, _Flight] = {}
         self._events: list[ClientEvent] = []
-        self._timers = _Timers()
+        #: publishes waiting until the client can send
+        self._pending: list[Message] = []
+        #: sent messages waiting for their reply, by id
+        self._in_flight: dict[str, _Flight] = {}
+        #: lost messages, sent again at ``_resend_at``
+        self._resend: list[Message] = []
+        self._handshake_at: float | None = None
+        self._connect_at: float | None = None
+        self._resend_at: float | None = None
+        #: publishes without a result yet
+        self._unanswered = 0
         self._next_id = 0
         self._now = 0.0
         self._transport_up = True
-        self._connecting = False
 
     # ---------------------------------------------------------- application
 
     def handshake(self, *, now: float) -> None:
-        """Start (or restart) the session."""
+        """Start the session; does nothing once started."""
         self._now = now
         if self.state is ClientState.DISCONNECTED:
             raise LocalProtocolError("the session is disconnected; make a new one")
-        self.state = ClientState.HANDSHAKING
-        self.client_id = None
-        self._connecting = False
-        self._timers.handshake_at = None
-        self._timers.connect_at = None
-        self._send(
-            {
-                "channel": "/meta/handshake",
-                "version": "1.0",
-                "supportedConnectionTypes": list(self.connection_types),
-            }
-        )
+        if self.state is ClientState.UNCONNECTED:
+            self._begin_handshake(0.0)
 
     def subscribe(self, channel: str, *, now: float) -> None:
-        """Subscribe to a channel or pattern; acknowledged by an event."""
+        """Subscribe to a channel or pattern; the result comes as an event.
+
+        Subscribing again to a channel already acknowledged succeeds at once.
+        """
         self._now = now
         if not is_valid_pattern(channel) or is_meta(channel):
             raise LocalProtocolError(f"cannot subscribe to {channel!r}")
-        if channel in self.subscriptions:
+        if self.state is ClientState.DISCONNECTED:
+            raise LocalProtocolError("the session is disconnected")
+        acknowledged = self.subscriptions.get(channel)
+        if acknowledged is not None:
+            if acknowledged:
+                self._events.append(SubscribeSucceeded(channel))
             return
         self.subscriptions[channel] = False
-        self._send_or_wait({"channel": "/meta/subscribe", "subscription": channel})
+        if self.state is ClientState.CONNECTED:
+            self._send({"channel": _SUBSCRIBE, "subscription": channel})
+        # else: sent with the others once the handshake succeeds
 
     def unsubscribe(self, channel: str, *, now: float) -> None:
-        """Drop a subscription (no event follows)."""
+        """Drop a subscription (no event follows; the server's answer is ignored)."""
         self._now = now
-        if self.subscriptions.pop(channel, None) is None:
-            return
-        if self.state is ClientState.CONNECTED:
-            self._send({"channel": "/meta/unsubscribe", "subscription": channel})
-        else:
-            self._waiting = [m for m in self._waiting if m.get("subscription") != channel]
+        if self.subscriptions.pop(channel, None) is not None and (
+            self.state is ClientState.CONNECTED
+        ):
+            self._send({"channel": _UNSUBSCRIBE, "subscription": channel})
 
     def publish(self, channel: str, data: Any, *, now: float, ext: Any = None) -> str:
-        """Publish; returns the message id that the result event will carry."""
+        """Publish; returns the id that the result event will carry."""
         self._now = now
         if not is_valid_name(channel) or is_meta(channel):
             raise LocalProtocolError(f"cannot publish to {channel!r}")
-        message: Message = {"channel": channel, "data": data}
+        if self.state is ClientState.DISCONNECTED:
+            raise LocalProtocolError("the session is disconnected")
+        message: Message = {"channel": channel, "data": data, "id": self._new_id()}
         if ext is not None:
             message["ext"] = ext
-        if self.state is not ClientState.CONNECTED and len(self._waiting) >= self.max_pending:
-            raise LocalProtocolError("too many publishes waiting for a connection")
-        return self._send_or_wait(message)
+        if self.state is ClientState.CONNECTED and self._transport_up:
+            self._send(message)
+        elif self._unanswered >= self.max_pending:
+            raise LocalProtocolError(
+                f"{self._unanswered} publishes are already waiting for a connection"
+            )
+        else:
+            self._pending.append(message)
+        self._unanswered += 1
+        return str(message["id"])
 
     def disconnect(self, *, now: float) -> None:
-        """End the session; final."""
+        """End the session for good (a ``/meta/disconnect`` goes out if connected)."""
         self._now = now
+        if self.state is ClientState.DISCONNECTED:
+            return
         if self.state is ClientState.CONNECTED:
-            self._send({"channel": "/meta/disconnect"})
-        self.state = ClientState.DISCONNECTED
-        self._waiting.clear()
-        self._timers = _Timers()
+            self._send({"channel": _DISCONNECT}, track=False)
+        self._end(None)
 
     # --------------------------------------------------------------- driver
 
@@ -278,227 +351,295 @@ class ClientSession:
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` should next be called, or None."""
-        times = [self._timers.handshake_at, self._timers.connect_at, self._timers.resend_at]
-        times.extend(f.deadline for f in self._in_flight.values())
-        present = [t for t in times if t is not None]
-        return min(present) if present else None
+        times = [f.deadline for f in self._in_flight.values()]
+        times.extend(
+            t for t in (self._handshake_at, self._connect_at, self._resend_at) if t is not None
+        )
+        return min(times, default=None)
 
     def handle_timer(self, now: float) -> None:
-        """Act on whatever is due: handshake retries, connects, resends."""
+        """Act on whatever is due: handshake retries, connects, overdue replies, resends."""
         self._now = now
-        timers = self._timers
-        if timers.handshake_at is not None and timers.handshake_at <= now:
-            timers.handshake_at = None
-            self.handshake(now=now)
-        if timers.connect_at is not None and timers.connect_at <= now:
-            timers.connect_at = None
+        if self._handshake_at is not None and self._handshake_at <= now:
+            self._send_handshake()
+        if self._connect_at is not None and self._connect_at <= now:
             self._connect()
         overdue = [i for i, f in self._in_flight.items() if f.deadline <= now]
         if overdue:
-            self._fail_in_flight(overdue)
-        if timers.resend_at is not None and timers.resend_at <= now:
-            timers.resend_at = None
-            resend, timers.resend = timers.resend, []
-            for message in resend:
-                self._resend(message)
+            self._lose([self._in_flight.pop(i).message for i in overdue])
+        if self._resend_at is not None and self._resend_at <= now:
+            self._send_again()
 
     def transport_failed(self, *, now: float) -> None:
-        """Every message in flight was lost; resend them after ``retry``."""
+        """Every message in flight was lost; they are sent again after ``retry``."""
         self._now = now
-        self._fail_in_flight(list(self._in_flight))
+        if self.state is ClientState.DISCONNECTED:
+            return
+        lost = [f.message for f in self._in_flight.values()]
+        self._in_flight = {}
+        self._lose(lost)
 
     def receive(self, messages: Iterable[object], *, now: float) -> None:
         """Handle messages from the server: replies and deliveries."""
         self._now = now
+        if self.state is ClientState.DISCONNECTED:
+            return
         if not self._transport_up:
             self._transport_up = True
             self._events.append(TransportUp())
         for message in messages:
             if type(message) is not dict:
                 continue
-            result = self._incoming(message)
-            if result is not None:
-                self._handle(result)
+            accepted = self._incoming(message)
+            if accepted is None:
+                continue
+            if "successful" in accepted:
+                sent = self._answered(str(accepted.get("id")))
+                if sent is not None:  # else not ours, or already answered
+                    self._settle(sent, accepted)
+            else:
+                self._deliver(accepted)
+        self._flush_pending()
 
     # ------------------------------------------------------------- internals
 
+    def _answered(self, message_id: str) -> Message | None:
+        """The sent message a reply answers: in flight, or lost but answered late."""
+        flight = self._in_flight.pop(message_id, None)
+        if flight is not None:
+            return flight.message
+        for index, message in enumerate(self._resend):
+            if message["id"] == message_id:
+                return self._resend.pop(index)
+        return None
+
+    def _new_id(self) -> str:
+        self._next_id += 1
+        return format(self._next_id, "x")
+
     def _incoming(self, message: Message) -> Message | None:
         context = MessageContext(self._now, self.client_id)
-        result: Message | None = message
         for extension in self.extensions:
-            result = extension.incoming(result, context)  # type: ignore[arg-type]
+            result = extension.incoming(message, context)
             if result is None:
                 return None
-        return result
+            message = result
+        return message
 
-    def _handle(self, message: Message) -> None:
-        channel = message.get("channel")
-        if "successful" not in message:
-            self._deliver(message)
-            return
-        flight = self._in_flight.pop(str(message.get("id")), None)
-        if flight is None:
-            return  # not ours, or a reply to a message already resent
-        sent = flight.message
-        advice = message.get("advice")
+    def _outgoing(self, message: Message) -> Message | None:
+        out = dict(message)  # extensions may edit it; resends start afresh
+        if type(out.get("ext")) is dict:
+            out["ext"] = dict(out["ext"])
+        context = MessageContext(self._now, self.client_id)
+        for extension in self.extensions:
+            result = extension.outgoing(out, context)
+            if result is None:
+                return None
+            out = result
+        return out
+
+    def _send(self, message: Message, *, track: bool = True) -> None:
+        if "id" not in message:
+            message["id"] = self._new_id()
+        if message["channel"] != _HANDSHAKE:
+            message["clientId"] = self.client_id
+        message_id = str(message["id"])
+        if track:
+            timeout = self.advice.timeout if self.advice.timeout > 0 else self.retry
+            self._in_flight[message_id] = _Flight(message, self._now + 1.2 * timeout)
+        out = self._outgoing(message)
+        if out is not None:
+            self._outbox.append(out)
+        elif track:
+            del self._in_flight[message_id]
+            self._settle(message, {"successful": False, "error": _DROPPED})
+
+    def _settle(self, sent: Message, reply: Message) -> None:
+        """Act on the reply to ``sent`` (or on its refusal by an extension)."""
+        ok = reply.get("successful") is True
+        error = reply.get("error")
+        reason = error if type(error) is str else "Unknown error"
+        reconnect = None
+        advice = reply.get("advice")
         if type(advice) is dict:
-            self._take_advice(advice)
-        ok = message.get("successful") is True
-        error = message.get("error")
-        error_text = error if type(error) is str else "Unknown error"
+            reconnect = self._take_advice(advice)
         channel = sent["channel"]
-        if channel == "/meta/handshake":
-            self._on_handshake(message, ok, error_text)
-        elif channel == "/meta/connect":
-            self._on_connect(ok, error_text)
-        elif channel == "/meta/subscribe":
-            target = sent["subscription"]
-            if ok:
-                if target in self.subscriptions:
-                    self.subscriptions[target] = True
-                self._events.append(SubscribeSucceeded(target))
-            elif _error_code(error) == ErrorCode.CLIENT_UNKNOWN:
-                self._lost_session(sent)
-            else:
-                self.subscriptions.pop(target, None)
-                self._events.append(SubscribeFailed(target, error_text))
-        elif channel in {"/meta/unsubscribe", "/meta/disconnect"}:
-            pass
-        elif ok:
-            self._events.append(PublishSucceeded(str(sent["id"])))
-        elif _error_code(error) == ErrorCode.CLIENT_UNKNOWN:
-            self._lost_session(sent)
+        if channel == _HANDSHAKE:
+            self._handshake_reply(reply, ok, reason, reconnect)
+            return
+        sent_as = sent.get("clientId")
+        lost = reconnect == "handshake" or (not ok and _unknown_client(error, sent_as))
+        # Only a publish can be answered for a session other than the current
+        # one: other messages in flight are forgotten when a session is lost.
+        current = self.state is ClientState.CONNECTED and sent_as == self.client_id
+        if channel == _SUBSCRIBE:
+            self._subscribe_reply(sent["subscription"], ok, reason, lost)
+        elif not is_meta(channel):
+            self._publish_reply(sent, ok, reason, lost, current)
+        if not current:
+            return
+        if reconnect == "none":
+            self._end(error if type(error) is str else "The server advised reconnect: none")
+        elif lost:
+            self._begin_handshake(self.advice.interval)
+        elif channel == _CONNECT:
+            interval = self.advice.interval
+            self._after_connect(interval if ok else max(interval, self.retry))
+
+    def _take_advice(self, advice: dict[str, Any]) -> str | None:
+        for name in ("interval", "timeout"):
+            value = advice.get(name)
+            if (
+                isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+                and value >= 0
+            ):
+                setattr(self.advice, name, value / 1000)
+        reconnect = advice.get("reconnect")
+        return reconnect if reconnect in _RECONNECT_VALUES else None
+
+    def _handshake_reply(
+        self, reply: Message, ok: bool, reason: str, reconnect: str | None
+    ) -> None:
+        client_id = reply.get("clientId")
+        if ok and type(client_id) is str and client_id:
+            self._connected(reply, client_id)
+            return
+        if ok:
+            reason = "The handshake reply has no clientId"
+        final = reconnect == "none"
+        self._events.append(HandshakeFailed(reason, final))
+        if final:
+            self._end(reason)
         else:
-            self._events.append(PublishFailed(str(sent["id"]), error_text))
+            self._handshake_at = self._now + max(self.retry, self.advice.interval)
+
+    def _connected(self, reply: Message, client_id: str) -> None:
+        offered = reply.get("supportedConnectionTypes")
+        if type(offered) is list:
+            self.connection_type = next(
+                (t for t in self.connection_types if t in offered), self.connection_types[0]
+            )
+        self.state = ClientState.CONNECTED
+        self.client_id = client_id
+        self._events.append(HandshakeSucceeded(client_id))
+        for channel in list(self.subscriptions):
+            self._send({"channel": _SUBSCRIBE, "subscription": channel})
+        self._flush_pending()
+        self._connect()
+
+    def _subscribe_reply(self, channel: str, ok: bool, reason: str, lost: bool) -> None:
+        if ok:
+            if self.subscriptions.get(channel) is False:
+                self.subscriptions[channel] = True
+                self._events.append(SubscribeSucceeded(channel))
+        elif not lost and self.subscriptions.pop(channel, None) is not None:
+            self._events.append(SubscribeFailed(channel, reason))
+        # lost: the channel is subscribed again after the new handshake
+
+    def _publish_reply(
+        self, sent: Message, ok: bool, reason: str, lost: bool, current: bool
+    ) -> None:
+        if not lost:
+            self._result(str(sent["id"]), None if ok else reason)
+        elif not current and self.state is ClientState.CONNECTED and self._transport_up:
+            self._send(sent)  # sent for an older session: publish it again now
+        else:
+            self._pending.append(sent)  # sent again once there is a session
+
+    def _result(self, message_id: str, error: str | None) -> None:
+        self._unanswered -= 1
+        if error is None:
+            self._events.append(PublishSucceeded(message_id))
+        else:
+            self._events.append(PublishFailed(message_id, error))
 
     def _deliver(self, message: Message) -> None:
         channel = message.get("channel")
-        if type(channel) is not str or "data" not in message or is_meta(channel):
-            return
-        if any(matches(pattern, channel) for pattern in self.subscriptions):
+        if (
+            type(channel) is str
+            and "data" in message
+            and not is_meta(channel)
+            and any(matches(pattern, channel) for pattern in self.subscriptions)
+        ):
             self._events.append(MessageReceived(channel, message["data"], message.get("ext")))
 
-    def _take_advice(self, advice: dict[str, Any]) -> None:
-        reconnect = advice.get("reconnect")
-        if reconnect in ("retry", "handshake", "none"):
-            self.advice.reconnect = reconnect
-        for name in ("interval", "timeout"):
-            value = advice.get(name)
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-                setattr(self.advice, name, value / 1000)
-
-    def _on_handshake(self, message: Message, ok: bool, error: str) -> None:
-        if self.state is not ClientState.HANDSHAKING:
-            return
-        client_id = message.get("clientId")
-        if not ok or type(client_id) is not str:
-            final = self.advice.reconnect == "none"
-            self._events.append(HandshakeFailed(error, final))
-            if final:
-                self.state = ClientState.DISCONNECTED
-            else:
-                self._timers.handshake_at = self._now + max(self.advice.interval, self.retry)
-            return
-        offered = message.get("supportedConnectionTypes")
-        if type(offered) is list:
-            usable = [t for t in self.connection_types if t in offered]
-            if usable:
-                self.connection_type = usable[0]
-        self.state = ClientState.CONNECTED
-        self.client_id = client_id
-        self._events.append(Handshake(client_id))
-        for channel in self.subscriptions:
-            self.subscriptions[channel] = False
-            self._send({"channel": "/meta/subscribe", "subscription": channel})
-        waiting, self._waiting = self._waiting, []
-        for pending in waiting:
-            if pending["channel"] != "/meta/subscribe":
-                self._send(pending)
-        self._connect()
-
-    def _on_connect(self, ok: bool, error: str) -> None:
-        self._connecting = False
-        if self.state is not ClientState.CONNECTED:
-            return
-        if self.advice.reconnect == "none":
-            self.state = ClientState.DISCONNECTED
-            self._events.append(HandshakeFailed(error if not ok else "reconnect: none", True))
-        elif self.advice.reconnect == "handshake" or (_error_code(error) == 401 and not ok):
-            self._rehandshake()
+    def _begin_handshake(self, delay: float) -> None:
+        """Forget the session (if any) and handshake after ``delay`` seconds."""
+        self.state = ClientState.HANDSHAKING
+        self.client_id = None
+        self._connect_at = None
+        # Meta messages belong to the old session; publishes are kept.
+        self._in_flight = {
+            i: f for i, f in self._in_flight.items() if not is_meta(f.message["channel"])
+        }
+        self._resend = [m for m in self._resend if not is_meta(m["channel"])]
+        if delay > 0:
+            self._handshake_at = self._now + delay
         else:
-            self._timers.connect_at = self._now + self.advice.interval
+            self._send_handshake()
 
-    def _lost_session(self, message: Message) -> None:
-        """The server forgot us: handshake again, then send ``message`` again."""
-        for key in ("id", "clientId"):
-            message.pop(key, None)
-        if message["channel"] != "/meta/subscribe":
-            self._waiting.append(message)
-        if self.state is ClientState.CONNECTED:
-            self._rehandshake()
+    def _send_handshake(self) -> None:
+        self._handshake_at = None
+        self._send(
+            {
+                "channel": _HANDSHAKE,
+                "version": "1.0",
+                "supportedConnectionTypes": list(self.connection_types),
+            }
+        )
 
-    def _rehandshake(self) -> None:
-        self.advice.reconnect = "retry"
-        self._timers.handshake_at = self._now + self.advice.interval
+    def _after_connect(self, delay: float) -> None:
+        if delay > 0:
+            self._connect_at = self._now + delay
+        else:
+            self._connect()
 
     def _connect(self) -> None:
-        if self._connecting or self.state is not ClientState.CONNECTED:
-            return
-        self._connecting = True
-        self._send({"channel": "/meta/connect", "connectionType": self.connection_type})
+        self._connect_at = None
+        self._send({"channel": _CONNECT, "connectionType": self.connection_type})
 
-    def _send_or_wait(self, message: Message) -> str:
+    def _flush_pending(self) -> None:
         if self.state is ClientState.CONNECTED:
-            return self._send(message)
-        if self.state is ClientState.DISCONNECTED:
-            raise LocalProtocolError("the session is disconnected")
-        self._next_id += 1
-        message["id"] = format(self._next_id, "x")
-        self._waiting.append(message)
-        return str(message["id"])
-
-    def _send(self, message: Message) -> str:
-        if "id" not in message:
-            self._next_id += 1
-            message["id"] = format(self._next_id, "x")
-        message_id = str(message["id"])
-        if self.client_id is not None and message["channel"] != "/meta/handshake":
-            message["clientId"] = self.client_id
-        wait = self.retry
-        if message["channel"] == "/meta/connect":
-            wait = self.advice.timeout * 1.2 + self.retry
-        self._in_flight[message_id] = _Flight(message, self._now + wait)
-        out: Message | None = message
-        context = MessageContext(self._now, self.client_id)
-        for extension in self.extensions:
-            out = extension.outgoing(dict(out), context)  # type: ignore[arg-type]
-            if out is None:
-                return message_id
-        assert out is not None
-        self._outbox.append(out)
-        return message_id
-
-    def _resend(self, message: Message) -> None:
-        if message["channel"] == "/meta/handshake":
-            if self.state is ClientState.HANDSHAKING:
+            pending, self._pending = self._pending, []
+            for message in pending:
                 self._send(message)
-        elif message["channel"] == "/meta/connect":
-            self._connecting = False
-            self._connect()
-        elif self.state is ClientState.CONNECTED:
-            message.pop("clientId", None)
-            self._send(message)
-        elif self.state is not ClientState.DISCONNECTED:
-            message.pop("clientId", None)
-            self._waiting.append(message)
 
-    def _fail_in_flight(self, ids: list[str]) -> None:
-        if not ids:
-            return
+    def _lose(self, messages: list[Message]) -> None:
         if self._transport_up:
             self._transport_up = False
             self._events.append(TransportDown())
-        for message_id in ids:
-            flight = self._in_flight.pop(message_id)
-            self._timers.resend.append(flight.message)
-        self._timers.resend_at = self._now + self.retry
+        self._resend.extend(messages)
+        self._resend_at = self._now + self.retry
+
+    def _send_again(self) -> None:
+        self._resend_at = None
+        lost, self._resend = self._resend, []
+        held: list[Message] = []
+        for message in lost:
+            # Meta messages here belong to the current state (see _begin_handshake).
+            if self.state is ClientState.CONNECTED or is_meta(message["channel"]):
+                self._send(message)
+            else:
+                held.append(message)
+        self._pending[:0] = held
+        self._flush_pending()
+
+    def _end(self, error: str | None) -> None:
+        """The session is over: fail whatever has no result, stop everything."""
+        self.state = ClientState.DISCONNECTED
+        self._handshake_at = self._connect_at = self._resend_at = None
+        reason = error if error is not None else "Disconnected"
+        waiting = [f.message for f in self._in_flight.values()] + self._resend + self._pending
+        self._in_flight = {}
+        self._resend = []
+        self._pending = []
+        for message in waiting:
+            if not is_meta(message["channel"]):
+                self._result(str(message["id"]), reason)
+        for channel, acknowledged in self.subscriptions.items():
+            if not acknowledged:
+                self._events.append(SubscribeFailed(channel, reason))
+        self.subscriptions = {}
+        self._events.append(SessionEnded(error))

@@ -64,7 +64,12 @@ class EngineConfig:
     def __post_init__(self) -> None:
         for name in ("timeout", "interval", "session_timeout", "error_interval"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or value < 0
+            ):
                 raise ValueError(f"{name} must be a finite number >= 0, not {value!r}")
         for name in ("max_queue", "max_batch", "max_subscriptions", "max_clients"):
             value = getattr(self, name)
@@ -72,7 +77,9 @@ class EngineConfig:
                 raise ValueError(f"{name} must be an int >= 1, not {value!r}")
         if not isinstance(self.overflow, OverflowPolicy):
             raise ValueError(f"overflow must be an OverflowPolicy, not {self.overflow!r}")
-        if not self.connection_types or not all(
-            isinstance(t, str) and t for t in self.connection_types
+        if (
+            type(self.connection_types) is not tuple
+            or not self.connection_types
+            or not all(isinstance(t, str) and t for t in self.connection_types)
         ):
             raise ValueError("connection_types must be a non-empty tuple of names")

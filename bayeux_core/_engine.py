@@ -265,7 +265,8 @@ class Engine:
                 batch.parts.append(encoded)
         if batch.pending is not None and self._hold(batch):
             return
-        if batch.parts or batch.tail or not streaming:
+        # An empty batch gets `[]` on a stream too: pre-1.3 Faye pings WebSockets so.
+        if batch.parts or batch.tail or not streaming or not messages:
             self._actions.append(Reply(conn, batch.body(), batch.client_id, tuple(batch.tail)))
 
     def publish(self, channel: str, data: Any, *, now: float, ext: Any = None) -> None:
@@ -330,7 +331,8 @@ class Engine:
                 continue
             if session.held is not None:
                 self._release(session)
-            elif session.state is not SessionState.NONE:
+            else:
+                # An ended session's timers are all stale (_end bumps token).
                 outcome, _ = TRANSITIONS[(session.state, MessageKind.EXPIRE)]
                 assert outcome is Outcome.EXPIRE
                 self._end(session)
@@ -440,8 +442,11 @@ class Engine:
         session = self._store.get(client_id) if type(client_id) is str else None
         state = session.state if session is not None else SessionState.NONE
         outcome, next_state = TRANSITIONS[(state, kind)]
+        # Events name a publisher only if it is a live session: anyone can
+        # write any clientId into a publish, and the application must not trust it.
+        publisher = session.client_id if session is not None else None
         if outcome is Outcome.PUBLISH:
-            return self._on_publish(reply, channel, message, client_id)
+            return self._on_publish(reply, channel, message, publisher)
         if outcome is Outcome.HANDSHAKE:
             return self._on_handshake(reply)
         if outcome is Outcome.UNKNOWN_CLIENT:
@@ -453,7 +458,7 @@ class Engine:
         if outcome is Outcome.SERVICE:
             reply["successful"] = True
             self._actions.append(
-                Published(client_id, channel, message.get("data"), message.get("ext"))
+                Published(publisher, channel, message.get("data"), message.get("ext"))
             )
             return reply
         assert session is not None
@@ -575,7 +580,14 @@ class Engine:
     def _answer_now(self, session: Session, batch: _Batch) -> None:
         """A connect answered in this batch: its client's queue rides along."""
         self._start_expiry(session)
-        if session.queue and batch.client_id is None:
+        if session.queue and batch.streaming:
+            # Out at once: later publishes of this batch go straight down the
+            # stream now, and must not overtake what was queued before them.
+            messages = tuple(session.queue)
+            session.queue.clear()
+            body = b"[" + b",".join(messages) + b"]"
+            self._actions.append(Reply(batch.conn, body, session.client_id, messages))
+        elif session.queue and batch.client_id is None:
             batch.client_id = session.client_id
             batch.tail.extend(session.queue)
             session.queue.clear()
@@ -589,7 +601,9 @@ class Engine:
         assert batch.pending is not None
         session, reply, hold = batch.pending
         conn = batch.conn
-        if session.state is SessionState.NONE or session.queue or conn in self._held:
+        # batch.tail: another connect of this batch took deliveries, and they
+        # must go out now (a held request would lose them).
+        if session.state is SessionState.NONE or session.queue or batch.tail or conn in self._held:
             if session.state is not SessionState.NONE:
                 self._answer_now(session, batch)
             encoded = self._outgoing_reply(reply, batch.request)
@@ -639,7 +653,7 @@ class Engine:
         return reply
 
     def _on_publish(
-        self, reply: Message, channel: str, message: Message, client_id: object
+        self, reply: Message, channel: str, message: Message, client_id: str | None
     ) -> Message:
         delivery: Message = {"channel": channel, "data": message["data"]}
         ext = message.get("ext")
@@ -653,9 +667,7 @@ class Engine:
                 MessageKind.PUBLISH,
                 error_string(ErrorCode.BAD_REQUEST, ("data",), "Cannot encode message"),
             )
-        self._actions.append(
-            Published(client_id if type(client_id) is str else None, channel, delivery["data"], ext)
-        )
+        self._actions.append(Published(client_id, channel, delivery["data"], ext))
         reply["successful"] = True
         return reply
 
@@ -696,18 +708,24 @@ class Engine:
     def _route_each(self, recipients: Iterable[Session], delivery: Message) -> None:
         """The slow path: outgoing extensions see each delivery per recipient."""
         template = orjson.dumps(delivery)
+        extensions = [e for e in self._extensions if e.outgoing_deliveries]
         casualties: list[Session] = []
         for session in list(recipients):
             message: Message | None = orjson.loads(template)
             context = MessageContext(self._now, session.client_id, None, is_delivery=True)
-            for extension in list(self._extensions):
+            for extension in extensions:
                 assert message is not None
                 message = extension.outgoing(message, context)
                 if message is None:
                     break
             if message is None:
                 continue
-            payload = orjson.dumps(message)
+            try:
+                payload = orjson.dumps(message)
+            except (TypeError, orjson.JSONEncodeError):
+                # An extension made it unencodable: dropping it for this
+                # recipient beats sending what the extension meant to change.
+                continue
             if session.stream is not None:
                 self._actions.append(Deliver(payload, (session.stream,)))
             elif len(session.queue) >= self.config.max_queue and not self._make_room(session):
@@ -729,8 +747,11 @@ class Engine:
         return True
 
     def _overflow_disconnect(self, session: Session) -> None:
-        if session.state is SessionState.NONE:
-            return
+        if session.held is not None:
+            # Not `reconnect: none` as for a client's own disconnect: the
+            # client must learn that it lost messages and start over.
+            session.held.reply["advice"] = dict(self._handshake_advice)
+            self._release(session, with_messages=False)
         self._end(session)
         self._actions.append(Disconnected(session.client_id, DisconnectReason.OVERFLOW))
 
@@ -742,8 +763,13 @@ class Engine:
     def _bind(self, session: Session, conn: int) -> None:
         """Push this session's deliveries down stream ``conn`` from now on."""
         previous = self._streams.get(conn)
-        if previous is not None and previous is not session and previous.stream == conn:
-            previous.stream = None
+        if previous is not None and previous is not session:
+            if previous.stream == conn:
+                previous.stream = None
+            if previous.held is not None and previous.held.conn == conn:
+                # Faye flushes the old client's connect when a socket changes
+                # client; else the new client's connects could not be held.
+                self._release(previous)
         self._streams[conn] = session
         session.stream = conn
 
@@ -776,8 +802,8 @@ class Engine:
         stream = session.stream
         if stream is not None:
             session.stream = None
-            if self._streams.get(stream) is session:
-                self._streams[stream] = None
+            # session.stream == stream only while the stream is bound to it.
+            self._streams[stream] = None
             if stream != conn:
                 self._actions.append(Close(stream))
         for pattern in sorted(session.subscriptions):
