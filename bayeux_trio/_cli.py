@@ -142,9 +142,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     server = BayeuxServer(config, extensions=extensions)
+    failed: BaseException | None = None
     try:
         trio.run(_serve, server)
-    except OSError as exc:
-        print(f"bayeux: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+    except* OSError as group:  # raised in _serve's nursery, so inside a group
+        failed = group
+    while isinstance(failed, BaseExceptionGroup):
+        failed = failed.exceptions[0]
+    if failed is not None:
+        print(f"bayeux: cannot listen on {args.host}:{args.port}: {failed}", file=sys.stderr)
         return 1
     return 0

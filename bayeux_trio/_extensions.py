@@ -47,7 +47,10 @@ def load_extension(spec: str) -> Extension | AsyncExtension:
     if isinstance(value, (Extension, AsyncExtension)):
         return value
     if callable(value):
-        made = value()
+        try:
+            made = value()
+        except TypeError as exc:  # a class or factory that needs arguments
+            raise ValueError(f"cannot call {spec} with no arguments: {exc}") from exc
         if isinstance(made, (Extension, AsyncExtension)):
             return made
         raise ValueError(f"{spec} returned {made!r}, not an extension")

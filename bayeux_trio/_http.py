@@ -24,9 +24,11 @@ the reply comes, and wakes this task to read the next request.
 
 from __future__ import annotations
 
+import contextlib
 import http
 import logging
 import re
+import socket
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
@@ -47,7 +49,12 @@ __all__ = ["HttpConnection"]
 
 log = logging.getLogger("bayeux.server")
 
-_JSONP_CALLBACK = re.compile(r"[a-z_$][a-z0-9_$]*(?:\.[a-z_$][a-z0-9_$]*)*", re.IGNORECASE)
+# Faye's callback grammar, minus names starting with a Flash file signature
+# (CWS/FWS/ZWS, case-sensitive): Rosetta Flash payloads are alphanumeric, so
+# the grammar alone lets them through; the /**/ prefix is the other defence.
+_JSONP_CALLBACK = re.compile(
+    r"(?-i:(?![CFZ]WS))[a-z_$][a-z0-9_$]*(?:\.[a-z_$][a-z0-9_$]*)*", re.IGNORECASE
+)
 _DEFAULT_CALLBACK = "jsonpcallback"
 _PREFLIGHT_HEADERS = [
     (b"access-control-allow-credentials", b"true"),
@@ -63,6 +70,9 @@ _NO_CACHE = [
     (b"x-content-type-options", b"nosniff"),
 ]
 _READ_SIZE = 65536
+#: how long, and for how many reads, a closing connection's input is discarded
+_LINGER = 1.0
+_LINGER_READS = 64
 _REASONS = {status.value: status.phrase.encode() for status in http.HTTPStatus}
 
 
@@ -94,6 +104,8 @@ class HttpConnection:
         self._origin: bytes | None = None
         self._hold_scope: trio.CancelScope | None = None
         self._eventsource: int | None = None
+        #: the current request is a HEAD: responses carry headers only
+        self._head = False
 
     # ------------------------------------------------------------- main loop
 
@@ -117,10 +129,13 @@ class HttpConnection:
             request = await self._read_head()
             if request is None:
                 return
-            body = await self._read_body()
+            body = await self._read_body(request)
             upgraded = await self._dispatch(request, body)
             if upgraded:
                 return
+            # Responses written outside an engine pass (400s, preflights,
+            # static files) are sent now; engine replies were sent by the hub.
+            self.hub.flush()
             if self._waiting is not None:
                 await self._hold()
             if self.h11.our_state is h11.MUST_CLOSE or self.h11.their_state is h11.MUST_CLOSE:
@@ -141,17 +156,25 @@ class HttpConnection:
         config = self.config
         started = bool(self.h11.trailing_data[0])
         timeout = config.header_timeout if started else config.idle_timeout
+        # h11 checks max_header only against a head it has not completed; a
+        # whole head that arrived in one read is measured here.
+        unparsed = len(self.h11.trailing_data[0])
+        self._head = False
         with trio.move_on_after(timeout) as scope:
             while True:
                 event = self.h11.next_event()
                 if event is h11.NEED_DATA:
                     data = await self._receive()
+                    unparsed += len(data)
                     if data and not started:
                         started = True
                         scope.deadline = trio.current_time() + config.header_timeout
                     self.h11.receive_data(data)
                     continue
                 if isinstance(event, h11.Request):
+                    self._head = event.method == b"HEAD"
+                    if unparsed - len(self.h11.trailing_data[0]) > config.max_header:
+                        raise h11.RemoteProtocolError("head too large", error_status_hint=431)
                     return event
                 if isinstance(event, h11.ConnectionClosed):
                     return None
@@ -162,10 +185,20 @@ class HttpConnection:
             await self._finish()
         return None
 
-    async def _read_body(self) -> bytes:
+    async def _read_body(self, request: h11.Request) -> bytes:
         limit = self.config.max_body
         parts: list[bytes] = []
         size = 0
+        for name, value in request.headers:
+            if name == b"content-length" and int(value) > limit:
+                # Refuse at once rather than read (or wait for) what we refuse.
+                self._respond_simple(413, b"Request entity too large", close=True)
+                await self._finish()
+                raise _Closed
+        if self.h11.they_are_waiting_for_100_continue:
+            go_on = h11.InformationalResponse(status_code=100, headers=[])
+            self._write_raw(self.h11.send(go_on) or b"")
+            self.hub.flush()
         with trio.move_on_after(self.config.body_timeout) as scope:
             while True:
                 event = self.h11.next_event()
@@ -211,10 +244,32 @@ class HttpConnection:
             raise _Closed  # the output broke while we waited
 
     async def _finish(self) -> None:
+        """Send what is buffered, then close our side gently.
+
+        Closing a socket with unread input makes the kernel send a reset,
+        which can destroy the error response we just wrote before the client
+        reads it. So: flush, shut down writing, and discard input for a
+        moment, until the client closes too.
+        """
+        output = self.output
+        if output is None:
+            return
+        self.hub.mark_dirty(output)
+        await output.wait_flushed()
+        if output.broken:
+            return
+        with contextlib.suppress(OSError):
+            self.stream.socket.shutdown(socket.SHUT_WR)
+        with trio.move_on_after(_LINGER):
+            for _ in range(_LINGER_READS):
+                if not await self._receive():
+                    break
+
+    def _write_raw(self, data: bytes) -> None:
         output = self.output
         if output is not None:
+            output.write(data)
             self.hub.mark_dirty(output)
-            await output.wait_flushed()
 
     def _broken(self) -> None:
         if self._hold_scope is not None:
@@ -413,7 +468,7 @@ class HttpConnection:
                 reason=_REASONS.get(response.status_code, b""),
             )
         data = self.h11.send(response) or b""
-        if body:
+        if body and not self._head:
             data += self.h11.send(h11.Data(data=body)) or b""
         data += self.h11.send(h11.EndOfMessage()) or b""
         ok = output.write(data)
@@ -456,9 +511,11 @@ class HttpConnection:
             self.hub.release(conn)
             self._respond_simple(400, b"Bad request")
             return
-        head = self.h11.send(h11.Response(status_code=200, headers=headers)) or b""
+        head = self.h11.send(h11.Response(status_code=200, headers=headers, reason=b"OK")) or b""
         output.write(head + chunk(b"retry: 5000\r\n\r\n"))
         self.hub.mark_dirty(output)
+        # The hub frames pushed deliveries by kind: as SSE events from now on.
+        self.kind = Kind.EVENTSOURCE
         self.server.track_stream(self)
         try:
             self.hub.open_stream(conn, client_id)

@@ -71,7 +71,12 @@ async def upgrade(http: HttpConnection, request: h11.Request) -> None:
     leftover = http.h11.trailing_data[0]
     endpoint = WebSocketEndpoint(http.server, http.stream, ws, output)
     http.output = None  # the socket's output belongs to the WebSocket now
-    await endpoint.serve(leftover)
+    # The output still calls http._broken when it fails (a reader too far
+    # behind is cut off): that cancels this scope, so the socket is closed and
+    # the engine queues the client's messages for its next connect.
+    with trio.CancelScope() as scope:
+        http._hold_scope = scope
+        await endpoint.serve(leftover)
 
 
 class WebSocketEndpoint:
@@ -147,6 +152,8 @@ class WebSocketEndpoint:
             elif isinstance(event, BytesMessage):
                 self._close(1003, "Text frames only")
                 return False
+        # Pongs and error frames are written outside an engine pass: send them.
+        hub.flush()
         return True
 
     async def _handle(self, text: str) -> None:
