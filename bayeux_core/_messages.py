@@ -72,7 +72,10 @@ def decode_body(
     non-object (``1``, ``"x"``, ``null``, ``[1]``, ``[null]``), ``TOO_MANY``
     for more than ``max_messages`` messages.
     """
-    if len(raw) > max_bytes:
+    if len(raw) > max_bytes or (
+        # A str is measured in UTF-8 bytes; encode only when it could matter.
+        type(raw) is str and len(raw) * 4 > max_bytes and len(raw.encode("utf-8", "surrogatepass")) > max_bytes
+    ):
         return BodyError(BodyErrorKind.TOO_LARGE, f"body larger than {max_bytes} bytes")
     try:
         value = orjson.loads(raw)

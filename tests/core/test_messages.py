@@ -180,6 +180,16 @@ def test_too_large_is_checked_before_parsing() -> None:
     assert error_kind(decode_body("x" * 11, max_bytes=10)) is BodyErrorKind.TOO_LARGE
 
 
+def test_str_is_measured_in_utf8_bytes() -> None:
+    body = '[{"channel":"/a","data":"' + "\u00e9" * 10 + '"}]'  # é is 2 bytes
+    size = len(body.encode())
+    assert size == len(body) + 10
+    assert decode_body(body, max_bytes=size) == [{"channel": "/a", "data": "\u00e9" * 10}]
+    assert error_kind(decode_body(body, max_bytes=size - 1)) is BodyErrorKind.TOO_LARGE
+    # a lone surrogate is measured, not an encoding error
+    assert error_kind(decode_body('"\ud800"' + " " * 8, max_bytes=10)) is BodyErrorKind.TOO_LARGE
+
+
 def test_default_size_limit() -> None:
     padding = " " * (DEFAULT_MAX_BODY - 2)
     assert decode_body("{" + padding + "}") == [{}]
