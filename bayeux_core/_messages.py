@@ -74,7 +74,9 @@ def decode_body(
     """
     if len(raw) > max_bytes or (
         # A str is measured in UTF-8 bytes; encode only when it could matter.
-        type(raw) is str and len(raw) * 4 > max_bytes and len(raw.encode("utf-8", "surrogatepass")) > max_bytes
+        type(raw) is str
+        and len(raw) * 4 > max_bytes
+        and len(raw.encode("utf-8", "surrogatepass")) > max_bytes
     ):
         return BodyError(BodyErrorKind.TOO_LARGE, f"body larger than {max_bytes} bytes")
     try:
