@@ -11,21 +11,26 @@ thread there is no lock and no race. Actions run in one pass:
 * events go to the application's listeners;
 
 then every output buffer that got bytes is flushed with one non-blocking send.
+Inside :meth:`Hub.batch` the flush waits for the end of the block, so that a
+WebSocket read holding many messages costs one send per connection, not one
+per message.
 A single timer task sleeps until the engine's next deadline, which each pass
 updates in place.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import trio
 
 from bayeux_core import (
+    Action,
     Close,
     Deliver,
     Engine,
@@ -84,6 +89,12 @@ class Hub:
         self._timer_scope = trio.CancelScope()
         #: outputs still draining (see :meth:`has_pending_output`)
         self.drains = DrainCount()
+        #: the task inside :meth:`batch`, whose passes leave output unflushed
+        self._batch_task: trio.lowlevel.Task | None = None
+        #: a cluster bus's hook (bayeux_trio.redis): it sees each pass's actions
+        #: first and returns those to run now; it runs the rest later through
+        #: :meth:`execute`
+        self.intercept: Callable[[list[Action]], list[Action]] | None = None
 
     # ------------------------------------------------------------- lifecycle
 
@@ -141,6 +152,25 @@ class Hub:
             output.dirty = True
             self._dirty.append(output)
 
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Flush once at the end of the block, not after every engine pass.
+
+        Only passes made by the calling task wait: passes made by other tasks
+        meanwhile (should this one wait on something) flush as usual, this
+        task's buffered output included. A task that may block inside the
+        block should call :meth:`flush` first.
+        """
+        task = trio.lowlevel.current_task()
+        self._batch_task = task
+        try:
+            yield
+        finally:
+            if self._batch_task is task:
+                self._batch_task = None
+        # Not on an exception: the connection's own cleanup pumps, and flushes.
+        self._flush()
+
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
@@ -166,25 +196,42 @@ class Hub:
 
     def _pump(self) -> None:
         engine = self.engine
-        endpoints = self._endpoints
         while actions := engine.actions_to_send():
-            for action in actions:
-                kind = type(action)
-                if kind is Deliver:
-                    self._deliver(action)  # type: ignore[arg-type]
-                elif kind is Reply:
-                    reply: Reply = action  # type: ignore[assignment]
-                    endpoint = endpoints.get(reply.conn)
-                    if endpoint is None or not endpoint.reply(reply.conn, reply.body):
-                        engine.reply_failed(reply, now=trio.current_time())
-                elif kind is Close:
-                    endpoint = endpoints.get(action.conn)  # type: ignore[attr-defined]
-                    if endpoint is not None:
-                        endpoint.close_stream()
-                else:
-                    self._notify(action)  # type: ignore[arg-type]
-        self._flush()
+            if self.intercept is not None:
+                actions = self.intercept(actions)
+            self._run(actions)
+        batch_task = self._batch_task
+        if batch_task is None or batch_task is not trio.lowlevel.current_task():
+            self._flush()
         self._update_timer()
+
+    def _run(self, actions: list[Action]) -> None:
+        engine = self.engine
+        endpoints = self._endpoints
+        for action in actions:
+            kind = type(action)
+            if kind is Deliver:
+                self._deliver(action)  # type: ignore[arg-type]
+            elif kind is Reply:
+                reply: Reply = action  # type: ignore[assignment]
+                endpoint = endpoints.get(reply.conn)
+                if endpoint is None or not endpoint.reply(reply.conn, reply.body):
+                    engine.reply_failed(reply, now=trio.current_time())
+            elif kind is Close:
+                endpoint = endpoints.get(action.conn)  # type: ignore[attr-defined]
+                if endpoint is not None:
+                    endpoint.close_stream()
+            else:
+                self._notify(action)  # type: ignore[arg-type]
+
+    def pump(self) -> None:
+        """Run what the engine has to send (after a bus fed it)."""
+        self._pump()
+
+    def execute(self, actions: list[Action]) -> None:
+        """Run actions that :attr:`intercept` held back, then pump."""
+        self._run(actions)
+        self._pump()
 
     def _deliver(self, action: Deliver) -> None:
         endpoints = self._endpoints

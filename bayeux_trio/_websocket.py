@@ -122,38 +122,50 @@ class WebSocketEndpoint:
             hub.forget(self.conn)
 
     async def _events(self) -> bool:
-        """Handle what wsproto parsed; False once the connection is over."""
+        """Handle what wsproto parsed; False once the connection is over.
+
+        Everything one read brought is handled in one hub batch: what the
+        engine sends meanwhile is flushed once, at the end, with one send per
+        connection (a publisher's burst reaches each subscriber in one write).
+        """
         output = self.output
         assert output is not None
         hub = self.server.hub
-        for event in self.ws.events():
-            if isinstance(event, TextMessage):
-                self._size += len(event.data)
-                if self._size > self.server.config.max_ws_message:
-                    self._close(1009, "Message too big")
-                    return False
-                self._parts.append(event.data)
-                if event.message_finished:
-                    text = "".join(self._parts)
-                    self._parts.clear()
-                    self._size = 0
-                    await self._handle(text)
-                    if self.output is None or output.broken:
+        # Async extensions may wait: then flush after every message as before,
+        # so output never waits on another message's extension.
+        batched = not self.server._async_extensions
+        with hub.batch():
+            for event in self.ws.events():
+                if isinstance(event, TextMessage):
+                    self._size += len(event.data)
+                    if self._size > self.server.config.max_ws_message:
+                        self._close(1009, "Message too big")
                         return False
-            elif isinstance(event, Ping):
-                output.write(self.ws.send(event.response()))
-                hub.mark_dirty(output)
-            elif isinstance(event, CloseConnection):
-                if self.ws.state.name not in ("CLOSED", "LOCAL_CLOSING"):
+                    self._parts.append(event.data)
+                    if event.message_finished:
+                        text = "".join(self._parts)
+                        self._parts.clear()
+                        self._size = 0
+                        if not batched:
+                            hub.flush()
+                        await self._handle(text)
+                        if self.output is None or output.broken:
+                            return False
+                elif isinstance(event, Ping):
                     output.write(self.ws.send(event.response()))
-                hub.mark_dirty(output)
-                await output.wait_flushed()
-                return False
-            elif isinstance(event, BytesMessage):
-                self._close(1003, "Text frames only")
-                return False
-        # Pongs and error frames are written outside an engine pass: send them.
-        hub.flush()
+                    hub.mark_dirty(output)
+                elif isinstance(event, CloseConnection):
+                    if self.ws.state.name not in ("CLOSED", "LOCAL_CLOSING"):
+                        output.write(self.ws.send(event.response()))
+                    hub.mark_dirty(output)
+                    hub.flush()  # everything so far, before waiting on this socket
+                    await output.wait_flushed()
+                    return False
+                elif isinstance(event, BytesMessage):
+                    self._close(1003, "Text frames only")
+                    return False
+        # Pongs and error frames, written outside an engine pass, were sent
+        # when the batch ended, with everything else.
         return True
 
     async def _handle(self, text: str) -> None:
