@@ -16,6 +16,7 @@ from typing import Any
 
 __all__ = [
     "Action",
+    "Broadcast",
     "Close",
     "Deliver",
     "DisconnectReason",
@@ -66,6 +67,19 @@ class Deliver(Action):
 
     payload: bytes
     conns: Sequence[int]
+
+
+@dataclass(frozen=True, slots=True)
+class Broadcast(Action):
+    """Put a publish on the shared bus (only with ``local_routing=False``).
+
+    ``payload`` is the delivery encoded once, as :class:`Deliver` would carry
+    it. The engine has not routed it: the bus hands it back to every node,
+    this one included, through :meth:`Engine.route`.
+    """
+
+    channel: str
+    payload: bytes
 
 
 @dataclass(frozen=True, slots=True)

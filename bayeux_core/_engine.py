@@ -43,13 +43,14 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
 import orjson
 
 from ._actions import (
     Action,
+    Broadcast,
     Close,
     Deliver,
     Disconnected,
@@ -131,6 +132,9 @@ class Engine:
         extensions: server extensions, run in this order.
         client_id_generator: makes client ids; 160 random bits by default.
         store: where sessions live; a fresh :class:`MemoryStore` by default.
+        local_routing: False for a node of a cluster: publishes become
+            :class:`Broadcast` actions for the shared bus instead of being
+            routed here, and the bus feeds them back through :meth:`route`.
     """
 
     def __init__(
@@ -140,8 +144,10 @@ class Engine:
         extensions: Iterable[Extension] = (),
         client_id_generator: Callable[[], str] = random_client_id,
         store: SessionStore | None = None,
+        local_routing: bool = True,
     ) -> None:
         self.config = config if config is not None else EngineConfig()
+        self._local_routing = local_routing
         self._store: SessionStore = store if store is not None else MemoryStore()
         self._new_id = client_id_generator
         self._extensions: list[Extension] = []
@@ -207,6 +213,7 @@ class Engine:
         been checked. Returns False (and binds nothing) for an unknown client.
         """
         self._tick(now)
+        self._run_due_timers(now)
         if conn in self._streams or conn in self._held:
             raise LocalProtocolError(f"connection {conn} is already open")
         self._streams[conn] = None
@@ -239,6 +246,7 @@ class Engine:
         as ``context.request``.
         """
         self._tick(now)
+        self._run_due_timers(now)
         streaming = conn in self._streams
         if not streaming and conn in self._held:
             raise LocalProtocolError(f"connection {conn} is still waiting for its reply")
@@ -319,7 +327,93 @@ class Engine:
         if session is None:
             return
         session.queue.extendleft(reversed(reply.messages))
+        excess = len(session.queue) - self.config.max_queue
+        if excess > 0:
+            # The cap holds for requeued messages too, under the same policy.
+            if self.config.overflow is OverflowPolicy.DISCONNECT:
+                self._overflow_disconnect(session)
+                return
+            for _ in range(excess):
+                session.queue.popleft()
+            if not session.dropped:
+                self._overflowed.append(session)
+            session.dropped += excess
         self._mark_dirty(session)
+
+    def route(self, channel: str, payload: bytes, *, now: float) -> Collection[Session]:
+        """Route a delivery that came from the shared bus to the local subscribers.
+
+        ``payload`` is the JSON object a :class:`Broadcast` carried (encoded
+        once, by whichever node accepted the publish). No event fires: the
+        accepting node reported the publish. Returns the sessions it went to.
+        """
+        self._tick(now)
+        recipients = self._store.subscribers(channel)
+        if recipients:
+            if self._rewrites_deliveries:
+                self._route_each(recipients, orjson.loads(payload))
+            else:
+                self._fan_out(recipients, payload)
+        return recipients
+
+    def adopt(
+        self,
+        client_id: str,
+        *,
+        now: float,
+        subscriptions: Iterable[str] = (),
+        backlog: Iterable[bytes] = (),
+        connected: bool = True,
+    ) -> Session:
+        """Take over a session that lived on another node of a cluster.
+
+        It gets ``subscriptions`` and, as its queue, ``backlog``: the encoded
+        deliveries it has not received yet, in order (the queue cap applies).
+        No :class:`Handshaken` or :class:`Subscribed` event fires: the session
+        is not new. ``connected`` False means no connect has been seen yet, so
+        the first one is answered at once.
+        """
+        self._tick(now)
+        if type(client_id) is not str or not client_id or self._store.get(client_id) is not None:
+            raise LocalProtocolError(f"cannot adopt client {client_id!r}")
+        session = Session(client_id)
+        session.state = SessionState.CONNECTED if connected else SessionState.HANDSHAKEN
+        session.interval = self.config.interval
+        self._store.add(session)
+        for pattern in subscriptions:
+            self._store.subscribe(session, pattern)
+        self._start_expiry(session)
+        for payload in backlog:
+            if self._rewrites_deliveries:
+                self._route_each((session,), orjson.loads(payload))
+            else:
+                self._fan_out((session,), payload)
+        return session
+
+    def evict(self, client_id: str, *, now: float) -> bool:
+        """Drop a session that another node of a cluster has taken over.
+
+        Its held connect is answered at once without messages (it keeps its
+        ``reconnect: retry`` advice), its stream is closed, its queue is
+        dropped (the new owner has those messages), and no event fires: the
+        session goes on elsewhere. False if there is no such session here.
+        """
+        self._tick(now)
+        session = self._store.get(client_id) if type(client_id) is str else None
+        if session is None:
+            return False
+        if session.held is not None:
+            self._release(session, with_messages=False)
+        stream = session.stream
+        if stream is not None:
+            session.stream = None
+            self._streams[stream] = None
+            self._actions.append(Close(stream))
+        self._store.remove(session)
+        session.state = SessionState.NONE
+        session.queue.clear()
+        session.token += 1
+        return True
 
     def handle_timer(self, now: float) -> None:
         """Act on every deadline at or before ``now``."""
@@ -375,6 +469,13 @@ class Engine:
         return timers[0][0] if timers else None
 
     # ------------------------------------------------------------- internals
+
+    def _run_due_timers(self, now: float) -> None:
+        # A deadline already passed is acted on before an input that names a
+        # session, even if the caller has not called handle_timer yet: an
+        # expired session must not come back to life.
+        if self._timers and self._timers[0][0] <= now:
+            self.handle_timer(now)
 
     def _tick(self, now: float) -> None:
         # Deadlines are computed from the latest time seen, so a caller whose
@@ -466,6 +567,9 @@ class Engine:
         if outcome is Outcome.SUBSCRIBE or outcome is Outcome.UNSUBSCRIBE:
             return self._on_subscription(reply, session, message, outcome is Outcome.SUBSCRIBE)
         if outcome is Outcome.DISCONNECT:
+            if batch.pending is not None and batch.pending[0] is session:
+                # Its connect earlier in this batch is told what a held one is.
+                batch.pending[1]["advice"] = {"reconnect": "none", "interval": 0}
             self._end(session, batch.conn)
             self._actions.append(Disconnected(session.client_id, DisconnectReason.CLIENT))
             reply["successful"] = True
@@ -673,6 +777,9 @@ class Engine:
 
     def _route(self, channel: str, delivery: Message) -> None:
         """Fan a delivery out; raises TypeError/JSONEncodeError before any effect."""
+        if not self._local_routing:
+            self._actions.append(Broadcast(channel, orjson.dumps(delivery)))
+            return
         recipients = self._store.subscribers(channel)
         if not recipients:
             orjson.dumps(delivery)  # still refuse what cannot be encoded
@@ -680,7 +787,10 @@ class Engine:
         if self._rewrites_deliveries:
             self._route_each(recipients, delivery)
             return
-        payload = orjson.dumps(delivery)
+        self._fan_out(recipients, orjson.dumps(delivery))
+
+    def _fan_out(self, recipients: Iterable[Session], payload: bytes) -> None:
+        """Push ``payload`` down streams, or queue it, for each recipient."""
         streams: list[int] = []
         cap = self.config.max_queue
         casualties: list[Session] | None = None

@@ -1403,6 +1403,52 @@ def test_reply_failed_flushes_a_held_connect() -> None:
     assert body[1] == {"channel": "/a", "data": 1}
 
 
+def test_reply_failed_keeps_the_queue_cap_dropping_the_oldest() -> None:
+    w = Wire(EngineConfig(max_queue=3))
+    cid = connected(w, "/a")
+    conn = hold(w, cid)
+    for n in (1, 2, 3):
+        w.engine.publish("/a", n, now=w.now)
+    (failed,) = reply_actions(w.engine.actions_to_send(), conn)
+    assert len(failed.messages) == 3
+    for n in (4, 5):
+        w.engine.publish("/a", n, now=w.now)
+    w.engine.reply_failed(failed, now=w.now)
+    assert len(session(w, cid).queue) == 3
+    overflow = [e for e in events(w.engine.actions_to_send()) if isinstance(e, QueueOverflow)]
+    assert overflow == [QueueOverflow(cid, 2)]
+    conn = w.conn()
+    body = one_reply(w.send([connect_msg(cid)], conn=conn), conn)
+    assert [m["data"] for m in body[1:]] == [3, 4, 5]
+
+
+def test_reply_failed_adds_to_drops_already_counted_in_the_same_drain() -> None:
+    w = Wire(EngineConfig(max_queue=2))
+    cid = connected(w, "/a")
+    conn = hold(w, cid)
+    w.engine.publish("/a", 1, now=w.now)
+    (failed,) = reply_actions(w.engine.actions_to_send(), conn)
+    for n in (2, 3, 4):  # the third publish drops 2: one drop counted already
+        w.engine.publish("/a", n, now=w.now)
+    w.engine.reply_failed(failed, now=w.now)  # 1 comes back, over the cap again
+    overflow = [e for e in events(w.engine.actions_to_send()) if isinstance(e, QueueOverflow)]
+    assert overflow == [QueueOverflow(cid, 2)]
+    assert [orjson.loads(m)["data"] for m in session(w, cid).queue] == [3, 4]
+
+
+def test_reply_failed_over_the_cap_ends_the_session_under_disconnect() -> None:
+    w = Wire(EngineConfig(max_queue=2, overflow=OverflowPolicy.DISCONNECT))
+    cid = connected(w, "/a")
+    conn = hold(w, cid)
+    w.engine.publish("/a", 1, now=w.now)
+    (failed,) = reply_actions(w.engine.actions_to_send(), conn)
+    w.engine.publish("/a", 2, now=w.now)
+    w.engine.publish("/a", 3, now=w.now)
+    w.engine.reply_failed(failed, now=w.now)
+    assert Disconnected(cid, DisconnectReason.OVERFLOW) in events(w.engine.actions_to_send())
+    assert w.engine.store.get(cid) is None
+
+
 def test_reply_failed_without_messages_or_session_is_ignored() -> None:
     w = Wire()
     cid = connected(w, "/a")
@@ -1476,6 +1522,25 @@ def test_an_unconnected_session_expires() -> None:
     w = Wire()
     cid = w.handshake()
     assert w.advance(30) == [SessionExpired(cid)]
+
+
+def test_an_input_after_the_deadline_finds_the_session_expired() -> None:
+    """Without a handle_timer call in between, a late connect still gets 401."""
+    w = Wire()
+    cid = w.handshake()  # expires at 30
+    w.now = 31.0
+    conn = w.conn()
+    actions = w.send([connect_msg(cid)], conn=conn)
+    assert SessionExpired(cid) in events(actions)
+    (reply,) = replies(actions, conn)
+    assert reply["error"].startswith("401:")
+
+
+def test_a_stream_opened_after_the_deadline_finds_the_session_expired() -> None:
+    w = Wire()
+    cid = w.handshake()
+    assert w.engine.open_stream(w.conn(), now=31.0, client_id=cid) is False
+    assert SessionExpired(cid) in events(w.engine.actions_to_send())
 
 
 def test_stale_timers_are_ignored() -> None:

@@ -58,7 +58,13 @@ def test_handshake_subscribe_publish_receive(
         ("subscriber", True),
         ("publisher", True),
     ]
-    assert not of(events, "unsuccessful"), of(events, "unsuccessful")
+    unsuccessful = of(events, "unsuccessful")
+    if server_name == "faye":
+        # Faye closes the WebSocket when it handles /meta/disconnect, so the
+        # client's held connect on it can fail during the disconnect: a Faye
+        # race (seen in CI), not something this baseline is about.
+        unsuccessful = [e for e in unsuccessful if e["message"].get("channel") != "/meta/connect"]
+    assert not unsuccessful, unsuccessful
 
     if server_name == "ours":
         # The server's side of the story (TransportProbe in auth_ext.py).
