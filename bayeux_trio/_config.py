@@ -34,6 +34,8 @@ class ServerConfig:
         header_timeout: time to send a whole request head once it has begun.
         body_timeout: time to send a request body.
         idle_timeout: how long a kept-alive connection may sit idle.
+        reuse_port: listen with SO_REUSEPORT, so that several processes share
+            the port (``bayeux serve --workers N``).
     """
 
     host: str = "127.0.0.1"
@@ -51,6 +53,7 @@ class ServerConfig:
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     idle_timeout: float = 120.0
+    reuse_port: bool = False
 
     def __post_init__(self) -> None:
         if not self.mount.startswith("/") or (len(self.mount) > 1 and self.mount.endswith("/")):

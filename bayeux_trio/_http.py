@@ -506,6 +506,8 @@ class HttpConnection:
         ]
         output = self.output
         assert output is not None
+        if self.server.bus is not None:
+            await self.server.bus.claim(client_id)
         if not self.hub.is_known_client(client_id):
             self._eventsource = None
             self.hub.release(conn)

@@ -62,6 +62,22 @@ class _Pingable(Protocol):
     def ping(self) -> None: ...
 
 
+class Bus(Protocol):
+    """What a cluster bus offers the server: :class:`bayeux_trio.redis.RedisBus`."""
+
+    def attach(self, hub: Hub) -> None: ...
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = ...) -> None: ...
+
+    async def prepare(self, messages: Sequence[Message]) -> None: ...
+
+    async def claim(self, client_id: str, *, connect: bool = False) -> None: ...
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """Health and counters (``healthy`` is False while the bus is down)."""
+
+
 class BayeuxServer:
     """A Bayeux server on trio.
 
@@ -69,6 +85,8 @@ class BayeuxServer:
         config: listening address, mount path, limits; defaults if omitted.
         extensions: server extensions (:class:`bayeux_core.Extension` or
             :class:`AsyncExtension`), run in order.
+        bus: share sessions and messages with other servers, e.g.
+            ``RedisBus("redis://127.0.0.1:6379/0")`` (docs/redis.md).
     """
 
     def __init__(
@@ -76,10 +94,14 @@ class BayeuxServer:
         config: ServerConfig | None = None,
         *,
         extensions: Sequence[Extension | AsyncExtension] = (),
+        bus: Bus | None = None,
     ) -> None:
         self.config = config if config is not None else ServerConfig()
-        self.engine = Engine(self.config.engine)
+        self.bus = bus
+        self.engine = Engine(self.config.engine, local_routing=bus is None)
         self.hub = Hub(self.engine)
+        if bus is not None:
+            bus.attach(self.hub)
         self._async_extensions: list[AsyncExtension] = []
         for extension in extensions:
             self.add_extension(extension)
@@ -166,13 +188,20 @@ class BayeuxServer:
         server is listening, and :attr:`port` holds the bound port.
         """
         config = self.config
-        self._listeners = await trio.open_tcp_listeners(config.port, host=config.host)
+        if config.reuse_port:
+            from ._workers import open_shared_listeners
+
+            self._listeners = await open_shared_listeners(config.host, config.port)
+        else:
+            self._listeners = await trio.open_tcp_listeners(config.port, host=config.host)
         self.port = self._listeners[0].socket.getsockname()[1]
         log.info("serving Bayeux at %s", self.url)
         with self._cancel:
             try:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(self.hub.run)
+                    if self.bus is not None:
+                        await nursery.start(self.bus.run)
                     nursery.start_soon(self._pinger)
                     for listener in self._listeners:
                         nursery.start_soon(self._accept, listener, nursery)
@@ -209,6 +238,8 @@ class BayeuxServer:
                 if result is not None:
                     kept.append(result)
             messages = kept
+        if self.bus is not None:
+            await self.bus.prepare(messages)
         self.hub.receive(conn, messages, request)
 
     # ------------------------------------------------------------ internals

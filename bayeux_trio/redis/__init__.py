@@ -1,0 +1,13 @@
+"""Run many Bayeux server processes as one, on Redis (docs/redis.md).
+
+Needs the ``coredis`` package (``pip install 'bayeux-trio[redis]'``)::
+
+    from bayeux_trio import BayeuxServer, ServerConfig
+    from bayeux_trio.redis import RedisBus
+
+    server = BayeuxServer(ServerConfig(), bus=RedisBus("redis://127.0.0.1:6379/0"))
+"""
+
+from ._bus import RedisBus as RedisBus
+
+__all__ = ("RedisBus",)

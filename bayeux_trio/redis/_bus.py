@@ -1,0 +1,613 @@
+"""The Redis bus: many server processes as one Bayeux server (docs/redis.md).
+
+Each node keeps the sessions it owns in its local engine; Redis keeps the log
+(one stream, each publish stored once) and one record per session (owner,
+epoch, cursor, state, subscriptions), with a TTL. The hub hands every pass of
+engine actions to :meth:`RedisBus.intercept`: the Redis writes they imply go
+out in one pipeline, in order, and the pass's replies wait for it.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import math
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import coredis
+import coredis.exceptions
+import trio
+from coredis.retry import NoRetryPolicy
+from coredis.tokens import PureToken
+
+from bayeux_core import (
+    Action,
+    Broadcast,
+    Close,
+    Disconnected,
+    Handshaken,
+    Message,
+    Reply,
+    SessionExpired,
+    Subscribed,
+    Unsubscribed,
+    matches,
+)
+
+from ._scripts import CLAIM, UPDATE
+
+if TYPE_CHECKING:
+    from coredis.response.types import StreamEntry
+
+    from bayeux_trio._hub import Hub
+
+__all__ = ["RedisBus"]
+
+log = logging.getLogger("bayeux.redis")
+
+T = TypeVar("T")
+StreamId = tuple[int, int]
+
+#: messages that need the session here (publishes do not)
+_CLAIMING = frozenset({"/meta/connect", "/meta/subscribe", "/meta/unsubscribe", "/meta/disconnect"})
+_RETRYABLE = (coredis.exceptions.ConnectionError, TimeoutError, OSError)
+_PAGE = 1000
+#: entries scanned at the log's tail to find our own appends after a failed write
+_RECOVERY_SCAN = 10_000
+
+
+def _parse(raw: bytes | str) -> StreamId:
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _fields(entry: StreamEntry) -> dict[bytes, bytes]:
+    return {
+        k if isinstance(k, bytes) else k.encode(): v if isinstance(v, bytes) else v.encode()
+        for k, v in entry.field_values.items()
+    }
+
+
+def _fmt(stream_id: StreamId) -> str:
+    return f"{stream_id[0]}-{stream_id[1]}"
+
+
+def _strip(reply: Reply) -> Reply:
+    """The reply without its deliveries (they are at the end of the array)."""
+    joined = b",".join(reply.messages)
+    head = reply.body[: len(reply.body) - len(joined) - 1]
+    if head.endswith(b","):
+        head = head[:-1]
+    return Reply(reply.conn, head + b"]")
+
+
+class _Ops:
+    """What one pass changes in one session record."""
+
+    __slots__ = ("create", "cursor", "delete", "epoch", "subs")
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.create: str | None = None
+        self.cursor = ""
+        self.delete = False
+        self.subs: list[str] = []
+
+
+class _Pass:
+    """The writes of one hub pass, and the actions waiting for them."""
+
+    __slots__ = ("held", "ops", "xadds")
+
+    def __init__(self) -> None:
+        self.xadds: list[dict[bytes, bytes]] = []
+        self.ops: dict[str, _Ops] = {}
+        self.held: list[Action] = []
+
+
+class RedisBus:
+    """Share one Bayeux server between processes through Redis.
+
+    Args:
+        url: ``redis://[:password@]host:port/db`` (or ``rediss://``, ``unix://``).
+        namespace: prefix of every key, so that clusters can share a Redis.
+        ring_size: recent log entries kept in memory for adoptions.
+        cursor_interval: how often WebSocket/EventSource cursors are written.
+        retention: seconds of log kept; default twice the session TTL.
+        ttl_margin: seconds a session record outlives the engine's own expiry
+            (which is ``timeout + interval + session_timeout`` after a connect).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        namespace: str = "bayeux",
+        ring_size: int = 10_000,
+        cursor_interval: float = 0.05,
+        retention: float | None = None,
+        ttl_margin: float = 10.0,
+    ) -> None:
+        self.url = url
+        self.namespace = namespace
+        self.node = secrets.token_hex(8)
+        self.log_key = f"{namespace}:{{log}}"
+        self.cursor_interval = cursor_interval
+        self._retention = retention
+        self._ttl_margin = ttl_margin
+        #: False while Redis cannot be reached
+        self.healthy = True
+        self._hub: Hub | None = None
+        self._client: coredis.Redis[bytes] | None = None
+        self._pos: StreamId = (0, 0)
+        self._pos_str = "0-0"
+        self._ring: collections.deque[tuple[StreamId, str | None, bytes]] = collections.deque(
+            maxlen=ring_size
+        )
+        #: every entry after this id, up to _pos, is in the ring
+        self._floor: StreamId = (0, 0)
+        self._epochs: dict[str, int] = {}
+        self._locks: dict[str, trio.Lock] = {}
+        self._outbox: list[_Pass] = []
+        self._wake = trio.Event()
+        self._pushed: dict[str, StreamId] = {}
+        self._seq = itertools.count(1)
+        self._last_ms = 0
+        self._ttl_ms = 60_000
+        self._claims = 0
+        self._adoptions = 0
+
+    # ------------------------------------------------------------- wiring
+
+    def attach(self, hub: Hub) -> None:
+        """Called by the server: this bus sees each of ``hub``'s passes first."""
+        self._hub = hub
+        hub.intercept = self.intercept
+        cfg = hub.engine.config
+        ttl = cfg.timeout + cfg.interval + cfg.session_timeout + self._ttl_margin
+        self._ttl_ms = math.ceil(ttl * 1000)
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """Counters for health checks and tests."""
+        return {
+            "node": self.node,
+            "healthy": self.healthy,
+            "position": self._pos_str,
+            "sessions": len(self._epochs),
+            "claims": self._claims,
+            "adoptions": self._adoptions,
+            "pending_writes": len(self._outbox),
+        }
+
+    def record_key(self, client_id: str) -> str:
+        return f"{self.namespace}:s:{{{client_id}}}"
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Connect, then read the log and write to Redis until cancelled."""
+        if self._hub is None:
+            raise RuntimeError("attach the bus to a server first")
+        client: coredis.Redis[bytes] = coredis.Redis.from_url(
+            self.url, decode_responses=False, retry_policy=NoRetryPolicy(), connect_timeout=2.0
+        )
+        async with client:
+            self._client = client
+            self._claim = client.register_script(CLAIM)
+            self._update = client.register_script(UPDATE)
+            last = await self._retry("start", lambda: client.xrevrange(self.log_key, count=1))
+            if last:
+                self._set_pos(_parse(last[0].identifier))
+                self._last_ms = self._pos[0]
+            self._floor = self._pos
+            log.info("node %s on %s, log at %s", self.node, self.url, self._pos_str)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._reader)
+                nursery.start_soon(self._writer)
+                nursery.start_soon(self._flusher)
+                task_status.started()
+
+    # ---------------------------------------------------- before the engine
+
+    async def prepare(self, messages: Sequence[Message]) -> None:
+        """Own every session a batch names before the engine sees it."""
+        connecting: dict[str, bool] = {}
+        for message in messages:
+            if type(message) is not dict:
+                continue
+            channel = message.get("channel")
+            client_id = message.get("clientId")
+            if channel in _CLAIMING and type(client_id) is str and 0 < len(client_id) <= 128:
+                connecting[client_id] = connecting.get(client_id, False) or (
+                    channel == "/meta/connect"
+                )
+        for client_id, connect in connecting.items():
+            await self.claim(client_id, connect=connect)
+
+    async def claim(self, client_id: str, *, connect: bool = False) -> None:
+        """Make this node the owner of ``client_id``'s session, if it exists."""
+        lock = self._locks.get(client_id)
+        if lock is None:
+            lock = self._locks[client_id] = trio.Lock()
+        try:
+            async with lock:
+                await self._claim_once(client_id, connect)
+        finally:
+            if lock.statistics().tasks_waiting == 0 and self._locks.get(client_id) is lock:
+                del self._locks[client_id]
+
+    async def _claim_once(self, client_id: str, connect: bool) -> None:
+        hub = self._hub
+        assert hub is not None
+        assert self._client is not None
+        engine = hub.engine
+        self._claims += 1
+        local = engine.store.get(client_id)
+        epoch = self._epochs.get(client_id, 0) if local is not None else 0
+        idle = self._pos_str if local is not None and not local.queue else ""
+        args = [self.node, str(epoch), idle, str(self._ttl_ms), "1" if connect else "0"]
+        key = self.record_key(client_id)
+        result: list[Any] = await self._retry("claim", lambda: self._claim(keys=[key], args=args))
+        status = int(result[0])
+        if status == 1:
+            return
+        if engine.store.get(client_id) is not None:
+            self._evict(client_id)
+        if status == 0:
+            return
+        new_epoch = int(result[1])
+        cursor = _parse(result[2] or b"0-0")
+        connected = result[3] == b"c"
+        previous = result[4]
+        subs = {result[i].decode(): _parse(result[i + 1]) for i in range(5, len(result) - 1, 2)}
+        self._adoptions += 1
+        if previous != self.node.encode():
+            evict = _Pass()
+            evict.xadds.append(
+                {
+                    b"k": b"evict",
+                    b"i": client_id.encode(),
+                    b"n": self.node.encode(),
+                    b"g": str(new_epoch).encode(),
+                }
+            )
+            self._enqueue(evict)
+        await self._wait_position(cursor)
+        backlog = await self._backlog(cursor, subs)
+        # From here to adopt(): no await, so the reader goes on from exactly
+        # where the backlog ends.
+        if engine.store.get(client_id) is not None:
+            self._evict(client_id)
+        engine.adopt(
+            client_id,
+            now=trio.current_time(),
+            subscriptions=list(subs),
+            backlog=backlog,
+            connected=connected,
+        )
+        self._epochs[client_id] = new_epoch
+        hub.pump()
+
+    async def _wait_position(self, target: StreamId) -> None:
+        """Wait (a little) until the reader has passed ``target``."""
+        with trio.move_on_after(5.0):
+            while self._pos < target:  # noqa: ASYNC110 - rare, and short
+                await trio.sleep(0.002)
+
+    async def _backlog(self, cursor: StreamId, subs: dict[str, StreamId]) -> list[bytes]:
+        """The publishes after ``cursor`` the session wants, up to the reader's position.
+
+        Ends without awaiting after its last look at the ring buffer.
+        """
+        client = self._client
+        assert client is not None
+        out: list[bytes] = []
+        pos = cursor
+
+        def wanted(entry_id: StreamId, channel: str) -> bool:
+            return any(
+                start < entry_id and matches(pattern, channel) for pattern, start in subs.items()
+            )
+
+        while pos < self._floor:
+            start = "(" + _fmt(pos)
+            page = await self._retry(
+                "replay",
+                lambda start=start: client.xrange(  # type: ignore[misc]
+                    self.log_key, start, "+", count=_PAGE
+                ),
+            )
+            if not page:
+                log.warning("log entries after %s are gone (trimmed)", _fmt(pos))
+                pos = self._floor
+                break
+            for entry in page:
+                entry_id = _parse(entry.identifier)
+                if entry_id > self._pos:
+                    pos = max(pos, self._pos)
+                    break
+                fields = _fields(entry)
+                channel = fields.get(b"c")
+                if channel is not None and wanted(entry_id, channel.decode()):
+                    out.append(fields[b"p"])
+                pos = entry_id
+        if subs:
+            for entry_id, channel_name, payload in self._ring:
+                if entry_id > pos and channel_name is not None and wanted(entry_id, channel_name):
+                    out.append(payload)
+        return out
+
+    def _evict(self, client_id: str) -> None:
+        hub = self._hub
+        assert hub is not None
+        self._epochs.pop(client_id, None)
+        self._pushed.pop(client_id, None)
+        if hub.engine.evict(client_id, now=trio.current_time()):
+            hub.pump()
+
+    # ------------------------------------------------------- the hub's pass
+
+    def intercept(self, actions: list[Action]) -> list[Action]:
+        """Split a pass: writes for Redis, actions to run now, replies to hold."""
+        run: list[Action] = []
+        held: list[Action] = []
+        work: _Pass | None = None
+        pos = self._pos_str
+        epochs = self._epochs
+
+        def ops(client_id: str) -> _Ops | None:
+            nonlocal work
+            epoch = epochs.get(client_id)
+            if epoch is None:
+                return None
+            if work is None:
+                work = _Pass()
+            found = work.ops.get(client_id)
+            if found is None:
+                found = work.ops[client_id] = _Ops(epoch)
+            return found
+
+        for action in actions:
+            kind = type(action)
+            if kind is Broadcast:
+                broadcast: Broadcast = action  # type: ignore[assignment]
+                if work is None:
+                    work = _Pass()
+                work.xadds.append(
+                    {
+                        b"c": broadcast.channel.encode(),
+                        b"p": broadcast.payload,
+                        b"u": f"{self.node}:{next(self._seq)}".encode(),
+                    }
+                )
+                continue
+            if kind is Reply or kind is Close:
+                if kind is Reply:
+                    reply: Reply = action  # type: ignore[assignment]
+                    if reply.client_id is not None and reply.messages:
+                        found = ops(reply.client_id)
+                        if found is not None:
+                            found.cursor = pos
+                held.append(action)
+                continue
+            if kind is Handshaken:
+                client_id = action.client_id  # type: ignore[attr-defined]
+                epochs[client_id] = 1
+                found = ops(client_id)
+                assert found is not None
+                found.create = pos
+            elif kind is Subscribed or kind is Unsubscribed:
+                found = ops(action.client_id)  # type: ignore[attr-defined]
+                if found is not None:
+                    channel = action.channel  # type: ignore[attr-defined]
+                    if kind is Subscribed:
+                        found.subs += ["+", channel, pos]
+                    else:
+                        found.subs += ["-", channel]
+            elif kind is Disconnected or kind is SessionExpired:
+                client_id = action.client_id  # type: ignore[attr-defined]
+                found = ops(client_id)
+                if found is not None:
+                    found.delete = True
+                epochs.pop(client_id, None)
+                self._pushed.pop(client_id, None)
+            run.append(action)
+        if work is None:
+            return run + held
+        work.held = held
+        self._enqueue(work)
+        return run
+
+    def _enqueue(self, work: _Pass) -> None:
+        self._outbox.append(work)
+        self._wake.set()
+
+    # ------------------------------------------------------------ the writer
+
+    async def _writer(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            passes, self._outbox = self._outbox, []
+            if not passes:
+                continue
+            attempt = 0
+
+            async def write(passes: list[_Pass] = passes) -> dict[str, bool]:
+                nonlocal attempt
+                attempt += 1
+                return await self._write(passes, recovering=attempt > 1)
+
+            failed = await self._retry("write", write)
+            self._finish(passes, failed)
+
+    async def _write(self, passes: list[_Pass], *, recovering: bool) -> dict[str, bool]:
+        """One pipeline for these passes; the sessions whose fenced writes failed."""
+        client = self._client
+        assert client is not None
+        present: set[bytes] = set()
+        if recovering:
+            # A failed pipeline may have been applied in part: do not append twice.
+            tail = await client.xrevrange(self.log_key, count=_RECOVERY_SCAN)
+            present = {u for e in tail if (u := _fields(e).get(b"u")) is not None}
+        retention_ms = self._retention * 1000 if self._retention is not None else 2 * self._ttl_ms
+        minid = f"{max(0, self._last_ms - int(retention_ms))}-0"
+        ttl = str(self._ttl_ms)
+        kinds: list[tuple[str, str]] = []
+        async with client.pipeline(transaction=False) as pipe:
+            for work in passes:
+                for fields in work.xadds:
+                    if fields.get(b"u", b"") in present:
+                        continue
+                    pipe.xadd(
+                        self.log_key,
+                        fields,
+                        trim_strategy=PureToken.MINID,
+                        threshold=minid,
+                        trim_operator=PureToken.APPROXIMATELY,
+                    )
+                    kinds.append(("x", ""))
+                for client_id, ops in work.ops.items():
+                    key = self.record_key(client_id)
+                    if ops.create is not None:
+                        pipe.hset(key, {"o": self.node, "g": "1", "c": ops.create, "t": "h"})
+                        pipe.pexpire(key, self._ttl_ms)
+                        kinds += [("-", ""), ("-", "")]
+                    if ops.cursor or ops.subs or ops.delete:
+                        args = [
+                            self.node,
+                            str(ops.epoch),
+                            ttl,
+                            ops.cursor,
+                            "1" if ops.delete else "0",
+                            *ops.subs,
+                        ]
+                        self._update(keys=[key], args=args, client=pipe)
+                        kinds.append(("u", client_id))
+        results = pipe.results or ()
+        failed: dict[str, bool] = {}
+        for (kind, client_id), result in zip(kinds, results, strict=False):
+            if kind == "x" and isinstance(result, bytes):
+                self._last_ms = max(self._last_ms, _parse(result)[0])
+            elif kind == "u" and result == 0:
+                failed[client_id] = True
+        return failed
+
+    def _finish(self, passes: list[_Pass], failed: dict[str, bool]) -> None:
+        hub = self._hub
+        assert hub is not None
+        for client_id in failed:
+            # Not ours any more (or gone): the new owner replays what we held.
+            log.debug("lost session %s... to another node", client_id[:6])
+            self._evict(client_id)
+        held: list[Action] = []
+        for work in passes:
+            for action in work.held:
+                if (
+                    failed
+                    and type(action) is Reply
+                    and action.client_id in failed
+                    and action.messages
+                ):
+                    held.append(_strip(action))
+                else:
+                    held.append(action)
+        if held:
+            hub.execute(held)
+
+    async def _flusher(self) -> None:
+        """Write the cursors of sessions that got pushed deliveries, every so often."""
+        while True:
+            await trio.sleep(self.cursor_interval)
+            if not self._pushed:
+                continue
+            pushed, self._pushed = self._pushed, {}
+            work = _Pass()
+            for client_id, entry_id in pushed.items():
+                epoch = self._epochs.get(client_id)
+                if epoch is not None:
+                    ops = work.ops[client_id] = _Ops(epoch)
+                    ops.cursor = _fmt(entry_id)
+            if work.ops:
+                self._enqueue(work)
+
+    # ------------------------------------------------------------ the reader
+
+    def _set_pos(self, entry_id: StreamId) -> None:
+        self._pos = entry_id
+        self._pos_str = _fmt(entry_id)
+
+    async def _reader(self) -> None:
+        client = self._client
+        hub = self._hub
+        assert client is not None
+        assert hub is not None
+        engine = hub.engine
+        ring = self._ring
+        while True:
+            pos = self._pos_str
+            found = await self._retry(
+                "read",
+                lambda pos=pos: client.xread(  # type: ignore[misc]
+                    {self.log_key: pos}, count=_PAGE, block=1000
+                ),
+            )
+            if not found:
+                continue
+            now = trio.current_time()
+            for entries in found.values():
+                for entry in entries:
+                    entry_id = _parse(entry.identifier)
+                    if entry_id <= self._pos:
+                        continue
+                    fields = _fields(entry)
+                    channel = fields.get(b"c")
+                    if channel is not None:
+                        name = channel.decode()
+                        payload = fields[b"p"]
+                        if ring.maxlen is not None and len(ring) == ring.maxlen:
+                            self._floor = ring[0][0]
+                        ring.append((entry_id, name, payload))
+                        self._set_pos(entry_id)
+                        for session in engine.route(name, payload, now=now):
+                            if session.stream is not None:
+                                self._pushed[session.client_id] = entry_id
+                        continue
+                    if ring.maxlen is not None and len(ring) == ring.maxlen:
+                        self._floor = ring[0][0]
+                    ring.append((entry_id, None, b""))
+                    self._set_pos(entry_id)
+                    if fields.get(b"k") == b"evict":
+                        self._on_evict(fields)
+            hub.pump()
+
+    def _on_evict(self, fields: dict[bytes, bytes]) -> None:
+        if fields.get(b"n") == self.node.encode():
+            return
+        client_id = fields[b"i"].decode()
+        epoch = self._epochs.get(client_id)
+        if epoch is not None and epoch < int(fields[b"g"]):
+            self._evict(client_id)
+
+    # ------------------------------------------------------------- outages
+
+    async def _retry(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Run ``call`` until Redis answers; log the outage once each way."""
+        delay = 0.1
+        while True:
+            try:
+                result = await call()
+            except _RETRYABLE as exc:
+                if self.healthy:
+                    self.healthy = False
+                    log.warning("Redis unreachable (%s: %s); retrying", what, exc)
+                await trio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            if not self.healthy:
+                self.healthy = True
+                log.warning("Redis reachable again")
+            return result
