@@ -12,8 +12,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,fuzz]'
 	touch $(STAMP)
 
+# The chat demo at http://localhost:9292/ next to the endpoint at /faye
+# (examples/README.md: the other demos).
 run: $(STAMP)
-	$(BIN)/bayeux serve
+	$(BIN)/bayeux serve --static examples/chat
 
 test: lint typecheck unit
 
@@ -40,7 +42,22 @@ fuzz: $(STAMP)
 bench-core: $(STAMP)
 	$(BIN)/python bench/core_fanout.py
 
-bench: bench-core
+# Our server against Faye 1.4.3 (bench/server_bench.py; docs/benchmarks.md).
+# Pick scenarios with SCENARIOS=1,6 (ids: 1-7, f1, f7, p1, p2); RUNS per server.
+BENCH_STAMP := $(VENV)/.bench-installed
+SCENARIOS ?=
+RUNS ?= 3
+BENCH_JSON ?= bench/results/server_bench.json
+BENCH_PLOTS ?= docs/benchmarks
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,fuzz,bench]'
+	touch $(BENCH_STAMP)
+
+bench: bench-core $(BENCH_STAMP)
+	$(BIN)/python bench/server_bench.py --runs $(RUNS) --json $(BENCH_JSON) \
+	  $(if $(SCENARIOS),--scenarios $(SCENARIOS))
+	$(BIN)/python bench/plot_server_bench.py $(BENCH_JSON) $(BENCH_PLOTS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .coverage htmlcov

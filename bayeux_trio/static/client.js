@@ -1,0 +1,1265 @@
+/*
+ * bayeux-trio browser client: Faye's browser API, for any Bayeux server.
+ *
+ *   <script src="http://localhost:9292/faye/client.js"></script>
+ *   <script>
+ *     var client = new Faye.Client('http://localhost:9292/faye');
+ *     client.subscribe('/messages', function (data) { console.log(data); });
+ *     client.publish('/messages', {text: 'hello'});
+ *   </script>
+ *
+ * Written for bayeux-trio (MIT licence) after Faye's documented behaviour; no
+ * build step, no dependencies, any browser with Promise, URL and WebSocket.
+ * docs/browser.md describes the API, the transports and how one is chosen.
+ *
+ * Layout of this file:
+ *   1. small helpers: logging, events, thenables, channel names, errors
+ *   2. transports: websocket, eventsource, long-polling,
+ *      cross-origin-long-polling, callback-polling (in Faye's order)
+ *   3. the dispatcher: one envelope per message, timeouts and retries,
+ *      transport selection, transport:up / transport:down
+ *   4. Faye.Client: handshake, connect loop, subscriptions, publishing
+ */
+(function (global) {
+  'use strict';
+
+  // ------------------------------------------------------------ constants
+
+  var API_VERSION = '1.4.3'; // the Faye release whose browser API this follows
+  var BAYEUX_VERSION = '1.0';
+  var DEFAULT_ENDPOINT = '/bayeux';
+  var DEFAULT_TIMEOUT = 60; // seconds, until the server's advice says otherwise
+  var DEFAULT_INTERVAL = 0; // seconds between two connects
+  var DEFAULT_RETRY = 5; // seconds before a failed message is sent again
+  var MAX_REQUEST_SIZE = 2048; // characters in one HTTP batch
+  var HANDSHAKE_DELAY = 10; // ms: gives a page time to queue its subscriptions
+  // After a handshake, how long the first connect may wait for the preferred
+  // transport (a WebSocket or EventSource still opening) before it goes over
+  // the handshake's transport.
+  var TRANSPORT_WAIT = 2;
+  // A handshake must go over one of these: they need no session to work.
+  var MANDATORY = ['long-polling', 'callback-polling', 'in-process'];
+
+  var META = {
+    handshake: '/meta/handshake',
+    connect: '/meta/connect',
+    subscribe: '/meta/subscribe',
+    unsubscribe: '/meta/unsubscribe',
+    disconnect: '/meta/disconnect'
+  };
+
+  var UNCONNECTED = 1;
+  var CONNECTING = 2;
+  var CONNECTED = 3;
+  var DISCONNECTED = 4;
+
+  var CLIENT_OPTIONS = ['interval', 'timeout', 'endpoints', 'proxy', 'retry', 'scheduler',
+                        'websocketExtensions', 'tls', 'ca'];
+  var PUBLISH_OPTIONS = ['attempts', 'deadline'];
+
+  // Bayeux grammar, as Faye applies it.
+  var SEGMENT = '[A-Za-z0-9\\-_!~()$@]+';
+  var CHANNEL_NAME = new RegExp('^(?:/' + SEGMENT + ')+$');
+  var CHANNEL_PATTERN = new RegExp('^(?:/' + SEGMENT + ')*/\\*{1,2}$');
+  var ERROR_TEXT = '[A-Za-z0-9\\-_!~()$@ /*.]*';
+  var ERROR_FORMAT = new RegExp('^[0-9]{3}:' + ERROR_TEXT + '(?:,' + ERROR_TEXT + ')*:' + ERROR_TEXT + '$');
+
+  var hasOwn = Object.prototype.hasOwnProperty;
+  var noop = function () {};
+  var unloading = false;
+
+  // -------------------------------------------------------------- helpers
+
+  function checkOptions(options, allowed) {
+    Object.keys(options).forEach(function (key) {
+      if (allowed.indexOf(key) < 0) throw new Error('Unrecognized option: ' + key);
+    });
+  }
+
+  function later(fn, seconds) {
+    return global.setTimeout(fn, Math.max(0, seconds * 1000));
+  }
+
+  // Surface an exception from user code without breaking our own loops.
+  function report(error) {
+    global.setTimeout(function () { throw error; }, 0);
+  }
+
+  function parseJSON(text) {
+    try {
+      return JSON.parse(text);
+    } catch (error) {
+      return null;
+    }
+  }
+
+  function parseURL(url) {
+    if (url instanceof URL) return new URL(url.href);
+    return new URL(String(url), global.location ? global.location.href : undefined);
+  }
+
+  function isSameOrigin(url) {
+    var here = global.location;
+    return !!here && url.protocol === here.protocol &&
+      url.hostname === here.hostname && url.port === here.port;
+  }
+
+  // Faye.logger may be a function, or an object with debug/info/warn/error.
+  // `text` may be a function, called only when there is a logger.
+  function writeLog(level, source, text) {
+    var logger = Faye.logger;
+    if (!logger) return;
+    var line = '[Faye.' + source + '] ' + (typeof text === 'function' ? text() : text);
+    if (typeof logger[level] === 'function') logger[level](line);
+    else if (typeof logger === 'function') logger(line);
+  }
+
+  function describe(value) {
+    try {
+      return JSON.stringify(value);
+    } catch (error) {
+      return String(value);
+    }
+  }
+
+  // ---------------------------------------------------------------- events
+
+  // bind/on, unbind/off, trigger/emit: Faye's Publisher methods.
+  var Events = {
+    bind: function (type, listener, context) {
+      var all = this._listeners || (this._listeners = {});
+      (all[type] || (all[type] = [])).push({listener: listener, context: context});
+      return this;
+    },
+
+    unbind: function (type, listener, context) {
+      var list = this._listeners && this._listeners[type];
+      if (!list) return this;
+      this._listeners[type] = list.filter(function (entry) {
+        return listener && (entry.listener !== listener || entry.context !== context);
+      });
+      return this;
+    },
+
+    trigger: function (type) {
+      var list = this._listeners && this._listeners[type];
+      if (!list) return false;
+      var args = Array.prototype.slice.call(arguments, 1);
+      list.slice().forEach(function (entry) {
+        try {
+          entry.listener.apply(entry.context, args);
+        } catch (error) {
+          report(error);
+        }
+      });
+      return list.length > 0;
+    },
+
+    listeners: function (type) {
+      var list = (this._listeners && this._listeners[type]) || [];
+      return list.map(function (entry) { return entry.listener; });
+    },
+
+    countListeners: function (type) {
+      return this.listeners(type).length;
+    }
+  };
+  Events.on = Events.addListener = Events.bind;
+  Events.off = Events.removeListener = function (type, listener) {
+    return this.unbind(type, listener);
+  };
+  Events.emit = Events.trigger;
+
+  // -------------------------------------------------------------- thenables
+
+  // Subscriptions and publications are thenables, settled once by the server's
+  // reply. Nobody has to listen: a failure with no handler is not reported as
+  // an unhandled rejection.
+  var Thenable = {
+    _settle: function () {
+      if (!this._promise) {
+        var self = this;
+        this._promise = new Promise(function (resolve, reject) {
+          self._resolve = resolve;
+          self._reject = reject;
+        });
+        this._promise.catch(noop);
+      }
+      return this._promise;
+    },
+
+    then: function (onSucceeded, onFailed) {
+      return this._settle().then(onSucceeded, onFailed);
+    },
+
+    catch: function (onFailed) {
+      return this._settle().catch(onFailed);
+    },
+
+    callback: function (fn, context) {
+      if (fn) this._settle().then(function (value) { fn.call(context, value); }, noop);
+      return this;
+    },
+
+    errback: function (fn, context) {
+      if (fn) this._settle().then(null, function (reason) { fn.call(context, reason); });
+      return this;
+    },
+
+    timeout: function (seconds, reason) {
+      var self = this;
+      this._settle();
+      this._timer = later(function () { self._fail(reason); }, seconds);
+      return this;
+    },
+
+    _succeed: function (value) {
+      global.clearTimeout(this._timer);
+      this._settle();
+      this._resolve(value);
+    },
+
+    _fail: function (reason) {
+      global.clearTimeout(this._timer);
+      this._settle();
+      this._reject(reason);
+    }
+  };
+
+  function Publication() {
+    this._settle();
+  }
+  Object.assign(Publication.prototype, Thenable);
+
+  // ---------------------------------------------------------------- errors
+
+  // A server error such as "405:/foo*:Invalid channel". Text outside that
+  // grammar (an extension's "Invalid subscription auth token") becomes the
+  // message, with no code.
+  function BayeuxError(code, params, message) {
+    this.code = code;
+    this.params = Array.prototype.slice.call(params || []);
+    this.message = message;
+  }
+  BayeuxError.prototype.toString = function () {
+    return this.code + ':' + this.params.join(',') + ':' + this.message;
+  };
+  BayeuxError.parse = function (text) {
+    text = text || '';
+    if (typeof text !== 'string' || !ERROR_FORMAT.test(text)) {
+      return new BayeuxError(null, [], typeof text === 'string' ? text : describe(text));
+    }
+    var parts = text.split(':');
+    return new BayeuxError(parseInt(parts[0], 10), parts[1].split(','), parts[2]);
+  };
+
+  // -------------------------------------------------------------- channels
+
+  function isChannelName(name) {
+    return typeof name === 'string' && CHANNEL_NAME.test(name);
+  }
+
+  // The subscription patterns a message on `name` reaches:
+  // /a/b/c -> /**, /a/b/c, /a/b/*, /a/**, /a/b/**
+  function expandChannel(name) {
+    if (!isChannelName(name)) return [name];
+    var segments = name.split('/').slice(1);
+    var patterns = ['/**', name];
+    patterns.push('/' + segments.slice(0, -1).concat('*').join('/'));
+    for (var i = 1; i < segments.length; i++) {
+      patterns.push('/' + segments.slice(0, i).concat('**').join('/'));
+    }
+    return patterns;
+  }
+
+  // channel name or pattern -> the subscriptions listening on it
+  function ChannelSet() {
+    this._channels = new Map();
+  }
+  ChannelSet.prototype = {
+    keys: function () { return Array.from(this._channels.keys()); },
+
+    has: function (name) { return this._channels.has(name); },
+
+    add: function (name, subscription) {
+      if (!this._channels.has(name)) this._channels.set(name, []);
+      this._channels.get(name).push(subscription);
+    },
+
+    // Remove one subscription (or a callback's, or all of them when none is
+    // given); true if nobody listens on `name` any more.
+    remove: function (name, which) {
+      var list = this._channels.get(name);
+      if (!list) return false;
+      var kept = which ? list.filter(function (s) { return s !== which && s._callback !== which; }) : [];
+      if (kept.length > 0) {
+        this._channels.set(name, kept);
+        return false;
+      }
+      this._channels.delete(name);
+      return true;
+    },
+
+    distribute: function (message) {
+      var channels = this._channels;
+      expandChannel(message.channel).forEach(function (pattern) {
+        var list = channels.get(pattern);
+        if (!list) return;
+        list.slice().forEach(function (subscription) { subscription._deliver(message); });
+      });
+    }
+  };
+
+  // The object subscribe() returns: a thenable (the server's acknowledgement)
+  // that also lets the page cancel this one listener.
+  function Subscription(client, channel, callback, context) {
+    this._client = client;
+    this._channel = channel;
+    this._callback = callback;
+    this._context = context;
+    this._withChannel = null;
+    this._cancelled = false;
+    this._settle();
+  }
+  Object.assign(Subscription.prototype, Thenable, {
+    // Also call fn(channel, data): the concrete channel, for wildcard patterns.
+    withChannel: function (fn, context) {
+      this._withChannel = [fn, context];
+      return this;
+    },
+
+    cancel: function () {
+      if (this._cancelled) return;
+      this._cancelled = true;
+      this._client.unsubscribe(this._channel, this);
+    },
+
+    unsubscribe: function () {
+      this.cancel();
+    },
+
+    _deliver: function (message) {
+      try {
+        if (typeof this._callback === 'function') this._callback.call(this._context, message.data);
+        if (this._withChannel) this._withChannel[0].call(this._withChannel[1], message.channel, message.data);
+      } catch (error) {
+        report(error);
+      }
+    }
+  });
+
+  // ------------------------------------------------------------ scheduler
+
+  // Decides, per message, how long to wait for a reply, how long to wait
+  // before sending again, and whether to try at all. Pass a replacement as the
+  // `scheduler` option (same methods) to change the retry policy.
+  function Scheduler(message, options) {
+    this.message = message;
+    this.options = options;
+    this.attempts = 0;
+  }
+  Scheduler.prototype = {
+    constructor: Scheduler,
+    getTimeout: function () { return this.options.timeout; },
+    getInterval: function () { return this.options.interval; },
+    isDeliverable: function () {
+      var options = this.options;
+      if (options.attempts !== undefined && this.attempts >= options.attempts) return false;
+      if (options.deadline !== undefined && Date.now() > options.deadline) return false;
+      return true;
+    },
+    send: function () { this.attempts += 1; },
+    succeed: noop,
+    fail: noop,
+    abort: noop
+  };
+
+  // ------------------------------------------------------------ transports
+
+  // The common part: HTTP transports gather the messages of one tick into one
+  // request of at most MAX_REQUEST_SIZE characters; sendMessage() returns a
+  // promise of the request, which the dispatcher can abort.
+  function Transport(dispatcher, endpoint) {
+    this._dispatcher = dispatcher;
+    this.endpoint = endpoint;
+    this._outbox = [];
+    this._batch = null;
+    this._flushTimer = null;
+    this._connectMessage = null;
+  }
+  Transport.prototype = {
+    batching: true,
+
+    close: noop,
+
+    encode: function (messages) {
+      return JSON.stringify(messages);
+    },
+
+    sendMessage: function (message) {
+      if (!this.batching) return Promise.resolve(this.request([message]));
+      var limit = this._dispatcher.maxRequestSize;
+      if (this._outbox.length > 0 && this.encode(this._outbox.concat([message])).length >= limit) {
+        this._flush(); // a full batch goes now; this message starts the next
+      }
+      this._outbox.push(message);
+      if (message.channel === META.connect) this._connectMessage = message;
+      if (!this._batch) {
+        var batch = this._batch = {};
+        batch.promise = new Promise(function (resolve) { batch.resolve = resolve; });
+      }
+      if (this._flushTimer === null) {
+        var self = this;
+        var delay = message.channel === META.handshake ? HANDSHAKE_DELAY : 0;
+        this._flushTimer = global.setTimeout(function () { self._flush(); }, delay);
+      }
+      return this._batch.promise;
+    },
+
+    _flush: function () {
+      global.clearTimeout(this._flushTimer);
+      this._flushTimer = null;
+      var messages = this._outbox;
+      var batch = this._batch;
+      var connect = this._connectMessage;
+      this._outbox = [];
+      this._batch = null;
+      this._connectMessage = null;
+      if (messages.length === 0 || !batch) return;
+      // A connect sharing a request with other messages must not be held by
+      // the server, or their replies would wait for it.
+      if (connect && messages.length > 1) connect.advice = {timeout: 0};
+      batch.resolve(this.request(messages));
+    },
+
+    _receive: function (replies) {
+      var dispatcher = this._dispatcher;
+      var type = this.connectionType;
+      writeLog('debug', 'Transport', function () { return 'received via ' + type + ': ' + describe(replies); });
+      [].concat(replies).forEach(function (reply) {
+        if (reply && typeof reply === 'object') dispatcher.handleResponse(reply);
+      });
+    },
+
+    _handleError: function (messages, immediate) {
+      var dispatcher = this._dispatcher;
+      var type = this.connectionType;
+      writeLog('debug', 'Transport', function () { return 'failed via ' + type + ': ' + describe(messages); });
+      messages.forEach(function (message) { dispatcher.handleError(message, immediate); });
+    }
+  };
+
+  function defineTransport(base, methods, statics) {
+    var Klass = function (dispatcher, endpoint) {
+      (methods.initialize || base).call(this, dispatcher, endpoint);
+    };
+    Klass.prototype = Object.assign(Object.create(base.prototype), methods, {constructor: Klass});
+    Object.assign(Klass, statics);
+    return Klass;
+  }
+
+  function setHeaders(xhr, headers) {
+    Object.keys(headers).forEach(function (name) { xhr.setRequestHeader(name, headers[name]); });
+  }
+
+  // long-polling: a JSON POST to an endpoint of the page's own origin.
+  var XHRTransport = defineTransport(Transport, {
+    request: function (messages) {
+      var self = this;
+      var xhr = new XMLHttpRequest();
+      var finished = false;
+      xhr.open('POST', this.endpoint.href, true);
+      xhr.setRequestHeader('Content-Type', 'application/json');
+      xhr.setRequestHeader('Pragma', 'no-cache');
+      xhr.setRequestHeader('X-Requested-With', 'XMLHttpRequest');
+      setHeaders(xhr, this._dispatcher.headers);
+      xhr.onreadystatechange = function () {
+        if (xhr.readyState !== 4 || finished) return;
+        finished = true;
+        var ok = (xhr.status >= 200 && xhr.status < 300) || xhr.status === 304;
+        var replies = ok ? parseJSON(xhr.responseText) : null;
+        if (replies) self._receive(replies);
+        else self._handleError(messages);
+      };
+      xhr.send(this.encode(messages));
+      return {abort: function () { if (!finished) xhr.abort(); }};
+    }
+  }, {
+    isUsable: function (dispatcher, endpoint) {
+      return isSameOrigin(endpoint) || (global.navigator && global.navigator.product === 'ReactNative');
+    }
+  });
+
+  // cross-origin-long-polling: a CORS POST of a form field `message=<JSON>`,
+  // with credentials (cookies) as Faye sends it.
+  var CORSTransport = defineTransport(Transport, {
+    encode: function (messages) {
+      return 'message=' + encodeURIComponent(JSON.stringify(messages));
+    },
+
+    request: function (messages) {
+      var self = this;
+      var xhr = new XMLHttpRequest();
+      var finished = false;
+      var done = function (replies) {
+        if (finished) return;
+        finished = true;
+        xhr.onload = xhr.onerror = xhr.ontimeout = xhr.onabort = null;
+        if (replies) self._receive(replies);
+        else self._handleError(messages);
+      };
+      xhr.open('POST', this.endpoint.href, true);
+      xhr.withCredentials = true;
+      xhr.setRequestHeader('Pragma', 'no-cache');
+      setHeaders(xhr, this._dispatcher.headers);
+      xhr.onload = function () {
+        var ok = xhr.status >= 200 && xhr.status < 300;
+        done(ok ? parseJSON(xhr.responseText) : null);
+      };
+      xhr.onerror = xhr.ontimeout = xhr.onabort = function () { done(null); };
+      xhr.send(this.encode(messages));
+      return {abort: function () { if (!finished) xhr.abort(); }};
+    }
+  }, {
+    isUsable: function (dispatcher, endpoint) {
+      if (isSameOrigin(endpoint) || !global.XMLHttpRequest) return false;
+      return 'withCredentials' in new XMLHttpRequest();
+    }
+  });
+
+  // callback-polling: JSON-P, a <script> GET ?message=<JSON>&jsonp=<callback>.
+  // Works across origins in every browser; the handshake of a cross-origin
+  // page goes this way.
+  var jsonpCount = 0;
+
+  var JSONPTransport = defineTransport(Transport, {
+    _url: function (messages, callbackName) {
+      var url = new URL(this.endpoint.href);
+      url.searchParams.set('message', JSON.stringify(messages));
+      url.searchParams.set('jsonp', callbackName);
+      return url.href;
+    },
+
+    encode: function (messages) {
+      return this._url(messages, '__jsonp' + (jsonpCount + 1) + '__');
+    },
+
+    request: function (messages) {
+      var self = this;
+      var name = '__jsonp' + (++jsonpCount) + '__';
+      var script = document.createElement('script');
+      var pending = true;
+      var finish = function () {
+        if (!pending) return false;
+        pending = false;
+        script.onload = script.onerror = null;
+        if (script.parentNode) script.parentNode.removeChild(script);
+        return true;
+      };
+      global[name] = function (replies) {
+        delete global[name];
+        if (finish()) self._receive(replies);
+      };
+      // A script that loads without calling back, or fails to load, failed.
+      script.onload = script.onerror = function () {
+        delete global[name];
+        if (finish()) self._handleError(messages);
+      };
+      script.src = this._url(messages, name);
+      (document.head || document.documentElement).appendChild(script);
+      return {
+        abort: function () {
+          // The script may still run later: leave a callback that only tidies up.
+          if (finish()) global[name] = function () { delete global[name]; };
+        }
+      };
+    }
+  }, {
+    isUsable: function () { return typeof document !== 'undefined'; }
+  });
+
+  // websocket: one socket per endpoint, opened during the handshake (to know
+  // early whether it works) and reopened when it drops. Not batched: each
+  // message is its own frame. Messages sent and not yet answered are sent
+  // again if the socket closes.
+  var WebSocketTransport = defineTransport(Transport, {
+    initialize: function (dispatcher, endpoint) {
+      Transport.call(this, dispatcher, endpoint);
+      this._socket = null;
+      this._opening = null;
+      this._everConnected = false;
+      this._pending = new Map();
+    },
+
+    batching: false,
+
+    // True if the socket is open; else a promise: true once it opens, false
+    // if this attempt fails. (An answer known at once lets the transport be
+    // chosen at once.)
+    isUsable: function () {
+      return this._socket ? true : this._open();
+    },
+
+    _open: function () {
+      if (this._socket) return Promise.resolve(true);
+      if (this._opening) return this._opening;
+      if (unloading || typeof global.WebSocket !== 'function') return Promise.resolve(false);
+      var self = this;
+      var socket;
+      try {
+        socket = new global.WebSocket(WebSocketTransport.socketURL(this.endpoint));
+      } catch (error) {
+        return Promise.resolve(false); // a Content-Security-Policy refusal, say
+      }
+      this._opening = new Promise(function (resolve) {
+        var closed = false;
+        socket.onopen = function () {
+          self._opening = null;
+          self._socket = socket;
+          self._everConnected = true;
+          resolve(true);
+        };
+        socket.onclose = socket.onerror = function () {
+          if (closed) return;
+          closed = true;
+          socket.onopen = socket.onclose = socket.onerror = socket.onmessage = null;
+          var wasOpen = self._socket === socket;
+          if (wasOpen) self._socket = null;
+          else self._opening = null;
+          resolve(false);
+          var pending = Array.from(self._pending.values());
+          self._pending.clear();
+          // A socket that never opened is only a failed probe. One that
+          // worked before is a dropped connection: its messages go again,
+          // at once if it was open, after `retry` if reopening failed.
+          if (self._everConnected) self._handleError(pending, wasOpen);
+        };
+        socket.onmessage = function (event) {
+          var replies = parseJSON(event.data);
+          if (!replies) return;
+          replies = [].concat(replies);
+          replies.forEach(function (reply) {
+            if (reply && reply.successful !== undefined) self._pending.delete(reply.id);
+          });
+          self._receive(replies);
+        };
+      });
+      return this._opening;
+    },
+
+    request: function (messages) {
+      var self = this;
+      messages.forEach(function (message) { self._pending.set(message.id, message); });
+      var sent = this._open().then(function (open) {
+        var socket = self._socket;
+        if (!open || !socket || socket.readyState !== 1) return null;
+        socket.send(JSON.stringify(messages));
+        return socket;
+      });
+      return {
+        abort: function () {
+          sent.then(function (socket) { if (socket) socket.close(); });
+        }
+      };
+    },
+
+    close: function () {
+      if (this._socket) this._socket.close();
+    }
+  }, {
+    socketURL: function (endpoint) {
+      var url = new URL(endpoint.href);
+      url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+      return url.href;
+    },
+
+    create: function (dispatcher, endpoint) {
+      var sockets = dispatcher.transports.websocket || (dispatcher.transports.websocket = new Map());
+      if (!sockets.has(endpoint.href)) sockets.set(endpoint.href, new WebSocketTransport(dispatcher, endpoint));
+      return sockets.get(endpoint.href);
+    },
+
+    isUsable: function (dispatcher, endpoint) {
+      return WebSocketTransport.create(dispatcher, endpoint).isUsable();
+    }
+  });
+
+  // eventsource: the server pushes over an EventSource stream at
+  // <endpoint>/<clientId>; messages to the server go by long-polling POSTs.
+  // Same origin only, and only once there is a client id.
+  var EventSourceTransport = defineTransport(Transport, {
+    initialize: function (dispatcher, endpoint) {
+      Transport.call(this, dispatcher, endpoint);
+      var self = this;
+      this._xhr = new XHRTransport(dispatcher, endpoint);
+      this._xhr.connectionType = 'eventsource';
+      var url = new URL(endpoint.href);
+      url.pathname += '/' + dispatcher.clientId;
+      var everConnected = false;
+      var source = this._source = new global.EventSource(url.href);
+      this._usable = new Promise(function (resolve) {
+        source.onopen = function () {
+          everConnected = true;
+          resolve(true);
+        };
+        source.onerror = function () {
+          // After a drop the browser reconnects by itself (every 5 s, as the
+          // server asks); a stream that never opened is a failed probe.
+          if (everConnected) return;
+          resolve(false);
+          self.close();
+        };
+      });
+      source.onmessage = function (event) {
+        var replies = parseJSON(event.data);
+        if (replies) self._receive(replies);
+      };
+    },
+
+    isUsable: function () { return this._usable; },
+
+    encode: function (messages) { return this._xhr.encode(messages); },
+
+    request: function (messages) { return this._xhr.request(messages); },
+
+    close: function () {
+      var source = this._source;
+      if (!source) return;
+      source.onopen = source.onerror = source.onmessage = null;
+      source.close();
+      this._source = null;
+    }
+  }, {
+    create: function (dispatcher, endpoint) {
+      var streams = dispatcher.transports.eventsource || (dispatcher.transports.eventsource = new Map());
+      var key = endpoint.href + '/' + dispatcher.clientId;
+      var stream = streams.get(key);
+      if (!stream || !stream._source) {
+        stream = new EventSourceTransport(dispatcher, endpoint);
+        streams.set(key, stream);
+      }
+      return stream;
+    },
+
+    isUsable: function (dispatcher, endpoint) {
+      if (!dispatcher.clientId || typeof global.EventSource !== 'function') return false;
+      if (!XHRTransport.isUsable(dispatcher, endpoint)) return false;
+      return EventSourceTransport.create(dispatcher, endpoint).isUsable();
+    }
+  });
+
+  // In order of preference, as Faye registers them.
+  var TRANSPORTS = [
+    ['websocket', WebSocketTransport],
+    ['eventsource', EventSourceTransport],
+    ['long-polling', XHRTransport],
+    ['cross-origin-long-polling', CORSTransport],
+    ['callback-polling', JSONPTransport]
+  ];
+  TRANSPORTS.forEach(function (entry) { entry[1].prototype.connectionType = entry[0]; });
+
+  function createTransport(Klass, dispatcher, endpoint) {
+    return typeof Klass.create === 'function' ? Klass.create(dispatcher, endpoint) : new Klass(dispatcher, endpoint);
+  }
+
+  // ------------------------------------------------------------ dispatcher
+
+  // Sends messages through the current transport and sees each one answered:
+  // every message has an envelope with a timer; a message whose reply does
+  // not come in time, or whose request fails, is sent again after `retry`
+  // seconds, for as long as its scheduler allows.
+  function Dispatcher(client, endpoint, options) {
+    this._client = client;
+    this.endpoint = parseURL(endpoint);
+    this._alternates = {};
+    var alternates = options.endpoints || {};
+    Object.keys(alternates).forEach(function (type) {
+      this._alternates[type] = parseURL(alternates[type]);
+    }, this);
+    this._disabled = [];
+    this._envelopes = new Map();
+    this.headers = {};
+    this.retry = options.retry || DEFAULT_RETRY;
+    this._scheduler = options.scheduler || Scheduler;
+    this._up = null; // null until the first reply or failure
+    this.transports = {};
+    this.maxRequestSize = MAX_REQUEST_SIZE;
+    this.clientId = null;
+    this.connectionType = null;
+    this.timeout = DEFAULT_TIMEOUT;
+    this._transport = null;
+    this._selection = 0;
+  }
+  Dispatcher.prototype = {
+    endpointFor: function (type) {
+      return this._alternates[type] || this.endpoint;
+    },
+
+    disable: function (feature) {
+      this._disabled.push(feature);
+    },
+
+    isDisabled: function (feature) {
+      return this._disabled.indexOf(feature) >= 0;
+    },
+
+    setHeader: function (name, value) {
+      this.headers[name] = value;
+    },
+
+    getConnectionTypes: function () {
+      return TRANSPORTS.map(function (entry) { return entry[0]; });
+    },
+
+    close: function () {
+      var transport = this._transport;
+      this._transport = null;
+      if (transport) transport.close();
+    },
+
+    // Take the first usable transport, in our order, among `types`. Those
+    // not allowed are still asked (that opens the WebSocket during the
+    // handshake, so it is ready when the server's answer arrives). Answers
+    // known at once are used at once; the first that must wait for a socket
+    // to open is awaited, while the current transport stays in use. Returns
+    // a promise settled once the choice is made.
+    selectTransport: function (types) {
+      var self = this;
+      var generation = ++this._selection;
+      var candidates = TRANSPORTS.filter(function (entry) { return !self.isDisabled(entry[0]); });
+      var choose = function (index) {
+        for (; index < candidates.length; index++) {
+          var type = candidates[index][0];
+          var Klass = candidates[index][1];
+          var endpoint = self.endpointFor(type);
+          var usable = Klass.isUsable(self, endpoint);
+          if (types.indexOf(type) < 0) continue;
+          if (usable === true) {
+            self._useTransport(generation, createTransport(Klass, self, endpoint));
+            return Promise.resolve();
+          }
+          if (usable && typeof usable.then === 'function') {
+            return usable.then(function (ok) {
+              if (generation !== self._selection) return undefined;
+              if (!ok) return choose(index + 1);
+              self._useTransport(generation, createTransport(Klass, self, endpoint));
+              return undefined;
+            });
+          }
+        }
+        report(new Error('Could not find a usable connection type for ' + self.endpoint.href));
+        return Promise.resolve();
+      };
+      return choose(0);
+    },
+
+    _useTransport: function (generation, transport) {
+      if (generation !== this._selection || transport === this._transport) return;
+      writeLog('debug', 'Dispatcher', 'selected ' + transport.connectionType + ' for ' + transport.endpoint.href);
+      var previous = this._transport;
+      this._transport = transport;
+      this.connectionType = transport.connectionType;
+      if (previous) previous.close();
+      // Messages that waited for a transport go now.
+      this._envelopes.forEach(function (envelope) { this._sendEnvelope(envelope); }, this);
+    },
+
+    sendMessage: function (message, timeout, options) {
+      var envelope = this._envelopes.get(message.id);
+      if (!envelope) {
+        var deadline = options.deadline && Date.now() + options.deadline * 1000;
+        envelope = {
+          message: message,
+          scheduler: new this._scheduler(message, {
+            timeout: timeout, interval: this.retry, attempts: options.attempts, deadline: deadline
+          }),
+          request: null,
+          timer: null
+        };
+        this._envelopes.set(message.id, envelope);
+      }
+      this._sendEnvelope(envelope);
+    },
+
+    _sendEnvelope: function (envelope) {
+      if (!this._transport || envelope.request || envelope.timer) return;
+      var self = this;
+      var message = envelope.message;
+      var scheduler = envelope.scheduler;
+      if (!scheduler.isDeliverable()) {
+        scheduler.abort();
+        this._envelopes.delete(message.id);
+        return;
+      }
+      envelope.timer = later(function () { self.handleError(message); }, scheduler.getTimeout());
+      scheduler.send();
+      envelope.request = this._transport.sendMessage(message);
+    },
+
+    handleResponse: function (reply) {
+      var envelope = this._envelopes.get(reply.id);
+      if (reply.successful !== undefined && envelope) {
+        envelope.scheduler.succeed();
+        this._envelopes.delete(reply.id);
+        global.clearTimeout(envelope.timer);
+      }
+      this.trigger('message', reply);
+      if (this._up === true) return;
+      this._up = true;
+      this._client.trigger('transport:up');
+    },
+
+    handleError: function (message, immediate) {
+      var envelope = this._envelopes.get(message.id);
+      if (!envelope || !envelope.request) return;
+      var self = this;
+      envelope.request.then(function (request) {
+        if (request && request.abort) request.abort();
+      });
+      envelope.scheduler.fail();
+      global.clearTimeout(envelope.timer);
+      envelope.request = envelope.timer = null;
+      if (immediate) {
+        this._sendEnvelope(envelope);
+      } else {
+        envelope.timer = later(function () {
+          envelope.timer = null;
+          self._sendEnvelope(envelope);
+        }, envelope.scheduler.getInterval());
+      }
+      if (this._up === false) return;
+      this._up = false;
+      this._client.trigger('transport:down');
+    }
+  };
+  Object.assign(Dispatcher.prototype, Events);
+
+  // ---------------------------------------------------------------- client
+
+  // new Faye.Client(endpoint, {timeout, interval, retry, endpoints, scheduler})
+  function Client(endpoint, options) {
+    options = options || {};
+    checkOptions(options, CLIENT_OPTIONS);
+    this._endpoint = endpoint || DEFAULT_ENDPOINT;
+    writeLog('info', 'Client', 'new client for ' + this._endpoint);
+    this._channels = new ChannelSet();
+    this._dispatcher = new Dispatcher(this, this._endpoint, options);
+    this._messageId = 0;
+    this._state = UNCONNECTED;
+    this._responseCallbacks = new Map();
+    this._whenConnected = [];
+    this._connectRequest = false;
+    this._extensions = [];
+    this._advice = {
+      reconnect: 'retry',
+      interval: 1000 * (options.interval || DEFAULT_INTERVAL),
+      timeout: 1000 * (options.timeout || DEFAULT_TIMEOUT)
+    };
+    this._dispatcher.timeout = this._advice.timeout / 1000;
+    this._dispatcher.bind('message', this._receiveMessage, this);
+
+    var self = this;
+    if (typeof global.addEventListener === 'function') {
+      global.addEventListener('beforeunload', function () {
+        if (!self._dispatcher.isDisabled('autodisconnect')) self.disconnect();
+      });
+    }
+  }
+
+  Client.prototype = {
+    constructor: Client,
+
+    UNCONNECTED: UNCONNECTED,
+    CONNECTING: CONNECTING,
+    CONNECTED: CONNECTED,
+    DISCONNECTED: DISCONNECTED,
+
+    // 'websocket', 'eventsource', 'long-polling', 'cross-origin-long-polling',
+    // 'callback-polling', or 'autodisconnect' (no disconnect on page unload).
+    disable: function (feature) {
+      this._dispatcher.disable(feature);
+    },
+
+    // A header for every HTTP request (browsers allow none on WebSocket,
+    // EventSource or JSON-P requests).
+    setHeader: function (name, value) {
+      this._dispatcher.setHeader(name, value);
+    },
+
+    // Browsers negotiate WebSocket extensions themselves: accepted, unused.
+    addWebsocketExtension: noop,
+
+    addExtension: function (extension) {
+      this._extensions.push(extension);
+      if (typeof extension.added === 'function') extension.added(this);
+    },
+
+    removeExtension: function (extension) {
+      var before = this._extensions.length;
+      this._extensions = this._extensions.filter(function (e) { return e !== extension; });
+      if (this._extensions.length < before && typeof extension.removed === 'function') {
+        extension.removed(this);
+      }
+    },
+
+    handshake: function (callback, context) {
+      if (this._advice.reconnect === 'none' || this._state !== UNCONNECTED) return;
+      var self = this;
+      var dispatcher = this._dispatcher;
+      this._state = CONNECTING;
+      writeLog('info', 'Client', 'handshake with ' + dispatcher.endpoint.href);
+      dispatcher.selectTransport(MANDATORY);
+      this._sendMessage({
+        channel: META.handshake,
+        version: BAYEUX_VERSION,
+        supportedConnectionTypes: dispatcher.getConnectionTypes()
+      }, {}, function (reply) {
+        if (reply.successful) {
+          if (self._state !== CONNECTING) return; // disconnected meanwhile
+          dispatcher.clientId = reply.clientId;
+          writeLog('info', 'Client', 'handshake successful');
+          var done = false;
+          var connected = function () {
+            if (done || self._state !== CONNECTING) return;
+            done = true;
+            self._state = CONNECTED;
+            // Subscribe again to everything the page listens to (after a
+            // re-handshake the server has forgotten it).
+            self.subscribe(self._channels.keys(), true);
+            if (callback) callback.call(context);
+          };
+          // Connect once the transport is chosen, or after TRANSPORT_WAIT
+          // over the current one (the choice may still switch later).
+          dispatcher.selectTransport(reply.supportedConnectionTypes || dispatcher.getConnectionTypes())
+            .then(connected);
+          later(connected, TRANSPORT_WAIT);
+        } else {
+          writeLog('info', 'Client', 'handshake unsuccessful');
+          if (self._state === CONNECTING) self._state = UNCONNECTED;
+          later(function () { self.handshake(callback, context); }, dispatcher.retry);
+        }
+      });
+    },
+
+    // Run `callback` once connected (handshaking first if needed), and keep
+    // one /meta/connect outstanding: that is what brings messages in.
+    connect: function (callback, context) {
+      if (this._advice.reconnect === 'none' || this._state === DISCONNECTED) return;
+      if (this._state === UNCONNECTED) {
+        var self = this;
+        this.handshake(function () { self.connect(callback, context); });
+        return;
+      }
+      if (callback) this._whenConnected.push([callback, context]);
+      if (this._state !== CONNECTED) return;
+
+      var waiting = this._whenConnected;
+      this._whenConnected = [];
+      waiting.forEach(function (entry) {
+        Promise.resolve().then(function () { entry[0].call(entry[1]); }).catch(report);
+      });
+
+      if (this._connectRequest) return;
+      this._connectRequest = true;
+      this._sendMessage({
+        channel: META.connect,
+        clientId: this._dispatcher.clientId,
+        connectionType: this._dispatcher.connectionType
+      }, {}, this._cycleConnection.bind(this));
+    },
+
+    // Ends the session; returns a thenable settled by the server's reply.
+    disconnect: function () {
+      var done = new Publication();
+      if (this._state !== CONNECTED) {
+        done._succeed();
+        return done;
+      }
+      var self = this;
+      this._state = DISCONNECTED;
+      writeLog('info', 'Client', 'disconnecting');
+      this._sendMessage({channel: META.disconnect, clientId: this._dispatcher.clientId}, {}, function (reply) {
+        if (reply.successful) {
+          self._dispatcher.close();
+          done._succeed();
+        } else {
+          done._fail(BayeuxError.parse(reply.error));
+        }
+      });
+      this._channels = new ChannelSet();
+      return done;
+    },
+
+    // subscribe(channel or [channels], callback, context) -> Subscription(s).
+    // A channel already subscribed to gets the new listener at once, with no
+    // message to the server.
+    subscribe: function (channel, callback, context) {
+      if (Array.isArray(channel)) {
+        return channel.map(function (name) { return this.subscribe(name, callback, context); }, this);
+      }
+      var self = this;
+      var resubscribe = callback === true;
+      var subscription = new Subscription(this, channel, resubscribe ? null : callback, context);
+
+      if (!resubscribe && this._channels.has(channel)) {
+        this._channels.add(channel, subscription);
+        subscription._succeed();
+        return subscription;
+      }
+
+      this.connect(function () {
+        if (subscription._cancelled) return; // cancelled before we got here
+        // Registered only now, so that the re-subscription that follows a
+        // handshake does not send this channel a second time.
+        if (!resubscribe) self._channels.add(channel, subscription);
+        writeLog('info', 'Client', 'subscribing to ' + channel);
+        self._sendMessage({
+          channel: META.subscribe,
+          clientId: self._dispatcher.clientId,
+          subscription: channel
+        }, {}, function (reply) {
+          if (reply.successful) {
+            subscription._succeed();
+          } else {
+            subscription._fail(BayeuxError.parse(reply.error));
+            self._channels.remove(channel, subscription);
+          }
+        });
+      });
+      return subscription;
+    },
+
+    // unsubscribe(channel, subscription): remove that listener (all of them
+    // when none is given); the server hears of it when none is left.
+    unsubscribe: function (channel, subscription) {
+      if (Array.isArray(channel)) {
+        return channel.map(function (name) { return this.unsubscribe(name, subscription); }, this);
+      }
+      if (!this._channels.remove(channel, subscription)) return;
+      var self = this;
+      this.connect(function () {
+        writeLog('info', 'Client', 'unsubscribing from ' + channel);
+        self._sendMessage({
+          channel: META.unsubscribe,
+          clientId: self._dispatcher.clientId,
+          subscription: channel
+        }, {}, null);
+      });
+    },
+
+    // publish(channel, data, {attempts, deadline}) -> a thenable: resolved
+    // when the server accepts, rejected with its error when it refuses.
+    publish: function (channel, data, options) {
+      checkOptions(options || {}, PUBLISH_OPTIONS);
+      var self = this;
+      var publication = new Publication();
+      this.connect(function () {
+        self._sendMessage({
+          channel: channel,
+          data: data,
+          clientId: self._dispatcher.clientId
+        }, options, function (reply) {
+          if (reply.successful) publication._succeed();
+          else publication._fail(BayeuxError.parse(reply.error));
+        });
+      });
+      return publication;
+    },
+
+    // ------------------------------------------------------------- inside
+
+    _sendMessage: function (message, options, callback) {
+      var self = this;
+      message.id = this._nextMessageId();
+      var timeout = this._advice.timeout
+        ? 1.2 * this._advice.timeout / 1000
+        : 1.2 * this._dispatcher.retry;
+      this._pipeThroughExtensions('outgoing', message, function (outgoing) {
+        if (!outgoing) return;
+        if (callback) self._responseCallbacks.set(outgoing.id, callback);
+        self._dispatcher.sendMessage(outgoing, timeout, options || {});
+      });
+    },
+
+    _nextMessageId: function () {
+      this._messageId += 1;
+      if (this._messageId >= 4294967296) this._messageId = 0;
+      return this._messageId.toString(36);
+    },
+
+    // Each extension's incoming/outgoing(message, callback) (or
+    // (message, request, callback)) in turn; a falsy message stops the chain.
+    _pipeThroughExtensions: function (stage, message, done) {
+      var extensions = this._extensions.slice();
+      var next = function (current) {
+        if (!current) return done(current);
+        var extension = extensions.shift();
+        if (!extension) return done(current);
+        var hook = extension[stage];
+        if (typeof hook !== 'function') return next(current);
+        if (hook.length >= 3) hook.call(extension, current, null, next);
+        else hook.call(extension, current, next);
+      };
+      next(message);
+    },
+
+    _receiveMessage: function (message) {
+      var self = this;
+      var callback = null;
+      if (message.successful !== undefined) {
+        callback = this._responseCallbacks.get(message.id) || null;
+        this._responseCallbacks.delete(message.id);
+      }
+      this._pipeThroughExtensions('incoming', message, function (incoming) {
+        if (!incoming) return;
+        if (incoming.advice) self._handleAdvice(incoming.advice);
+        self._deliverMessage(incoming);
+        if (callback) callback(incoming);
+      });
+    },
+
+    _handleAdvice: function (advice) {
+      Object.assign(this._advice, advice);
+      this._dispatcher.timeout = this._advice.timeout / 1000;
+      if (this._advice.reconnect === 'handshake' && this._state !== DISCONNECTED) {
+        this._state = UNCONNECTED;
+        this._dispatcher.clientId = null;
+        this._cycleConnection();
+      }
+    },
+
+    _deliverMessage: function (message) {
+      if (!message.channel || message.data === undefined) return;
+      writeLog('debug', 'Client', function () {
+        return 'message on ' + message.channel + ': ' + describe(message.data);
+      });
+      this._channels.distribute(message);
+    },
+
+    _cycleConnection: function () {
+      var self = this;
+      this._connectRequest = false;
+      global.setTimeout(function () { self.connect(); }, this._advice.interval);
+    }
+  };
+  Object.assign(Client.prototype, Events);
+
+  if (typeof global.addEventListener === 'function') {
+    // No new sockets while the page goes away; a page brought back from the
+    // back/forward cache may open them again.
+    global.addEventListener('pagehide', function () { unloading = true; });
+    global.addEventListener('pageshow', function () { unloading = false; });
+  }
+
+  var Faye = {
+    VERSION: API_VERSION,
+    implementation: 'bayeux-trio',
+    Client: Client,
+    Scheduler: Scheduler,
+    Error: BayeuxError,
+    logger: null
+  };
+
+  global.Faye = Faye;
+  if (typeof module === 'object' && module && module.exports) module.exports = Faye;
+})(typeof window !== 'undefined' ? window : this);

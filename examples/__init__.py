@@ -1,0 +1,1 @@
+"""Demo applications for bayeux-trio: see examples/README.md."""

@@ -1,0 +1,1 @@
+"""The broadcast notifications demo: a backend pushes, every open page shows it."""

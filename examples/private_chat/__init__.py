@@ -1,0 +1,1 @@
+"""The private chat demo: only users who follow each other can talk."""

@@ -1,0 +1,212 @@
+"""The private chat demo in Chromium: the server's token check admits or refuses.
+
+The server runs the demo's extension (examples/private_chat/auth.py) with its
+registry (examples/private_chat/tokens.json): alice and bob follow each other,
+alice follows carol but carol does not follow her back.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from bayeux_core import MessageContext
+from examples.private_chat.auth import REFUSED, TOKENS_FILE, PrivateChatAuth
+from tests.interop._support import raw_request
+
+from ._support import Browsers, Server, Tab, expect
+
+TOKENS = {user: entry["token"] for user, entry in json.loads(TOKENS_FILE.read_text()).items()}
+
+
+def open_private(
+    browsers: Browsers,
+    server: Server,
+    *,
+    name: str,
+    token: str,
+    friend: str,
+    client_script: Path | None = None,
+) -> Tab:
+    """Sign in and open the conversation with ``friend`` through the page's forms."""
+    tab = browsers.open(f"{server.origin}/", endpoint=server.endpoint, client_script=client_script)
+    page = tab.page
+    page.fill("#me", name)
+    page.fill("#token", token)
+    page.click("#signin-button")
+    expect(page.locator("#whoami")).to_have_text(f"Signed in as {name}.")
+    page.fill("#friend", friend)
+    page.click("#talk")
+    return tab
+
+
+def expect_admitted(tab: Tab) -> None:
+    expect(tab.page.locator("#conversation")).to_have_attribute("data-state", "open")
+    expect(tab.page.locator("#error")).to_be_hidden()
+
+
+def expect_refused(tab: Tab) -> None:
+    expect(tab.page.locator("#conversation")).to_have_attribute("data-state", "refused")
+    error = tab.page.locator("#error")
+    expect(error).to_be_visible()
+    expect(error).to_have_text(f"Refused: {REFUSED}")
+
+
+def check_private_chat(browsers: Browsers, server: Server, client_script: Path | None) -> None:
+    alice = open_private(
+        browsers,
+        server,
+        name="alice",
+        token=TOKENS["alice"],
+        friend="bob",
+        client_script=client_script,
+    )
+    bob = open_private(
+        browsers,
+        server,
+        name="bob",
+        token=TOKENS["bob"],
+        friend="alice",
+        client_script=client_script,
+    )
+    expect_admitted(alice)
+    expect_admitted(bob)
+
+    # carol's token is valid, but she does not follow alice: no conversation.
+    carol = open_private(
+        browsers,
+        server,
+        name="carol",
+        token=TOKENS["carol"],
+        friend="alice",
+        client_script=client_script,
+    )
+    expect_refused(carol)
+    # Someone who claims to be bob without his token is refused too.
+    impostor = open_private(
+        browsers, server, name="bob", token="guessed", friend="alice", client_script=client_script
+    )
+    expect_refused(impostor)
+
+    alice.page.fill("#message", "hi bob, only you can read this")
+    alice.page.click("#send")
+    line = bob.page.locator("#messages li:not(.system)").filter(has_text="only you can read this")
+    expect(line).to_have_count(1)
+    expect(line.locator(".who")).to_have_text("alice")
+    bob.page.fill("#message", "hello alice")
+    bob.page.click("#send")
+    expect(
+        alice.page.locator("#messages li:not(.system)").filter(has_text="hello alice")
+    ).to_have_count(1)
+
+    # The refused pages received nothing, and the token was not delivered to anyone.
+    for tab in (carol, impostor):
+        expect(tab.page.locator("#messages li:not(.system)")).to_have_count(0)
+    for tab in (alice, bob):
+        for message in tab.traffic.received:
+            assert "authToken" not in json.dumps(message.get("ext", {})), message
+
+
+def test_private_chat_admits_mutual_followers_and_refuses_others(
+    browsers: Browsers, private_server: Server
+) -> None:
+    check_private_chat(browsers, private_server, None)
+
+
+def test_eavesdropping_patterns_are_refused(browsers: Browsers, private_server: Server) -> None:
+    """Wildcards that would reach a conversation are refused, even with a valid token."""
+    tab = browsers.open(f"{private_server.origin}/", endpoint=private_server.endpoint)
+    outcomes = tab.page.evaluate(
+        """async ([token, channels]) => {
+            const client = new Faye.Client('/faye');
+            client.addExtension({outgoing(message, callback) {
+                message.ext = {authToken: token};
+                callback(message);
+            }});
+            const results = {};
+            for (const channel of channels) {
+                results[channel] = await client.subscribe(channel, () => {}).then(
+                    () => 'admitted', (error) => error.message);
+            }
+            results.publish = await client.publish('/private/alice/carol', {text: 'x'}).then(
+                () => 'published', (error) => error.message);
+            return results;
+        }""",
+        [TOKENS["alice"], ["/**", "/private/**", "/private/alice/*", "/private/alice/bob"]],
+    )
+    assert outcomes == {
+        "/**": REFUSED,
+        "/private/**": REFUSED,
+        "/private/alice/*": REFUSED,
+        "/private/alice/bob": "admitted",
+        "publish": REFUSED,
+    }
+
+
+def test_page_link_with_query_parameters(browsers: Browsers, private_server: Server) -> None:
+    """``?name=&token=&friend=`` signs in and opens the conversation directly."""
+    query = urlencode({"name": "dave", "token": TOKENS["dave"], "friend": "carol"})
+    tab = browsers.open(f"{private_server.origin}/?{query}", endpoint=private_server.endpoint)
+    expect_admitted(tab)
+    expect(tab.page.locator("#title")).to_have_text("dave ↔ carol")
+
+
+# --------------------------------------------- the extension alone (no browser)
+
+
+def _incoming(message: dict[str, Any]) -> dict[str, Any] | None:
+    return PrivateChatAuth().incoming(message, MessageContext(now=0.0))
+
+
+def _subscribe(subscription: object, token: object = None) -> dict[str, Any] | None:
+    message: dict[str, Any] = {"channel": "/meta/subscribe", "subscription": subscription}
+    if token is not None:
+        message["ext"] = {"authToken": token}
+    return _incoming(message)
+
+
+def test_extension_checks_every_pattern_of_a_subscription() -> None:
+    alice = TOKENS["alice"]
+    assert "error" not in (_subscribe("/private/alice/bob", alice) or {})
+    assert "error" not in (_subscribe("/chat/lobby") or {})  # not private: no token needed
+    refused = [
+        _subscribe("/private/alice/bob"),  # no token
+        _subscribe("/private/alice/bob", 42),  # not a string
+        _subscribe("/private/bob/alice", alice),  # names out of order
+        _subscribe("/private/alice/carol", alice),  # carol does not follow alice
+        _subscribe("/private/alice/alice", alice),
+        _subscribe("/private/alice/bob/x", alice),
+        _subscribe(["/chat/lobby", "/private/bob/dave"], alice),  # not alice's conversation
+        _subscribe("/**", alice),
+    ]
+    assert all(message is not None and message["error"] == REFUSED for message in refused)
+
+
+def test_extension_stamps_the_sender_and_strips_the_token() -> None:
+    message = _incoming(
+        {
+            "channel": "/private/alice/bob",
+            "data": {"from": "alice", "text": "hi"},
+            "ext": {"authToken": TOKENS["bob"], "other": 1},
+        }
+    )
+    assert message == {
+        "channel": "/private/alice/bob",
+        "data": {"from": "bob", "text": "hi"},  # the token is bob's
+        "ext": {"other": 1},
+    }
+    refused = _incoming(
+        {"channel": "/private/alice/bob", "data": "x", "ext": {"authToken": "guessed"}}
+    )
+    assert refused == {"channel": "/private/alice/bob", "data": "x", "error": REFUSED}
+
+
+def test_only_the_public_folder_is_served(private_server: Server) -> None:
+    for path in ("/tokens.json", "/../tokens.json", "/auth.py", "/%2e%2e/tokens.json"):
+        status, _, _ = raw_request(private_server.port, "GET", path)
+        assert status == 404, path
+    status, _, body = raw_request(private_server.port, "GET", "/")
+    assert status == 200
+    assert b"private.js" in body
