@@ -5,6 +5,7 @@ go in, actions and the next deadline come out. See ``docs/embedding.md``.
 """
 
 from ._actions import Action as Action
+from ._actions import Broadcast as Broadcast
 from ._actions import Close as Close
 from ._actions import Deliver as Deliver
 from ._actions import Disconnected as Disconnected
@@ -71,6 +72,7 @@ __all__ = (
     "BayeuxError",
     "BodyError",
     "BodyErrorKind",
+    "Broadcast",
     "ClientEvent",
     "ClientSession",
     "ClientState",

@@ -27,6 +27,11 @@ Rules, following the Faye client:
   seconds later, with their ids unchanged, so the server may see a publish
   twice (as with Faye). The next input from the server fires
   :class:`TransportUp`.
+* Resends back off: while nothing is heard from the server, each round of
+  resends waits twice as long as the one before, from ``retry`` up to
+  ``max_retry`` (equal to ``retry`` by default: Faye's fixed delay), and never
+  less than ``advice.interval``. Hearing from the server starts again at
+  ``retry``.
 * Publishes made while the client cannot send (no session yet, or the
   transport down) are held and sent once it can, in order. They are bounded:
   while the client cannot send, :meth:`~ClientSession.publish` raises once
@@ -221,6 +226,8 @@ class ClientSession:
         max_pending: publishes that may wait for their result while the client
             cannot send; beyond it :meth:`publish` raises.
         extensions: client extensions, run in this order both ways.
+        max_retry: the longest wait between rounds of resends (the wait doubles
+            from ``retry`` while the server stays silent); None for ``retry``.
     """
 
     def __init__(
@@ -231,6 +238,7 @@ class ClientSession:
         timeout: float = 60.0,
         max_pending: int = 1000,
         extensions: Iterable[Extension] = (),
+        max_retry: float | None = None,
     ) -> None:
         self.connection_types = list(connection_types)
         if not self.connection_types:
@@ -241,8 +249,13 @@ class ClientSession:
             raise ValueError(f"timeout must be a finite number >= 0, not {timeout!r}")
         if max_pending < 0:
             raise ValueError(f"max_pending must be >= 0, not {max_pending!r}")
+        if max_retry is None:
+            max_retry = retry
+        if not (math.isfinite(max_retry) and max_retry >= retry):
+            raise ValueError(f"max_retry must be a finite number >= retry, not {max_retry!r}")
         self.connection_type = self.connection_types[0]
         self.retry = retry
+        self.max_retry = max_retry
         self.max_pending = max_pending
         self.extensions = list(extensions)
         self.state = ClientState.UNCONNECTED
@@ -266,6 +279,8 @@ class ClientSession:
         self._next_id = 0
         self._now = 0.0
         self._transport_up = True
+        #: rounds of resends sent since the server was last heard from
+        self._resends = 0
 
     # ---------------------------------------------------------- application
 
@@ -371,12 +386,17 @@ class ClientSession:
             self._send_again()
 
     def transport_failed(self, *, now: float) -> None:
-        """Every message in flight was lost; they are sent again after ``retry``."""
+        """Every message in flight was lost; they are sent again after ``retry``.
+
+        Messages not yet drained by :meth:`messages_to_send` count as lost too,
+        and are no longer returned by it (they would otherwise go twice).
+        """
         self._now = now
         if self.state is ClientState.DISCONNECTED:
             return
         lost = [f.message for f in self._in_flight.values()]
         self._in_flight = {}
+        self._outbox = []  # in flight, so among ``lost``: sent again after the delay
         self._lose(lost)
 
     def receive(self, messages: Iterable[object], *, now: float) -> None:
@@ -384,6 +404,7 @@ class ClientSession:
         self._now = now
         if self.state is ClientState.DISCONNECTED:
             return
+        self._resends = 0
         if not self._transport_up:
             self._transport_up = True
             self._events.append(TransportUp())
@@ -611,10 +632,12 @@ class ClientSession:
             self._transport_up = False
             self._events.append(TransportDown())
         self._resend.extend(messages)
-        self._resend_at = self._now + self.retry
+        backoff = min(self.retry * 2.0 ** min(self._resends, 64), self.max_retry)
+        self._resend_at = self._now + max(backoff, self.advice.interval)
 
     def _send_again(self) -> None:
         self._resend_at = None
+        self._resends += 1
         lost, self._resend = self._resend, []
         held: list[Message] = []
         for message in lost:

@@ -1,4 +1,4 @@
-"""The ``bayeux`` command line."""
+"""The ``bayeux`` command line: ``serve``, and the client's ``publish`` and ``subscribe``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import trio
 
 from bayeux_core import EngineConfig
 
+from ._client_cli import add_client_commands, run_client_command
 from ._config import ServerConfig
 from ._extensions import load_extension
 from ._server import BayeuxServer
@@ -24,7 +25,7 @@ log = logging.getLogger("bayeux")
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="bayeux", description="A Bayeux (Faye/CometD) push messaging server."
+        prog="bayeux", description="A Bayeux (Faye/CometD) push messaging server and client."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser(
@@ -50,6 +51,26 @@ def _parser() -> argparse.ArgumentParser:
         default=25.0,
         help="seconds a /meta/connect is held (default: %(default)s)",
     )
+    serve.add_argument(
+        "--session-timeout",
+        type=float,
+        default=30.0,
+        help="seconds a session lives without a connect (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--engine",
+        default="memory",
+        metavar="URL",
+        help="where sessions live: memory (default), or redis://host:port/db to share "
+        "them with every server on that Redis (docs/redis.md)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes sharing the port with SO_REUSEPORT (needs --engine redis://...)",
+    )
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     serve.add_argument(
         "--ping",
         type=float,
@@ -97,6 +118,7 @@ def _parser() -> argparse.ArgumentParser:
         choices=["debug", "info", "warning", "error"],
         help="logging verbosity (default: %(default)s)",
     )
+    add_client_commands(commands)
     return parser
 
 
@@ -105,13 +127,14 @@ def _config(args: argparse.Namespace) -> ServerConfig:
         host=args.host,
         port=args.port,
         mount=args.mount,
-        engine=EngineConfig(timeout=args.timeout),
+        engine=EngineConfig(timeout=args.timeout, session_timeout=args.session_timeout),
         ping=args.ping,
         static_dir=args.static,
         allowed_origins=frozenset(args.allow_origin) if args.allow_origin else None,
         max_body=args.max_body,
         max_ws_message=args.max_ws_message,
         max_connections=args.max_connections,
+        reuse_port=args.reuse_port,
     )
 
 
@@ -133,6 +156,8 @@ async def _serve(server: BayeuxServer) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command != "serve":
+        return run_client_command(args, parser)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -141,7 +166,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         extensions = [load_extension(spec) for spec in args.extension]
     except ValueError as exc:
         parser.error(str(exc))
-    server = BayeuxServer(config, extensions=extensions)
+    bus = None
+    if args.engine != "memory":
+        if not args.engine.startswith(("redis://", "rediss://", "unix://")):
+            parser.error(f"--engine must be memory or a redis:// URL, not {args.engine!r}")
+        from .redis import RedisBus
+
+        bus = RedisBus(args.engine)
+    if args.workers != 1:
+        from ._workers import run_workers
+
+        if bus is None or args.workers < 1 or args.port == 0:
+            parser.error("--workers N needs N >= 1, --engine redis://... and a fixed --port")
+        return run_workers(args.workers, list(sys.argv[1:] if argv is None else argv))
+    server = BayeuxServer(config, extensions=extensions, bus=bus)
     failed: BaseException | None = None
     try:
         trio.run(_serve, server)

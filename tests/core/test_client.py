@@ -151,6 +151,9 @@ class DropChannel(Extension):
         {"timeout": -1},
         {"timeout": float("inf")},
         {"max_pending": -1},
+        {"retry": 2, "max_retry": 1},
+        {"max_retry": float("inf")},
+        {"max_retry": float("nan")},
     ],
 )
 def test_bad_options_are_refused(options: dict[str, Any]) -> None:
@@ -795,6 +798,64 @@ def test_transport_failure_resends_everything_after_retry() -> None:
     # The answer to the first attempt arrives late: nothing twice.
     session.receive([ok(sub), ok(pub)], now=18)
     assert session.events() == []
+
+
+def test_resends_back_off_up_to_max_retry_while_the_server_is_silent() -> None:
+    session, connect = start(retry=1, max_retry=5)
+    session.transport_failed(now=0)
+    assert session.events() == [TransportDown()]
+    now = 0.0
+    waits = []
+    for _ in range(5):
+        deadline = session.get_timer()
+        assert deadline is not None
+        waits.append(deadline - now)
+        now = deadline
+        session.handle_timer(now)
+        assert session.messages_to_send() == [connect]  # the same connect each round
+        session.transport_failed(now=now)  # and it fails again at once
+    assert waits == [1, 2, 4, 5, 5]
+    assert session.events() == []  # down once, however many rounds
+    # Hearing from the server starts again from ``retry``.
+    session.receive([], now=now)
+    assert session.events() == [TransportUp()]
+    session.transport_failed(now=now)
+    assert session.get_timer() == now + 1
+
+
+def test_by_default_resends_wait_retry_every_round() -> None:
+    session, connect = start(retry=3)
+    assert session.max_retry == 3
+    session.transport_failed(now=0)
+    session.handle_timer(3)
+    assert session.messages_to_send() == [connect]
+    session.transport_failed(now=3)
+    assert session.get_timer() == 6
+
+
+def test_resends_wait_at_least_the_advised_interval() -> None:
+    session, connect = start(retry=1)
+    advice = {"reconnect": "retry", "interval": 4000, "timeout": 10000}
+    session.receive([ok(connect, advice=advice)], now=0)
+    assert session.messages_to_send() == []  # the next connect waits for the interval
+    session.handle_timer(4)
+    (connect2,) = session.messages_to_send()
+    assert is_connect(connect2)
+    session.transport_failed(now=5)
+    assert session.get_timer() == 9  # max(retry, interval)
+
+
+def test_transport_failure_takes_back_messages_not_yet_drained() -> None:
+    session, connect = start(retry=2)
+    message_id = session.publish("/a", 1, now=0)
+    # The driver has not drained the publish when the transport fails: it must
+    # not go now and again after the retry.
+    session.transport_failed(now=0)
+    assert session.messages_to_send() == []
+    session.handle_timer(2)
+    (again_connect, pub) = session.messages_to_send()
+    assert again_connect == connect
+    assert pub["id"] == message_id
 
 
 def test_overdue_replies_count_as_lost() -> None:

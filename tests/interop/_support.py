@@ -388,12 +388,18 @@ def start_our_server(log: Path, extra_args: Sequence[str] = ()) -> ServerProcess
     raise AssertionError("unreachable")
 
 
-def start_faye_server(node_modules: Path, log: Path) -> ServerProcess:
-    """The stock Faye 1.4.3 ``NodeAdapter`` (js/faye_server.js) on a free port."""
+def start_faye_server(
+    node_modules: Path, log: Path, script: Path = JS_DIR / "faye_server.js"
+) -> ServerProcess:
+    """The stock Faye 1.4.3 ``NodeAdapter`` (js/faye_server.js) on a free port.
+
+    ``script`` may name another server script that takes the same arguments
+    and prints the same ``{"event": "listening", "port": N}`` line.
+    """
     env = dict(os.environ, NODE_PATH=str(node_modules))
     with log.open("ab") as err:
         process = subprocess.Popen(
-            ["node", str(JS_DIR / "faye_server.js"), MOUNT, str(TIMEOUT)],
+            ["node", str(script), MOUNT, str(TIMEOUT)],
             cwd=JS_DIR,
             env=env,
             stdin=subprocess.PIPE,  # the script exits when this closes
