@@ -90,6 +90,8 @@ _NEEDS_CLIENT = frozenset(
     }
 )
 _EVENTSOURCE = "eventsource"
+#: publish ids remembered per session to drop resent duplicates
+_RECENT_PUBLISHES = 64
 _BATCH_TOO_LARGE = b'[{"successful":false,"error":"400::Too many messages in one batch"}]'
 
 
@@ -547,6 +549,19 @@ class Engine:
         # write any clientId into a publish, and the application must not trust it.
         publisher = session.client_id if session is not None else None
         if outcome is Outcome.PUBLISH:
+            if session is not None and "id" in message:
+                # A client resends a publish whose reply it lost: acknowledge
+                # the copy, do not deliver it twice.
+                recent = session.recent
+                if message["id"] in recent:
+                    reply["successful"] = True
+                    return reply
+                answer = self._on_publish(reply, channel, message, publisher)
+                if answer.get("successful") is True:
+                    recent[message["id"]] = None
+                    if len(recent) > _RECENT_PUBLISHES:
+                        del recent[next(iter(recent))]
+                return answer
             return self._on_publish(reply, channel, message, publisher)
         if outcome is Outcome.HANDSHAKE:
             return self._on_handshake(reply)

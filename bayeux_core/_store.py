@@ -47,6 +47,7 @@ class Session:
         "held",
         "interval",
         "queue",
+        "recent",
         "state",
         "stream",
         "subscriptions",
@@ -73,6 +74,8 @@ class Session:
         self.dirty = False
         #: Messages dropped by the overflow policy since the last report.
         self.dropped = 0
+        #: Ids of this client's latest publishes, oldest first, to spot resends.
+        self.recent: dict[str | int | float, None] = {}
 
     def __repr__(self) -> str:
         return f"<Session {self.client_id[:6]}... {self.state.value}>"

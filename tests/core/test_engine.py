@@ -1749,3 +1749,49 @@ def test_decoded_bodies_drive_the_engine() -> None:
     batch = decode_body(b'{"channel":"/a","data":1,"id":"1"}')
     assert isinstance(batch, list)
     assert replies(w.send(batch)) == [{"id": "1", "channel": "/a", "successful": True}]
+
+
+# ------------------------------------------------------ resent publishes
+
+
+def test_a_resent_publish_is_acknowledged_but_delivered_once() -> None:
+    w = Wire()
+    watcher = connected(w, "/a")
+    publisher = connected(w)
+    message = {"channel": "/a", "data": 1, "clientId": publisher, "id": "7"}
+    first = w.send([message])
+    again = w.send([dict(message)])
+    assert [r["successful"] for r in replies(first) + replies(again)] == [True, True]
+    assert [e for e in events(first) if isinstance(e, Published)] == [Published(publisher, "/a", 1)]
+    assert not [e for e in events(again) if isinstance(e, Published)]
+    assert len(session(w, watcher).queue) == 1
+
+
+def test_publish_ids_are_remembered_per_session_and_only_when_accepted() -> None:
+    w = Wire()
+    watcher = connected(w, "/a")
+    one, two = connected(w), connected(w)
+    w.send([{"channel": "/a/*", "data": 0, "clientId": one, "id": "x"}])  # refused: 405
+    deep: list[Any] = []
+    for _ in range(300):  # deeper than orjson encodes: refused after validation
+        deep = [deep]
+    (refused,) = replies(w.send([{"channel": "/a", "data": deep, "clientId": one, "id": "x"}]))
+    assert refused["successful"] is False
+    w.send([{"channel": "/a", "data": 1, "clientId": one, "id": "x"}])
+    w.send([{"channel": "/a", "data": 2, "clientId": two, "id": "x"}])
+    w.send([{"channel": "/a", "data": 3, "id": "x"}])  # anonymous: nothing to compare with
+    w.send([{"channel": "/a", "data": 4, "id": "x"}])
+    queued = [orjson.loads(m)["data"] for m in session(w, watcher).queue]
+    assert queued == [1, 2, 3, 4]
+
+
+def test_only_the_latest_publish_ids_are_remembered() -> None:
+    w = Wire()
+    watcher = connected(w, "/a")
+    publisher = connected(w)
+    for n in range(65):
+        w.send([{"channel": "/a", "data": n, "clientId": publisher, "id": str(n)}])
+    w.send([{"channel": "/a", "data": "old", "clientId": publisher, "id": "0"}])  # forgotten
+    w.send([{"channel": "/a", "data": "new", "clientId": publisher, "id": "64"}])  # remembered
+    queued = [orjson.loads(m)["data"] for m in session(w, watcher).queue]
+    assert queued == [*range(65), "old"]
