@@ -48,6 +48,15 @@ class EngineConfig:
         max_clients: sessions at once; a handshake beyond it is refused with
             ``503::Too many clients`` and a retry advice.
         connection_types: offered in handshake replies and checked on connect.
+        publish_rate: publishes per second one session may make (a token
+            bucket per session, refilled from the ``now`` the engine is given);
+            a publish beyond it is refused with ``407::Publish rate limit
+            exceeded``. None (the default): unlimited, as Faye. Publishes
+            without a live session (a backend's ``curl``) are not counted:
+            they have no session to charge, so an extension must limit them.
+        publish_burst: the bucket's size, the publishes a session may make at
+            once after a quiet spell; None: twice ``publish_rate`` (at least 1).
+            Needs ``publish_rate``.
     """
 
     timeout: float = 25.0
@@ -60,6 +69,8 @@ class EngineConfig:
     max_subscriptions: int = 1_000
     max_clients: int = 1_000_000
     connection_types: tuple[str, ...] = CONNECTION_TYPES
+    publish_rate: float | None = None
+    publish_burst: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("timeout", "interval", "session_timeout", "error_interval"):
@@ -83,3 +94,24 @@ class EngineConfig:
             or not all(isinstance(t, str) and t for t in self.connection_types)
         ):
             raise ValueError("connection_types must be a non-empty tuple of names")
+        for name, least, bound in (("publish_rate", 0.0, "> 0"), ("publish_burst", 1.0, ">= 1")):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or value <= 0
+                or value < least
+            ):
+                raise ValueError(f"{name} must be None or a finite number {bound}, not {value!r}")
+        if self.publish_burst is not None and self.publish_rate is None:
+            raise ValueError("publish_burst needs publish_rate")
+
+    @property
+    def bucket_size(self) -> float:
+        """The effective ``publish_burst`` (0 when publishes are unlimited)."""
+        if self.publish_rate is None:
+            return 0.0
+        if self.publish_burst is not None:
+            return self.publish_burst
+        return max(1.0, 2 * self.publish_rate)

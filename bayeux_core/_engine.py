@@ -92,6 +92,8 @@ _NEEDS_CLIENT = frozenset(
 _EVENTSOURCE = "eventsource"
 #: publish ids remembered per session to drop resent duplicates
 _RECENT_PUBLISHES = 64
+#: a session's publish beyond EngineConfig.publish_rate (Bayeux has no 429)
+_RATE_LIMITED = error_string(ErrorCode.PUBLISH_FAILED, (), "Publish rate limit exceeded")
 _BATCH_TOO_LARGE = b'[{"successful":false,"error":"400::Too many messages in one batch"}]'
 
 
@@ -168,6 +170,7 @@ class Engine:
         self._held: dict[int, Session] = {}
         self._now = -math.inf
         cfg = self.config
+        self._bucket = cfg.bucket_size
         self._retry_advice = {
             "reconnect": "retry",
             "interval": _ms(cfg.interval),
@@ -556,12 +559,16 @@ class Engine:
                 if message["id"] in recent:
                     reply["successful"] = True
                     return reply
+                if self._over_rate(session):
+                    return self._fail(reply, kind, _RATE_LIMITED)
                 answer = self._on_publish(reply, channel, message, publisher)
                 if answer.get("successful") is True:
                     recent[message["id"]] = None
                     if len(recent) > _RECENT_PUBLISHES:
                         del recent[next(iter(recent))]
                 return answer
+            if session is not None and self._over_rate(session):
+                return self._fail(reply, kind, _RATE_LIMITED)
             return self._on_publish(reply, channel, message, publisher)
         if outcome is Outcome.HANDSHAKE:
             return self._on_handshake(reply)
@@ -592,6 +599,20 @@ class Engine:
         return self._on_connect(
             reply, session, message, batch, first=outcome is Outcome.CONNECT_FIRST
         )
+
+    def _over_rate(self, session: Session) -> bool:
+        """Take a token from the session's publish bucket; True if it is empty."""
+        rate = self.config.publish_rate
+        if rate is None:
+            return False
+        # A new session's bucket starts full: inf + inf, capped at the size.
+        elapsed = self._now - session.refilled
+        session.tokens = min(self._bucket, session.tokens + elapsed * rate)
+        session.refilled = self._now
+        if session.tokens < 1:
+            return True
+        session.tokens -= 1
+        return False
 
     def _validate(
         self, kind: MessageKind, channel: str, message: Message, client_id: object

@@ -9,6 +9,7 @@ meaning, and nothing in the engine changes.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Collection, Iterator
 from typing import Any, Protocol
@@ -48,10 +49,12 @@ class Session:
         "interval",
         "queue",
         "recent",
+        "refilled",
         "state",
         "stream",
         "subscriptions",
         "token",
+        "tokens",
     )
 
     def __init__(self, client_id: str) -> None:
@@ -76,6 +79,10 @@ class Session:
         self.dropped = 0
         #: Ids of this client's latest publishes, oldest first, to spot resends.
         self.recent: dict[str | int | float, None] = {}
+        #: Publish rate limit: tokens left in the bucket, and when it was last
+        #: refilled (engine time). A full bucket to begin with.
+        self.tokens = math.inf
+        self.refilled = -math.inf
 
     def __repr__(self) -> str:
         return f"<Session {self.client_id[:6]}... {self.state.value}>"

@@ -113,6 +113,14 @@ def _parser() -> argparse.ArgumentParser:
         help="open connections at once (default: %(default)s)",
     )
     serve.add_argument(
+        "--publish-rate",
+        type=float,
+        default=None,
+        metavar="N",
+        help="publishes per second per client, in bursts of up to 2N "
+        "(default: unlimited; beyond it: 407::Publish rate limit exceeded)",
+    )
+    serve.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
@@ -127,7 +135,11 @@ def _config(args: argparse.Namespace) -> ServerConfig:
         host=args.host,
         port=args.port,
         mount=args.mount,
-        engine=EngineConfig(timeout=args.timeout, session_timeout=args.session_timeout),
+        engine=EngineConfig(
+            timeout=args.timeout,
+            session_timeout=args.session_timeout,
+            publish_rate=args.publish_rate,
+        ),
         ping=args.ping,
         static_dir=args.static,
         allowed_origins=frozenset(args.allow_origin) if args.allow_origin else None,
