@@ -30,7 +30,7 @@ import logging
 import re
 import socket
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote_to_bytes, urlsplit
 
 import h11
 import trio
@@ -65,19 +65,34 @@ _PREFLIGHT_HEADERS = [
     (b"access-control-allow-methods", b"POST, GET"),
     (b"access-control-max-age", b"86400"),
 ]
-_NO_CACHE = [
-    (b"cache-control", b"no-cache, no-store"),
-    (b"x-content-type-options", b"nosniff"),
-]
 _READ_SIZE = 65536
 #: how long, and for how many reads, a closing connection's input is discarded
 _LINGER = 1.0
 _LINGER_READS = 64
 _REASONS = {status.value: status.phrase.encode() for status in http.HTTPStatus}
+# A Bayeux 200 is written from these bytes rather than through h11.send, whose
+# header validation and framing cost more than the rest of the reply. h11
+# still sees the response (a constant one, with the same framing and no
+# Connection header) so that its state moves exactly as for the real one.
+_REPLY_STATE = h11.Response(status_code=200, headers=[(b"content-length", b"0")], reason=b"OK")
+_END = h11.EndOfMessage()
+_REPLY_HEAD = (
+    b"HTTP/1.1 200 OK\r\ncache-control: no-cache, no-store\r\nx-content-type-options: nosniff\r\n"
+)
+_JSON_TYPE = b"content-type: application/json; charset=utf-8\r\n"
+_JSONP_TYPE = (
+    b"content-type: text/javascript; charset=utf-8\r\n"
+    b"content-disposition: attachment; filename=f.txt\r\n"
+)
+_FORM_NAMES = (b"message", b"jsonp")
 
 
 class _Closed(Exception):
     """The peer went away, or we must stop reading this connection."""
+
+
+class _TooLarge(Exception):
+    """The request body is over ``max_body``."""
 
 
 class HttpConnection:
@@ -106,6 +121,8 @@ class HttpConnection:
         self._eventsource: int | None = None
         #: the current request is a HEAD: responses carry headers only
         self._head = False
+        #: bytes of the current request's body read so far
+        self._body_size = 0
 
     # ------------------------------------------------------------- main loop
 
@@ -188,7 +205,6 @@ class HttpConnection:
     async def _read_body(self, request: h11.Request) -> bytes:
         limit = self.config.max_body
         parts: list[bytes] = []
-        size = 0
         for name, value in request.headers:
             if name == b"content-length" and int(value) > limit:
                 # Refuse at once rather than read (or wait for) what we refuse.
@@ -199,27 +215,40 @@ class HttpConnection:
             go_on = h11.InformationalResponse(status_code=100, headers=[])
             self._write_raw(self.h11.send(go_on) or b"")
             self.hub.flush()
-        with trio.move_on_after(self.config.body_timeout) as scope:
-            while True:
-                event = self.h11.next_event()
-                if event is h11.NEED_DATA:
+        # The body usually arrived with the head: take it without a timeout scope.
+        self._body_size = 0
+        try:
+            if self._take_body(parts, limit):
+                return b"".join(parts)
+            with trio.move_on_after(self.config.body_timeout) as scope:
+                while True:
                     self.h11.receive_data(await self._receive())
-                    continue
-                if isinstance(event, h11.Data):
-                    size += len(event.data)
-                    if size > limit:
-                        self._respond_simple(413, b"Request entity too large", close=True)
-                        await self._finish()
-                        raise _Closed
-                    parts.append(bytes(event.data))
-                    continue
-                if isinstance(event, h11.EndOfMessage):
-                    return b"".join(parts)
-                raise _Closed
+                    if self._take_body(parts, limit):
+                        return b"".join(parts)
+        except _TooLarge:
+            self._respond_simple(413, b"Request entity too large", close=True)
+            await self._finish()
+            raise _Closed from None
         if scope.cancelled_caught:
             self._respond_simple(408, b"Request timeout", close=True)
             await self._finish()
         raise _Closed
+
+    def _take_body(self, parts: list[bytes], limit: int) -> bool:
+        """Take the body events h11 has; True at the end of the message."""
+        while True:
+            event = self.h11.next_event()
+            if event is h11.NEED_DATA:
+                return False
+            if isinstance(event, h11.Data):
+                self._body_size += len(event.data)
+                if self._body_size > limit:
+                    raise _TooLarge
+                parts.append(bytes(event.data))
+                continue
+            if isinstance(event, h11.EndOfMessage):
+                return True
+            raise _Closed
 
     async def _receive(self) -> bytes:
         try:
@@ -324,12 +353,8 @@ class HttpConnection:
             if content_type != b"application/json":
                 # Browsers' CORS requests send text/plain, old IE nothing: any
                 # other type is a form whose "message" field is the JSON.
-                try:
-                    form = parse_qs(body.decode("utf-8"), keep_blank_values=True)
-                except UnicodeDecodeError:
-                    form = {}
-                payload = _first(form, "message") or _first(query, "message")
-                jsonp = _first(form, "jsonp")
+                message, jsonp = decode_form(body)
+                payload = message or _first(query, "message")
                 if jsonp is not None and not _JSONP_CALLBACK.fullmatch(jsonp):
                     payload = None
             if payload is None:
@@ -373,18 +398,30 @@ class HttpConnection:
             return False
         self._waiting = None
         self.hub.release(conn)
-        headers = list(_NO_CACHE)
         if self._jsonp is not None:
             body = b"/**/" + self._jsonp.encode() + b"(" + _escape_js(body) + b");"
-            headers.append((b"content-type", b"text/javascript; charset=utf-8"))
-            headers.append((b"content-disposition", b"attachment; filename=f.txt"))
-        else:
-            headers.append((b"content-type", b"application/json; charset=utf-8"))
-        headers.append((b"content-length", b"%d" % len(body)))
-        headers.extend(self._cors())
-        ok = self._send(h11.Response(status_code=200, headers=headers), body)
+        ok = self._send_reply(body)
         if self._hold_scope is not None:
             self._hold_scope.cancel()
+        return ok
+
+    def _send_reply(self, body: bytes) -> bool:
+        """Write a Bayeux 200 (JSON, or JSON-P when ``_jsonp`` is set).
+
+        Never for a HEAD (routed to 400), so the body always goes out.
+        """
+        output = self.output
+        assert output is not None
+        state = self.h11
+        state.send(_REPLY_STATE)
+        state.send(_END)
+        # h11 adds Connection: close exactly when it will close after this
+        # response (the client asked to, or spoke HTTP/1.0).
+        close = state.our_state is h11.MUST_CLOSE
+        ok = output.write(
+            reply_head(self._jsonp is not None, len(body), self._origin, close) + body
+        )
+        self.hub.mark_dirty(output)
         return ok
 
     def push(self, frame: bytes) -> None:  # pragma: no cover - HTTP endpoints have output
@@ -555,6 +592,55 @@ def _under(path: str, mount: str) -> bool:
 def _first(query: dict[str, list[str]], name: str) -> str | None:
     values = query.get(name)
     return values[0] if values else None
+
+
+def reply_head(jsonp: bool, length: int, origin: bytes | None, close: bool) -> bytes:
+    """The head h11 writes for a Bayeux 200 with these headers, in this order:
+    cache-control, x-content-type-options, content-type (and for JSON-P
+    content-disposition), content-length, the CORS pair when there is an
+    Origin, and the Connection: close h11 adds when it will close."""
+    return b"".join(
+        (
+            _REPLY_HEAD,
+            _JSONP_TYPE if jsonp else _JSON_TYPE,
+            b"content-length: %d\r\n" % length,
+            b""
+            if origin is None
+            else b"access-control-allow-origin: "
+            + origin
+            + b"\r\naccess-control-allow-credentials: true\r\n",
+            b"Connection: close\r\n" if close else b"",
+            b"\r\n",
+        )
+    )
+
+
+def decode_form(body: bytes) -> tuple[str | None, str | None]:
+    """The first ``message`` and ``jsonp`` fields of a form body.
+
+    Exactly what ``parse_qs(body.decode("utf-8"), keep_blank_values=True)``
+    gives (nothing for a body that is not UTF-8), computed with one C-level
+    percent-decode per field for the usual body: ASCII, whose fields are all
+    named ``message`` or ``jsonp`` literally. Anything else goes to parse_qs.
+    """
+    if body.isascii():
+        found: dict[bytes, str] = {}
+        for field in body.split(b"&"):
+            name, eq, value = field.partition(b"=")
+            if not eq or name not in _FORM_NAMES:
+                break
+            if name not in found:
+                if b"+" in value:
+                    value = value.replace(b"+", b" ")
+                # ASCII in, so unquote's str path decodes exactly these bytes
+                found[name] = unquote_to_bytes(value).decode("utf-8", "replace")
+        else:
+            return found.get(b"message"), found.get(b"jsonp")
+    try:
+        form = parse_qs(body.decode("utf-8"), keep_blank_values=True)
+    except UnicodeDecodeError:
+        return None, None
+    return _first(form, "message"), _first(form, "jsonp")
 
 
 def _escape_js(body: bytes) -> bytes:
