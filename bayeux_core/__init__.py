@@ -25,6 +25,8 @@ from ._channels import is_service as is_service
 from ._channels import is_valid_name as is_valid_name
 from ._channels import is_valid_pattern as is_valid_pattern
 from ._channels import matches as matches
+from ._client import CallFailed as CallFailed
+from ._client import CallSucceeded as CallSucceeded
 from ._client import ClientEvent as ClientEvent
 from ._client import ClientSession as ClientSession
 from ._client import ClientState as ClientState
@@ -36,6 +38,7 @@ from ._client import PublishSucceeded as PublishSucceeded
 from ._client import SessionEnded as SessionEnded
 from ._client import SubscribeFailed as SubscribeFailed
 from ._client import SubscribeSucceeded as SubscribeSucceeded
+from ._client import SubscriptionRecovered as SubscriptionRecovered
 from ._client import TransportDown as TransportDown
 from ._client import TransportUp as TransportUp
 from ._config import CONNECTION_TYPES as CONNECTION_TYPES
@@ -49,6 +52,8 @@ from ._errors import ProtocolError as ProtocolError
 from ._errors import error_string as error_string
 from ._extensions import Extension as Extension
 from ._extensions import MessageContext as MessageContext
+from ._extensions import refuse as refuse
+from ._history import HistoryPolicy as HistoryPolicy
 from ._ids import random_client_id as random_client_id
 from ._messages import BodyError as BodyError
 from ._messages import BodyErrorKind as BodyErrorKind
@@ -62,6 +67,8 @@ from ._state import SessionState as SessionState
 from ._store import MemoryStore as MemoryStore
 from ._store import Session as Session
 from ._store import SessionStore as SessionStore
+from ._timesync import TimesyncExtension as TimesyncExtension
+from ._timesync import timesync_answer as timesync_answer
 
 __version__ = "0.1.0"
 
@@ -73,6 +80,8 @@ __all__ = (
     "BodyError",
     "BodyErrorKind",
     "Broadcast",
+    "CallFailed",
+    "CallSucceeded",
     "ClientEvent",
     "ClientSession",
     "ClientState",
@@ -88,6 +97,7 @@ __all__ = (
     "HandshakeFailed",
     "HandshakeSucceeded",
     "Handshaken",
+    "HistoryPolicy",
     "LocalProtocolError",
     "MemoryStore",
     "Message",
@@ -110,6 +120,8 @@ __all__ = (
     "SubscribeFailed",
     "SubscribeSucceeded",
     "Subscribed",
+    "SubscriptionRecovered",
+    "TimesyncExtension",
     "TransportDown",
     "TransportUp",
     "Unsubscribed",
@@ -124,4 +136,6 @@ __all__ = (
     "is_valid_pattern",
     "matches",
     "random_client_id",
+    "refuse",
+    "timesync_answer",
 )

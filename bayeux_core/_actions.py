@@ -121,13 +121,16 @@ class Published(Event):
     """A publish accepted, before routing; ``client_id`` is None for the server.
 
     Publishes to ``/service/...`` are reported here and never routed: this is
-    how the application receives them.
+    how the application receives them. ``message_id`` is the id the client
+    gave such a message (None otherwise): a service call is answered with it
+    (see :meth:`Engine.answer_call`).
     """
 
     client_id: str | None
     channel: str
     data: Any
     ext: Any = None
+    message_id: Any = None
 
 
 class DisconnectReason(enum.Enum):

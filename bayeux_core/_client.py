@@ -52,6 +52,18 @@ outgoing one, on a copy, just before it is sent (returning None drops it,
 which counts as a refusal: a dropped publish fails, a dropped connect is
 retried after ``retry``), and each incoming one before it is handled.
 
+Acknowledged delivery (``ack=True``, CometD's ack extension; see
+``bayeux_core._ack``): the handshake asks for it; if the server agrees, each
+connect carries the number of the last batch of deliveries received, and a
+connect reply numbered no higher than that is a copy of a batch already
+handled, so the deliveries that follow it in the same body are dropped.
+
+History (``docs/delivery.md``): the client remembers the latest position
+(``ext.history.position``) seen on each channel it subscribed to by name, and
+sends it as ``ext.history.since`` when it subscribes again after a new
+handshake, so the server replays what the client missed; the outcome comes as
+:class:`SubscriptionRecovered`.
+
 Connect messages travel apart from the others (:func:`is_connect` tells them
 apart), so a long-polling driver can keep them on their own request.
 """
@@ -64,12 +76,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ._channels import is_meta, is_valid_name, is_valid_pattern, matches
+from ._channels import is_meta, is_service, is_valid_name, is_valid_pattern, matches
 from ._errors import LocalProtocolError
 from ._extensions import Extension, MessageContext
 from ._messages import Message
 
 __all__ = [
+    "CallFailed",
+    "CallSucceeded",
     "ClientEvent",
     "ClientSession",
     "ClientState",
@@ -81,6 +95,7 @@ __all__ = [
     "SessionEnded",
     "SubscribeFailed",
     "SubscribeSucceeded",
+    "SubscriptionRecovered",
     "TransportDown",
     "TransportUp",
     "is_connect",
@@ -164,6 +179,36 @@ class PublishFailed(ClientEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class CallSucceeded(ClientEvent):
+    """The service call that :meth:`ClientSession.call` numbered ``id`` returned ``data``."""
+
+    id: str
+    data: Any
+
+
+@dataclass(frozen=True, slots=True)
+class CallFailed(ClientEvent):
+    """The service call ``id`` failed: refused, raised on the server, or the session ended."""
+
+    id: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionRecovered(ClientEvent):
+    """The answer to a subscribe that named a last-seen position.
+
+    ``recovered`` True: the messages missed since that position follow (as
+    :class:`MessageReceived`, in order). False: they cannot be had, and
+    ``reason`` says why (``"too old"``, ``"epoch changed"``, ...).
+    """
+
+    channel: str
+    recovered: bool
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class TransportDown(ClientEvent):
     """Messages were lost; they are sent again after ``retry`` seconds."""
 
@@ -228,6 +273,8 @@ class ClientSession:
         extensions: client extensions, run in this order both ways.
         max_retry: the longest wait between rounds of resends (the wait doubles
             from ``retry`` while the server stays silent); None for ``retry``.
+        ack: ask for acknowledged delivery (``ext: {ack: true}``); ``acking``
+            says whether the current session has it.
     """
 
     def __init__(
@@ -239,6 +286,7 @@ class ClientSession:
         max_pending: int = 1000,
         extensions: Iterable[Extension] = (),
         max_retry: float | None = None,
+        ack: bool = False,
     ) -> None:
         self.connection_types = list(connection_types)
         if not self.connection_types:
@@ -263,6 +311,8 @@ class ClientSession:
         self.advice = _Advice(timeout=timeout)
         #: channels and patterns the application holds -> acknowledged yet
         self.subscriptions: dict[str, bool] = {}
+        #: channel -> the latest history position seen on it ("<epoch>:<offset>")
+        self.positions: dict[str, str] = {}
         self._outbox: list[Message] = []
         self._events: list[ClientEvent] = []
         #: publishes waiting until the client can send
@@ -276,11 +326,18 @@ class ClientSession:
         self._resend_at: float | None = None
         #: publishes without a result yet
         self._unanswered = 0
+        #: service calls waiting for their result, by id
+        self._calls: set[str] = set()
         self._next_id = 0
         self._now = 0.0
         self._transport_up = True
         #: rounds of resends sent since the server was last heard from
         self._resends = 0
+        self.ack = ack
+        #: the server agreed to acknowledged delivery for this session
+        self.acking = False
+        #: the number of the last batch of deliveries handled
+        self._batch = 0
 
     # ---------------------------------------------------------- application
 
@@ -292,10 +349,13 @@ class ClientSession:
         if self.state is ClientState.UNCONNECTED:
             self._begin_handshake(0.0)
 
-    def subscribe(self, channel: str, *, now: float) -> None:
+    def subscribe(self, channel: str, *, now: float, since: str | None = None) -> None:
         """Subscribe to a channel or pattern; the result comes as an event.
 
         Subscribing again to a channel already acknowledged succeeds at once.
+        ``since``: a history position last seen on ``channel`` (kept from an
+        earlier run, say); the server replays what followed it, and
+        :class:`SubscriptionRecovered` tells whether it could.
         """
         self._now = now
         if not is_valid_pattern(channel) or is_meta(channel):
@@ -308,13 +368,16 @@ class ClientSession:
                 self._events.append(SubscribeSucceeded(channel))
             return
         self.subscriptions[channel] = False
+        if since is not None:
+            self.positions[channel] = since
         if self.state is ClientState.CONNECTED:
-            self._send({"channel": _SUBSCRIBE, "subscription": channel})
+            self._send(self._subscribe_message(channel))
         # else: sent with the others once the handshake succeeds
 
     def unsubscribe(self, channel: str, *, now: float) -> None:
         """Drop a subscription (no event follows; the server's answer is ignored)."""
         self._now = now
+        self.positions.pop(channel, None)
         if self.subscriptions.pop(channel, None) is not None and (
             self.state is ClientState.CONNECTED
         ):
@@ -340,6 +403,26 @@ class ClientSession:
             self._pending.append(message)
         self._unanswered += 1
         return str(message["id"])
+
+    def call(self, channel: str, data: Any, *, now: float, ext: Any = None) -> str:
+        """Call the service at ``channel`` (``/service/...``); returns the call's id.
+
+        The call is a publish (held, resent and bounded as publishes are);
+        its result comes as :class:`CallSucceeded` or :class:`CallFailed`
+        carrying that id, once: the server sends it to this client alone, as
+        ``{channel, id, successful, data}`` (CometD's remote call). A call
+        whose result never comes waits until :meth:`cancel_call` or the end of
+        the session.
+        """
+        if not is_service(channel):
+            raise LocalProtocolError(f"{channel!r} is not a /service channel")
+        message_id = self.publish(channel, data, now=now, ext=ext)
+        self._calls.add(message_id)
+        return message_id
+
+    def cancel_call(self, message_id: str) -> None:
+        """Stop waiting for call ``message_id`` (a timeout, say): no event follows."""
+        self._calls.discard(message_id)
 
     def disconnect(self, *, now: float) -> None:
         """End the session for good (a ``/meta/disconnect`` goes out if connected)."""
@@ -408,21 +491,37 @@ class ClientSession:
         if not self._transport_up:
             self._transport_up = True
             self._events.append(TransportUp())
+        replayed = False
         for message in messages:
             if type(message) is not dict:
                 continue
             accepted = self._incoming(message)
             if accepted is None:
                 continue
-            if "successful" in accepted:
+            if self._calls and "data" in accepted and str(accepted.get("id")) in self._calls:
+                self._call_result(accepted)
+            elif "successful" in accepted:
+                if self.acking and accepted.get("channel") == _CONNECT:
+                    replayed = self._replayed(accepted)
                 sent = self._answered(str(accepted.get("id")))
                 if sent is not None:  # else not ours, or already answered
                     self._settle(sent, accepted)
-            else:
+            elif not replayed:
                 self._deliver(accepted)
         self._flush_pending()
 
     # ------------------------------------------------------------- internals
+
+    def _replayed(self, reply: Message) -> bool:
+        """Take a connect reply's batch number; True if that batch was handled."""
+        ext = reply.get("ext")
+        batch = ext.get("ack") if type(ext) is dict else None
+        if type(batch) is not int:
+            return False
+        if batch <= self._batch:
+            return True
+        self._batch = batch
+        return False
 
     def _answered(self, message_id: str) -> Message | None:
         """The sent message a reply answers: in flight, or lost but answered late."""
@@ -451,6 +550,10 @@ class ClientSession:
         out = dict(message)  # extensions may edit it; resends start afresh
         if type(out.get("ext")) is dict:
             out["ext"] = dict(out["ext"])
+        if self.acking and out["channel"] == _CONNECT:
+            # Set when sent, so that a resent connect acknowledges what
+            # arrived since it was first sent.
+            out["ext"] = {**out.get("ext", {}), "ack": self._batch}
         context = MessageContext(self._now, self.client_id)
         for extension in self.extensions:
             result = extension.outgoing(out, context)
@@ -495,6 +598,8 @@ class ClientSession:
         current = self.state is ClientState.CONNECTED and sent_as == self.client_id
         if channel == _SUBSCRIBE:
             self._subscribe_reply(sent["subscription"], ok, reason, lost)
+            if ok:
+                self._history_reply(sent["subscription"], reply)
         elif not is_meta(channel):
             self._publish_reply(sent, ok, reason, lost, current)
         if not current:
@@ -544,9 +649,11 @@ class ClientSession:
             )
         self.state = ClientState.CONNECTED
         self.client_id = client_id
+        ext = reply.get("ext")
+        self.acking = self.ack and type(ext) is dict and ext.get("ack") is True
         self._events.append(HandshakeSucceeded(client_id))
         for channel in list(self.subscriptions):
-            self._send({"channel": _SUBSCRIBE, "subscription": channel})
+            self._send(self._subscribe_message(channel))
         self._flush_pending()
         self._connect()
 
@@ -559,6 +666,30 @@ class ClientSession:
             self._events.append(SubscribeFailed(channel, reason))
         # lost: the channel is subscribed again after the new handshake
 
+    def _subscribe_message(self, channel: str) -> Message:
+        message: Message = {"channel": _SUBSCRIBE, "subscription": channel}
+        since = self.positions.get(channel)
+        if since is not None:
+            message["ext"] = {"history": {"since": since}}
+        return message
+
+    def _history_reply(self, channel: str, reply: Message) -> None:
+        """Take the stream position a subscribe reply carries, and its recovery."""
+        ext = reply.get("ext")
+        history = ext.get("history") if type(ext) is dict else None
+        if type(history) is not dict:
+            return
+        recovered = history.get("recovered")
+        position = history.get("position")
+        # After a recovery the replayed messages move the position on.
+        if type(position) is str and recovered is not True:
+            self.positions[channel] = position
+        if type(recovered) is bool:
+            reason = history.get("reason")
+            self._events.append(
+                SubscriptionRecovered(channel, recovered, reason if type(reason) is str else None)
+            )
+
     def _publish_reply(
         self, sent: Message, ok: bool, reason: str, lost: bool, current: bool
     ) -> None:
@@ -569,7 +700,25 @@ class ClientSession:
         else:
             self._pending.append(sent)  # sent again once there is a session
 
+    def _call_result(self, message: Message) -> None:
+        message_id = str(message.get("id"))
+        self._calls.discard(message_id)
+        if self._answered(message_id) is not None:
+            # The result overtook the publish's own reply: it answers both.
+            self._unanswered -= 1
+        if message.get("successful") is True:
+            self._events.append(CallSucceeded(message_id, message.get("data")))
+        else:
+            error = message.get("error")
+            self._events.append(CallFailed(message_id, error if type(error) is str else "Failed"))
+
     def _result(self, message_id: str, error: str | None) -> None:
+        if message_id in self._calls:
+            self._unanswered -= 1
+            if error is not None:  # else the result follows as its own message
+                self._calls.discard(message_id)
+                self._events.append(CallFailed(message_id, error))
+            return
         self._unanswered -= 1
         if error is None:
             self._events.append(PublishSucceeded(message_id))
@@ -584,7 +733,13 @@ class ClientSession:
             and not is_meta(channel)
             and any(matches(pattern, channel) for pattern in self.subscriptions)
         ):
-            self._events.append(MessageReceived(channel, message["data"], message.get("ext")))
+            ext = message.get("ext")
+            if channel in self.subscriptions and type(ext) is dict:
+                history = ext.get("history")
+                position = history.get("position") if type(history) is dict else None
+                if type(position) is str:
+                    self.positions[channel] = position
+            self._events.append(MessageReceived(channel, message["data"], ext))
 
     def _begin_handshake(self, delay: float) -> None:
         """Forget the session (if any) and handshake after ``delay`` seconds."""
@@ -603,13 +758,16 @@ class ClientSession:
 
     def _send_handshake(self) -> None:
         self._handshake_at = None
-        self._send(
-            {
-                "channel": _HANDSHAKE,
-                "version": "1.0",
-                "supportedConnectionTypes": list(self.connection_types),
-            }
-        )
+        self.acking = False
+        self._batch = 0  # a new session numbers its batches afresh
+        message: Message = {
+            "channel": _HANDSHAKE,
+            "version": "1.0",
+            "supportedConnectionTypes": list(self.connection_types),
+        }
+        if self.ack:
+            message["ext"] = {"ack": True}
+        self._send(message)
 
     def _after_connect(self, delay: float) -> None:
         if delay > 0:
@@ -661,8 +819,12 @@ class ClientSession:
         for message in waiting:
             if not is_meta(message["channel"]):
                 self._result(str(message["id"]), reason)
+        for message_id in sorted(self._calls):  # accepted, result not come yet
+            self._events.append(CallFailed(message_id, reason))
+        self._calls.clear()
         for channel, acknowledged in self.subscriptions.items():
             if not acknowledged:
                 self._events.append(SubscribeFailed(channel, reason))
         self.subscriptions = {}
+        self.positions = {}
         self._events.append(SessionEnded(error))

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from ._history import HistoryPolicy, check_policies
 
 __all__ = ["CONNECTION_TYPES", "EngineConfig", "OverflowPolicy"]
 
@@ -17,6 +20,11 @@ CONNECTION_TYPES: tuple[str, ...] = (
     "eventsource",
     "in-process",
 )
+
+
+#: max_json_depth's range: a Faye handshake is 3 deep; orjson stops at 1,024.
+_MIN_DEPTH = 3
+_MAX_DEPTH = 1024
 
 
 class OverflowPolicy(enum.Enum):
@@ -57,6 +65,29 @@ class EngineConfig:
         publish_burst: the bucket's size, the publishes a session may make at
             once after a quiet spell; None: twice ``publish_rate`` (at least 1).
             Needs ``publish_rate``.
+        max_clients_per_address: live sessions handshaken from one remote
+            address (as the network layer passes it to :meth:`Engine.receive`);
+            a handshake beyond it is refused with ``503::Too many clients from
+            this address``. None (the default): no limit, because behind a
+            reverse proxy or a carrier-grade NAT many users share one address.
+        max_json_depth: how deep arrays and objects may nest in a body (the
+            body's own array is level 1; a Faye handshake is 3 deep), for the
+            network layer to pass to :func:`decode_body`; deeper bodies get
+            HTTP 400. At most 1,024, orjson's own limit.
+        js_safe_integers: refuse publishes whose ``data`` or ``ext`` holds an
+            integer beyond JavaScript's exact range, +-(2**53 - 1), with
+            ``400:data:Cannot encode message`` (browsers would round it
+            silently). False (the default): integers up to 64 bits pass.
+        history: channel names or patterns (``/chat/*``, ``/feed/**``) ->
+            :class:`HistoryPolicy`: publishes to matching channels are kept
+            and numbered so that a subscribe can recover what a client missed
+            (``docs/delivery.md``). The most specific pattern wins. Empty (the
+            default): no history, and no cost per publish.
+        history_channels: most channels with a history stream at once; the
+            least recently used stream is dropped beyond it.
+        ack_extension: agree to acknowledged delivery (CometD's ack extension,
+            ``ext: {ack: true}`` on the handshake) when a client asks for it.
+            A node of a cluster refuses it whatever this says.
     """
 
     timeout: float = 25.0
@@ -71,6 +102,12 @@ class EngineConfig:
     connection_types: tuple[str, ...] = CONNECTION_TYPES
     publish_rate: float | None = None
     publish_burst: float | None = None
+    max_clients_per_address: int | None = None
+    max_json_depth: int = 64
+    js_safe_integers: bool = False
+    history: Mapping[str, HistoryPolicy] = field(default_factory=dict)
+    history_channels: int = 10_000
+    ack_extension: bool = True
 
     def __post_init__(self) -> None:
         for name in ("timeout", "interval", "session_timeout", "error_interval"):
@@ -106,6 +143,24 @@ class EngineConfig:
                 raise ValueError(f"{name} must be None or a finite number {bound}, not {value!r}")
         if self.publish_burst is not None and self.publish_rate is None:
             raise ValueError("publish_burst needs publish_rate")
+        per_address = self.max_clients_per_address
+        if per_address is not None and (type(per_address) is not int or per_address < 1):
+            raise ValueError(
+                f"max_clients_per_address must be None or an int >= 1, not {per_address!r}"
+            )
+        depth = self.max_json_depth
+        if type(depth) is not int or not _MIN_DEPTH <= depth <= _MAX_DEPTH:
+            raise ValueError(
+                f"max_json_depth must be an int from {_MIN_DEPTH} to {_MAX_DEPTH}, not {depth!r}"
+            )
+        if type(self.js_safe_integers) is not bool:
+            raise ValueError(f"js_safe_integers must be a bool, not {self.js_safe_integers!r}")
+        if type(self.ack_extension) is not bool:
+            raise ValueError(f"ack_extension must be a bool, not {self.ack_extension!r}")
+        # Frozen, so that the config stays immutable and hashable.
+        object.__setattr__(self, "history", check_policies(self.history))
+        if type(self.history_channels) is not int or self.history_channels < 1:
+            raise ValueError(f"history_channels must be an int >= 1, not {self.history_channels!r}")
 
     @property
     def bucket_size(self) -> float:

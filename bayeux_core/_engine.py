@@ -48,6 +48,7 @@ from typing import Any
 
 import orjson
 
+from ._ack import acknowledge, asks_for_ack, set_reply_ack, take_batch
 from ._actions import (
     Action,
     Broadcast,
@@ -63,14 +64,16 @@ from ._actions import (
     Subscribed,
     Unsubscribed,
 )
-from ._channels import is_meta, is_service, is_valid_name, is_valid_pattern
+from ._channels import is_meta, is_pattern, is_service, is_valid_name, is_valid_pattern
 from ._config import EngineConfig, OverflowPolicy
 from ._errors import ErrorCode, LocalProtocolError, error_string
 from ._extensions import Extension, MessageContext
+from ._history import History, Recovery
 from ._ids import random_client_id
 from ._messages import Message
 from ._state import TRANSITIONS, MessageKind, Outcome, SessionState
 from ._store import Held, MemoryStore, Session, SessionStore
+from ._timesync import timesync_answer
 
 __all__ = ["Engine"]
 
@@ -95,6 +98,7 @@ _RECENT_PUBLISHES = 64
 #: a session's publish beyond EngineConfig.publish_rate (Bayeux has no 429)
 _RATE_LIMITED = error_string(ErrorCode.PUBLISH_FAILED, (), "Publish rate limit exceeded")
 _BATCH_TOO_LARGE = b'[{"successful":false,"error":"400::Too many messages in one batch"}]'
+_TOO_MANY_FROM_ADDRESS = "503::Too many clients from this address"
 
 
 def _ms(seconds: float) -> int:
@@ -109,12 +113,32 @@ def _client_id_of(message: Message) -> str | None:
 class _Batch:
     """The replies to one input batch, while it is being handled."""
 
-    __slots__ = ("client_id", "conn", "parts", "pending", "request", "streaming", "tail")
+    __slots__ = (
+        "address",
+        "client_id",
+        "conn",
+        "parts",
+        "pending",
+        "request",
+        "streaming",
+        "tail",
+        "wall",
+    )
 
-    def __init__(self, conn: int, streaming: bool, request: object) -> None:
+    def __init__(
+        self,
+        conn: int,
+        streaming: bool,
+        request: object,
+        address: str | None,
+        wall: float | None = None,
+    ) -> None:
         self.conn = conn
+        #: the caller's wall-clock ms at arrival (for timesync), if given
+        self.wall = wall
         self.streaming = streaming
         self.request = request
+        self.address = address
         #: encoded replies, in message order
         self.parts: list[bytes] = []
         #: queued deliveries answered with a connect, sent after the replies
@@ -168,9 +192,25 @@ class Engine:
         self._streams: dict[int, Session | None] = {}
         #: connections with a held connect -> its session
         self._held: dict[int, Session] = {}
+        #: client ids ended by :meth:`disconnect` -> until when their next
+        #: message is told ``reconnect: none`` (so that they stay away)
+        self._kicked: dict[str, float] = {}
+        #: error replies sent, by code (the part of the error before its first ':')
+        self.error_counts: dict[str, int] = {}
+        #: held connects answering timesync: conn -> (their ext.timesync,
+        #: when they arrived), so the reply says how long it was held
+        self._synced: dict[int, tuple[dict[str, int], float]] = {}
         self._now = -math.inf
         cfg = self.config
+        #: with max_clients_per_address: live sessions per address, and the
+        #: address each counted session came from
+        self._per_address: dict[str, int] = {}
+        self._address_of: dict[str, str] = {}
+        #: orjson's 53-bit check on deliveries, if asked for
+        self._dump_option = orjson.OPT_STRICT_INTEGER if cfg.js_safe_integers else 0
         self._bucket = cfg.bucket_size
+        #: per-channel history; None (no cost per publish) when none is configured
+        self._history = History(cfg.history, cfg.history_channels) if cfg.history else None
         self._retry_advice = {
             "reconnect": "retry",
             "interval": _ms(cfg.interval),
@@ -228,7 +268,7 @@ class Engine:
         if session is None:
             return False
         self._bind(session, conn)
-        if session.queue:
+        if session.queue and not session.ack:
             messages = tuple(session.queue)
             session.queue.clear()
             self._actions.append(
@@ -243,12 +283,19 @@ class Engine:
         *,
         now: float,
         request: object = None,
+        address: str | None = None,
+        wall: float | None = None,
     ) -> None:
         """Handle one batch of messages that arrived on ``conn``.
 
         ``messages`` is what :func:`decode_body` returned (other values get
         error replies, never exceptions). ``request`` is passed to extensions
-        as ``context.request``.
+        as ``context.request``. ``address`` names the remote peer (an IP
+        address, say): a handshake in the batch counts against
+        ``EngineConfig.max_clients_per_address`` for it. None: not counted.
+        ``wall`` is the caller's wall-clock time in ms since the epoch: given,
+        meta messages carrying CometD's ``ext.timesync`` are answered with the
+        server's time (see ``bayeux_core._timesync``); None, they are not.
         """
         self._tick(now)
         self._run_due_timers(now)
@@ -258,7 +305,7 @@ class Engine:
         if len(messages) > self.config.max_batch:
             self._actions.append(Reply(conn, _BATCH_TOO_LARGE))
             return
-        batch = _Batch(conn, streaming, request)
+        batch = _Batch(conn, streaming, request, address, wall)
         for message in messages:
             reply: Message | None
             if type(message) is not dict:
@@ -312,6 +359,8 @@ class Engine:
         """
         self._tick(now)
         session = self._held.pop(conn, None)
+        if self._synced:
+            self._synced.pop(conn, None)
         if session is not None and session.held is not None and session.held.conn == conn:
             session.held = None
             self._start_expiry(session)
@@ -329,7 +378,9 @@ class Engine:
         if reply.client_id is None or not reply.messages:
             return
         session = self._store.get(reply.client_id)
-        if session is None:
+        if session is None or session.ack:
+            # An acknowledging client's batch is kept until acknowledged: its
+            # next connect gets it again.
             return
         session.queue.extendleft(reversed(reply.messages))
         excess = len(session.queue) - self.config.max_queue
@@ -345,14 +396,30 @@ class Engine:
             session.dropped += excess
         self._mark_dirty(session)
 
-    def route(self, channel: str, payload: bytes, *, now: float) -> Collection[Session]:
+    def route(
+        self, channel: str, payload: bytes, *, now: float, offset: int | None = None
+    ) -> Collection[Session]:
         """Route a delivery that came from the shared bus to the local subscribers.
 
         ``payload`` is the JSON object a :class:`Broadcast` carried (encoded
         once, by whichever node accepted the publish). No event fires: the
         accepting node reported the publish. Returns the sessions it went to.
+        ``offset``: the delivery's place in the bus's log, an int that grows
+        along it; after :meth:`share_history` it is the history offset of a
+        delivery on a channel with history.
         """
         self._tick(now)
+        if self._history is not None:
+            policy = self._history.policy(channel)
+            if policy is not None:
+                payload = self._history.append(
+                    channel,
+                    policy,
+                    orjson.loads(payload),
+                    self._now,
+                    option=self._dump_option,
+                    offset=offset,
+                )
         recipients = self._store.subscribers(channel)
         if recipients:
             if self._rewrites_deliveries:
@@ -360,6 +427,32 @@ class Engine:
             else:
                 self._fan_out(recipients, payload)
         return recipients
+
+    def share_history(self, epoch: str, start: int) -> bool:
+        """Number history from the bus's log, as every node of the cluster does.
+
+        Positions become ``<epoch>:<log offset>`` (``offset`` of :meth:`route`),
+        the same on every node, so a client can recover through any node.
+        ``start``: the offset this node reads the log after. Before this call,
+        each node numbers what it routes on its own (positions good on that
+        node only). False if no history is configured.
+        """
+        if self._history is None:
+            return False
+        self._history.share(epoch, start)
+        return True
+
+    def numbered(self, channel: str, payload: bytes, offset: int) -> bytes:
+        """``payload`` as :meth:`route` would number it, without keeping it.
+
+        For deliveries a node hands to a session it adopts (its backlog), so
+        that they carry the same position as everywhere else. Unchanged
+        unless history is shared and ``channel`` has history.
+        """
+        history = self._history
+        if history is None or not history.shared or history.policy(channel) is None:
+            return payload
+        return history.number(orjson.loads(payload), offset, option=self._dump_option)
 
     def adopt(
         self,
@@ -395,6 +488,51 @@ class Engine:
                 self._fan_out((session,), payload)
         return session
 
+    def answer_call(
+        self,
+        client_id: str,
+        channel: str,
+        message_id: Any,
+        *,
+        now: float,
+        data: Any = None,
+        error: str | None = None,
+    ) -> bool:
+        """Send a service call's result to the client that made it.
+
+        A call is a message to a ``/service`` channel with an ``id`` (reported
+        as :class:`Published` with ``message_id``). Its result goes to that
+        client alone, as ``{channel, id, successful, data}`` (and ``error``
+        when ``error`` is given), the shape CometD's ``remoteCall`` expects.
+        It is queued or streamed as a delivery, after the publish's own reply.
+        Returns False if the session is gone. Raises
+        :class:`LocalProtocolError` if ``data`` cannot be encoded as JSON or
+        ``channel`` is not a service channel.
+        """
+        self._tick(now)
+        if not is_service(channel) or not is_valid_name(channel):
+            raise LocalProtocolError(f"{channel!r} is not a service channel")
+        session = self._store.get(client_id) if type(client_id) is str else None
+        if session is None:
+            return False
+        result: Message = {
+            "channel": channel,
+            "id": message_id,
+            "successful": error is None,
+            "data": data,
+        }
+        if error is not None:
+            result["error"] = error
+        try:
+            payload = orjson.dumps(result, option=self._dump_option)
+        except (TypeError, orjson.JSONEncodeError) as exc:
+            raise LocalProtocolError(f"cannot encode data: {exc}") from None
+        if self._rewrites_deliveries:
+            self._route_each((session,), result)
+        else:
+            self._fan_out((session,), payload)
+        return True
+
     def evict(self, client_id: str, *, now: float) -> bool:
         """Drop a session that another node of a cluster has taken over.
 
@@ -414,10 +552,50 @@ class Engine:
             session.stream = None
             self._streams[stream] = None
             self._actions.append(Close(stream))
+        if self._address_of:
+            self._forget_address(client_id)
         self._store.remove(session)
         session.state = SessionState.NONE
         session.queue.clear()
         session.token += 1
+        return True
+
+    def disconnect(self, client_id: str, *, now: float) -> bool:
+        """End a session from the server (an administrator's kick).
+
+        As for a client's own disconnect, a held connect is answered at once
+        with ``reconnect: none``, a stream is closed and the queue dropped;
+        then :class:`Disconnected` fires with ``DisconnectReason.SERVER``. A
+        client that was between connects learns it from its next message,
+        which is refused (402) with ``reconnect: none`` rather than the usual
+        ``handshake``, for up to ``session_timeout`` seconds: Bayeux clients
+        then stop instead of handshaking again. False if there is no such
+        session here.
+        """
+        self._tick(now)
+        session = self._store.get(client_id) if type(client_id) is str else None
+        if session is None:
+            return False
+        self._end(session)
+        kicked = self._kicked
+        for stale in [k for k, until in kicked.items() if until <= self._now]:
+            del kicked[stale]
+        kicked[client_id] = self._now + self.config.session_timeout
+        self._actions.append(Disconnected(client_id, DisconnectReason.SERVER))
+        return True
+
+    def unsubscribe(self, client_id: str, pattern: str, *, now: float) -> bool:
+        """Drop one subscription of a client from the server.
+
+        The client is not told (Bayeux has no message for it): it just stops
+        receiving that channel. :class:`Unsubscribed` fires. False if there is
+        no such session or subscription.
+        """
+        self._tick(now)
+        session = self._store.get(client_id) if type(client_id) is str else None
+        if session is None or not self._store.unsubscribe(session, pattern):
+            return False
+        self._actions.append(Unsubscribed(client_id, pattern))
         return True
 
     def handle_timer(self, now: float) -> None:
@@ -536,11 +714,23 @@ class Engine:
         if type(client_id) is str and kind is not MessageKind.HANDSHAKE:
             reply["clientId"] = client_id
         reply["channel"] = channel
+        if batch.wall is not None and "ext" in message and is_meta(channel):
+            timesync = timesync_answer(message["ext"], batch.wall)
+            if timesync is not None:
+                reply["ext"] = {"timesync": timesync}
 
         error = message.get("error")
         if error is not None:
             # Set by an extension (or sent by the client, which refuses itself).
-            return self._fail(reply, kind, error if type(error) is str else "400::Bad request")
+            reply = self._fail(reply, kind, error if type(error) is str else "400::Bad request")
+            advice = message.get("advice")
+            if "advice" in reply and type(advice) is dict and advice.get("reconnect") == "none":
+                # A refusal for good (see refuse()): the client must stop retrying.
+                interval = advice.get("interval")
+                if type(interval) is not int or interval < 0:
+                    interval = 0
+                reply["advice"] = {"reconnect": "none", "interval": interval}
+            return reply
         error = self._validate(kind, channel, message, client_id)
         if error is not None:
             return self._fail(reply, kind, error)
@@ -571,21 +761,28 @@ class Engine:
                 return self._fail(reply, kind, _RATE_LIMITED)
             return self._on_publish(reply, channel, message, publisher)
         if outcome is Outcome.HANDSHAKE:
-            return self._on_handshake(reply)
+            return self._on_handshake(reply, batch.address, message)
         if outcome is Outcome.UNKNOWN_CLIENT:
-            return self._fail(
+            failed = self._fail(
                 reply, kind, error_string(ErrorCode.CLIENT_UNKNOWN, (str(client_id),))
             )
+            if self._kicked and self._kicked.get(str(client_id), -math.inf) > self._now:
+                failed["advice"] = {"reconnect": "none", "interval": 0}
+            return failed
         if outcome is Outcome.FORBIDDEN:
             return self._fail(reply, kind, error_string(ErrorCode.CHANNEL_FORBIDDEN, (channel,)))
         if outcome is Outcome.SERVICE:
             reply["successful"] = True
             self._actions.append(
-                Published(publisher, channel, message.get("data"), message.get("ext"))
+                Published(
+                    publisher, channel, message.get("data"), message.get("ext"), message.get("id")
+                )
             )
             return reply
         assert session is not None
         session.state = next_state
+        if outcome is Outcome.SUBSCRIBE and self._history is not None:
+            return self._subscribe_with_history(reply, session, message, batch)
         if outcome is Outcome.SUBSCRIBE or outcome is Outcome.UNSUBSCRIBE:
             return self._on_subscription(reply, session, message, outcome is Outcome.SUBSCRIBE)
         if outcome is Outcome.DISCONNECT:
@@ -664,6 +861,8 @@ class Engine:
     def _fail(self, reply: Message, kind: MessageKind, error: str) -> Message:
         reply["successful"] = False
         reply["error"] = error
+        code = error.split(":", 1)[0]
+        self.error_counts[code] = self.error_counts.get(code, 0) + 1
         reply.pop("clientId", None)
         if kind is MessageKind.HANDSHAKE:
             reply["version"] = "1.0"
@@ -673,7 +872,12 @@ class Engine:
             reply["advice"] = dict(self._handshake_advice)
         return reply
 
-    def _on_handshake(self, reply: Message) -> Message:
+    def _on_handshake(self, reply: Message, address: str | None, message: Message) -> Message:
+        limit = self.config.max_clients_per_address
+        if limit is None:
+            address = None  # nothing is counted
+        elif address is not None and self._per_address.get(address, 0) >= limit:
+            return self._fail(reply, MessageKind.HANDSHAKE, _TOO_MANY_FROM_ADDRESS)
         for _ in range(8):
             client_id = self._new_id()
             if self._store.get(client_id) is None:
@@ -682,6 +886,9 @@ class Engine:
             raise LocalProtocolError("client_id_generator keeps returning ids in use")
         session = Session(client_id)
         self._store.add(session)
+        if address is not None:
+            self._per_address[address] = self._per_address.get(address, 0) + 1
+            self._address_of[client_id] = address
         session.interval = self.config.interval
         self._start_expiry(session)
         reply["successful"] = True
@@ -689,6 +896,10 @@ class Engine:
         reply["supportedConnectionTypes"] = list(self._connection_types)
         reply["clientId"] = client_id
         reply["advice"] = dict(self._retry_advice)
+        if asks_for_ack(message):
+            # A cluster node cannot keep a batch across a takeover: refuse.
+            session.ack = self.config.ack_extension and self._local_routing
+            set_reply_ack(reply, session.ack)
         self._actions.append(Handshaken(client_id))
         return reply
 
@@ -696,6 +907,8 @@ class Engine:
         self, reply: Message, session: Session, message: Message, batch: _Batch, *, first: bool
     ) -> Message | None:
         eventsource = message["connectionType"] == _EVENTSOURCE
+        if session.ack:
+            acknowledge(session, message)
         reply["successful"] = True
         reply["advice"] = dict(self._eventsource_advice if eventsource else self._retry_advice)
         session.interval = self.config.timeout if eventsource else self.config.interval
@@ -711,15 +924,31 @@ class Engine:
             wanted = advice.get("timeout")
             if isinstance(wanted, (int, float)) and not isinstance(wanted, bool) and wanted >= 0:
                 hold = min(hold, wanted / 1000)
-        if first or eventsource or hold <= 0 or session.queue or batch.pending is not None:
-            self._answer_now(session, batch)
+        if (
+            first
+            or eventsource
+            or hold <= 0
+            or session.queue
+            or session.unacked
+            or batch.pending is not None
+        ):
+            self._answer_now(session, batch, reply)
             return reply
         batch.pending = (session, reply, hold)
         return None
 
-    def _answer_now(self, session: Session, batch: _Batch) -> None:
+    def _answer_now(self, session: Session, batch: _Batch, reply: Message) -> None:
         """A connect answered in this batch: its client's queue rides along."""
         self._start_expiry(session)
+        if session.ack:
+            # The batch must share a body with the reply that numbers it,
+            # streams included; publishes never overtake it (they queue).
+            if batch.client_id is None:
+                messages = take_batch(session, reply)
+                if messages:
+                    batch.client_id = session.client_id
+                    batch.tail.extend(messages)
+            return
         if session.queue and batch.streaming:
             # Out at once: later publishes of this batch go straight down the
             # stream now, and must not overtake what was queued before them.
@@ -743,9 +972,15 @@ class Engine:
         conn = batch.conn
         # batch.tail: another connect of this batch took deliveries, and they
         # must go out now (a held request would lose them).
-        if session.state is SessionState.NONE or session.queue or batch.tail or conn in self._held:
+        if (
+            session.state is SessionState.NONE
+            or session.queue
+            or session.unacked
+            or batch.tail
+            or conn in self._held
+        ):
             if session.state is not SessionState.NONE:
-                self._answer_now(session, batch)
+                self._answer_now(session, batch, reply)
             encoded = self._outgoing_reply(reply, batch.request)
             if encoded is not None:
                 batch.parts.append(encoded)
@@ -759,6 +994,9 @@ class Engine:
             parts = batch.parts
         session.held = Held(conn, parts, reply, batch.request)
         self._held[conn] = session
+        ext = reply.get("ext")
+        if type(ext) is dict and "timesync" in ext:
+            self._synced[conn] = (ext["timesync"], self._now)
         self._set_deadline(session, self._now + hold)
         return True
 
@@ -792,6 +1030,61 @@ class Engine:
         reply["subscription"] = subscription
         return reply
 
+    def _subscribe_with_history(
+        self, reply: Message, session: Session, message: Message, batch: _Batch
+    ) -> Message:
+        """Subscribe; say where the channel's stream is, and recover if asked.
+
+        The reply's ``ext.history`` holds the stream's latest ``position``;
+        with ``ext.history.since`` in the subscribe, also ``recovered`` (and
+        a ``reason`` when false), and the messages after ``since`` follow the
+        reply in the same response.
+        """
+        history = self._history
+        assert history is not None
+        subscription = message["subscription"]
+        ext = message.get("ext")
+        asked = ext.get("history") if type(ext) is dict else None
+        since = asked.get("since") if type(asked) is dict else None
+        live = type(subscription) is str and subscription in session.subscriptions
+        reply = self._on_subscription(reply, session, message, True)
+        if reply["successful"] is not True:
+            return reply
+        reason = "several channels"
+        policy = None
+        if type(subscription) is str:
+            reason = "wildcard" if is_pattern(subscription) else "no history"
+            if reason == "no history" and not is_service(subscription):
+                policy = history.policy(subscription)
+        if policy is None:
+            if since is not None:
+                reply["ext"] = {"history": {"recovered": False, "reason": reason}}
+            return reply
+        if since is None:
+            reply["ext"] = {"history": {"position": history.position(subscription, policy)}}
+            return reply
+        if live:
+            # Subscribed all along: the session already has every message.
+            recovery = Recovery(True, history.position(subscription, policy))
+        else:
+            recovery = history.recover(subscription, policy, since, self._now)
+        reply["ext"] = {"history": recovery.ext()}
+        if not recovery.messages:
+            return reply
+        if self._rewrites_deliveries:
+            for payload in recovery.messages:
+                self._route_each((session,), orjson.loads(payload))
+        elif not session.ack and batch.client_id in (None, session.client_id):
+            # After the replies of this batch, ahead of anything queued later.
+            # (An acknowledged session takes them from its queue instead, in
+            # a numbered batch.)
+            batch.client_id = session.client_id
+            batch.tail.extend(recovery.messages)
+        else:
+            for payload in recovery.messages:
+                self._fan_out((session,), payload)
+        return reply
+
     def _on_publish(
         self, reply: Message, channel: str, message: Message, client_id: str | None
     ) -> Message:
@@ -813,17 +1106,26 @@ class Engine:
 
     def _route(self, channel: str, delivery: Message) -> None:
         """Fan a delivery out; raises TypeError/JSONEncodeError before any effect."""
+        option = self._dump_option
         if not self._local_routing:
-            self._actions.append(Broadcast(channel, orjson.dumps(delivery)))
+            self._actions.append(Broadcast(channel, orjson.dumps(delivery, option=option)))
             return
+        payload = None
+        if self._history is not None:
+            policy = self._history.policy(channel)
+            if policy is not None:
+                payload = self._history.append(channel, policy, delivery, self._now, option=option)
         recipients = self._store.subscribers(channel)
         if not recipients:
-            orjson.dumps(delivery)  # still refuse what cannot be encoded
+            if payload is None:
+                orjson.dumps(delivery, option=option)  # still refuse what cannot be encoded
             return
         if self._rewrites_deliveries:
             self._route_each(recipients, delivery)
             return
-        self._fan_out(recipients, orjson.dumps(delivery))
+        if payload is None:
+            payload = orjson.dumps(delivery, option=option)
+        self._fan_out(recipients, payload)
 
     def _fan_out(self, recipients: Iterable[Session], payload: bytes) -> None:
         """Push ``payload`` down streams, or queue it, for each recipient."""
@@ -832,7 +1134,7 @@ class Engine:
         casualties: list[Session] | None = None
         for session in recipients:
             stream = session.stream
-            if stream is not None:
+            if stream is not None and not session.ack:
                 streams.append(stream)
                 continue
             queue = session.queue
@@ -853,7 +1155,7 @@ class Engine:
 
     def _route_each(self, recipients: Iterable[Session], delivery: Message) -> None:
         """The slow path: outgoing extensions see each delivery per recipient."""
-        template = orjson.dumps(delivery)
+        template = orjson.dumps(delivery, option=self._dump_option)
         extensions = [e for e in self._extensions if e.outgoing_deliveries]
         casualties: list[Session] = []
         for session in list(recipients):
@@ -867,12 +1169,12 @@ class Engine:
             if message is None:
                 continue
             try:
-                payload = orjson.dumps(message)
+                payload = orjson.dumps(message, option=self._dump_option)
             except (TypeError, orjson.JSONEncodeError):
                 # An extension made it unencodable: dropping it for this
                 # recipient beats sending what the extension meant to change.
                 continue
-            if session.stream is not None:
+            if session.stream is not None and not session.ack:
                 self._actions.append(Deliver(payload, (session.stream,)))
             elif len(session.queue) >= self.config.max_queue and not self._make_room(session):
                 casualties.append(session)
@@ -925,15 +1227,22 @@ class Engine:
         assert held is not None
         session.held = None
         del self._held[held.conn]
+        synced = self._synced.pop(held.conn, None) if self._synced else None
+        if synced is not None:
+            synced[0]["p"] = _ms(self._now - synced[1])
+        messages: tuple[bytes, ...] = ()
+        if not with_messages:
+            pass
+        elif session.ack:
+            messages = take_batch(session, held.reply)  # numbers the reply
+        elif session.queue:
+            messages = tuple(session.queue)
+            session.queue.clear()
         encoded = self._outgoing_reply(held.reply, held.request)
         body = held.parts
         if encoded is not None:
             body.append(encoded)
-        messages: tuple[bytes, ...] = ()
-        if with_messages and session.queue:
-            messages = tuple(session.queue)
-            session.queue.clear()
-            body.extend(messages)
+        body.extend(messages)
         self._actions.append(
             Reply(held.conn, b"[" + b",".join(body) + b"]", session.client_id, messages)
         )
@@ -954,10 +1263,23 @@ class Engine:
                 self._actions.append(Close(stream))
         for pattern in sorted(session.subscriptions):
             self._actions.append(Unsubscribed(session.client_id, pattern))
+        if self._address_of:
+            self._forget_address(session.client_id)
         self._store.remove(session)
         session.state = SessionState.NONE
         session.queue.clear()
         session.token += 1
+
+    def _forget_address(self, client_id: str) -> None:
+        """A session ended: its address may handshake one more client."""
+        address = self._address_of.pop(client_id, None)
+        if address is None:
+            return
+        left = self._per_address[address] - 1
+        if left:
+            self._per_address[address] = left
+        else:
+            del self._per_address[address]
 
     def _start_expiry(self, session: Session) -> None:
         self._set_deadline(session, self._now + session.interval + self.config.session_timeout)

@@ -27,7 +27,24 @@ from dataclasses import dataclass
 
 from ._messages import Message
 
-__all__ = ["Extension", "MessageContext"]
+__all__ = ["Extension", "MessageContext", "refuse"]
+
+
+def refuse(message: Message, error: str, *, final: bool = False, interval: int = 0) -> Message:
+    """Mark ``message`` refused with ``error``; return it (from ``incoming``).
+
+    ``final`` makes a refused handshake (or connect) terminal: the reply
+    advises ``{"reconnect": "none", "interval": interval}`` instead of
+    ``reconnect: handshake``, and clients stop retrying (Faye's clients would
+    otherwise handshake again forever, e.g. with credentials that will never
+    work). ``interval`` is in ms. The engine reads ``message["advice"]`` only
+    together with ``message["error"]``, so a client that sends one itself
+    refuses only itself.
+    """
+    message["error"] = error
+    if final:
+        message["advice"] = {"reconnect": "none", "interval": interval}
+    return message
 
 
 @dataclass(frozen=True, slots=True)

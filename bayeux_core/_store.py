@@ -41,6 +41,8 @@ class Session:
     """One client's state. Owned by the engine; kept by a store."""
 
     __slots__ = (
+        "ack",
+        "batch",
         "client_id",
         "deadline",
         "dirty",
@@ -55,6 +57,7 @@ class Session:
         "subscriptions",
         "token",
         "tokens",
+        "unacked",
     )
 
     def __init__(self, client_id: str) -> None:
@@ -83,6 +86,11 @@ class Session:
         #: refilled (engine time). A full bucket to begin with.
         self.tokens = math.inf
         self.refilled = -math.inf
+        #: Acknowledged delivery (see ``_ack``): agreed at handshake; the
+        #: number of the latest batch sent; its messages until acknowledged.
+        self.ack = False
+        self.batch = 0
+        self.unacked: tuple[bytes, ...] = ()
 
     def __repr__(self) -> str:
         return f"<Session {self.client_id[:6]}... {self.state.value}>"

@@ -3,7 +3,9 @@
 from ._client import TRANSPORTS as TRANSPORTS
 from ._client import BayeuxClient as BayeuxClient
 from ._client import BufferFull as BufferFull
+from ._client import CallError as CallError
 from ._client import ClientError as ClientError
+from ._client import SessionEndedError as SessionEndedError
 from ._client import SubscribeError as SubscribeError
 from ._client import Subscription as Subscription
 from ._client import open_client as open_client
@@ -14,6 +16,8 @@ from ._extensions import load_extension as load_extension
 from ._local import LocalClient as LocalClient
 from ._local import PublishError as PublishError
 from ._server import BayeuxServer as BayeuxServer
+from ._services import ServiceContext as ServiceContext
+from ._services import ServiceError as ServiceError
 
 __all__ = (
     "TRANSPORTS",
@@ -21,10 +25,14 @@ __all__ = (
     "BayeuxClient",
     "BayeuxServer",
     "BufferFull",
+    "CallError",
     "ClientError",
     "LocalClient",
     "PublishError",
     "ServerConfig",
+    "ServiceContext",
+    "ServiceError",
+    "SessionEndedError",
     "SubscribeError",
     "Subscription",
     "load_extension",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -11,11 +13,12 @@ from pathlib import Path
 
 import trio
 
-from bayeux_core import EngineConfig
+from bayeux_core import EngineConfig, HistoryPolicy, is_valid_pattern
 
 from ._client_cli import add_client_commands, run_client_command
 from ._config import ServerConfig
 from ._extensions import load_extension
+from ._logging import configure_logging
 from ._server import BayeuxServer
 
 __all__ = ["main"]
@@ -62,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
         default="memory",
         metavar="URL",
         help="where sessions live: memory (default), or redis://host:port/db to share "
-        "them with every server on that Redis (docs/redis.md)",
+        "them with every server on that Redis, or redis+cluster://host:port for a "
+        "Redis Cluster (docs/redis.md)",
     )
     serve.add_argument(
         "--workers",
@@ -72,10 +76,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     serve.add_argument(
+        "--health-path",
+        default="/health",
+        metavar="PATH",
+        help="answer GET PATH with 200, or 503 while Redis is unreachable, for load "
+        "balancers; '' for none (default: %(default)s)",
+    )
+    serve.add_argument(
         "--ping",
         type=float,
         default=None,
         help="seconds between WebSocket pings (default: no pings)",
+    )
+    serve.add_argument(
+        "--history",
+        action="append",
+        default=[],
+        type=_history_option,
+        metavar="PATTERN=SIZE[:TTL]",
+        help="keep the last SIZE messages (at most TTL seconds old) of the channels "
+        "matching PATTERN, for clients to recover (repeatable; docs/delivery.md)",
     )
     serve.add_argument(
         "--extension",
@@ -113,6 +133,36 @@ def _parser() -> argparse.ArgumentParser:
         help="open connections at once (default: %(default)s)",
     )
     serve.add_argument(
+        "--max-connections-per-address",
+        type=int,
+        default=None,
+        metavar="N",
+        help="open connections from one IP address (default: unlimited; the TCP peer "
+        "is counted, X-Forwarded-For is not read)",
+    )
+    serve.add_argument(
+        "--max-clients-per-address",
+        type=int,
+        default=None,
+        metavar="N",
+        help="live sessions handshaken from one IP address (default: unlimited; "
+        "beyond it: 503::Too many clients from this address)",
+    )
+    serve.add_argument(
+        "--max-json-depth",
+        type=int,
+        default=64,
+        metavar="N",
+        help="deepest nesting of arrays and objects in a body, 3 to 1024 "
+        "(default: %(default)s; beyond it: HTTP 400)",
+    )
+    serve.add_argument(
+        "--js-safe-integers",
+        action="store_true",
+        help="refuse publishes holding integers beyond +-(2**53 - 1), which browsers "
+        "round (400:data:Cannot encode message)",
+    )
+    serve.add_argument(
         "--publish-rate",
         type=float,
         default=None,
@@ -121,13 +171,61 @@ def _parser() -> argparse.ArgumentParser:
         "(default: unlimited; beyond it: 407::Publish rate limit exceeded)",
     )
     serve.add_argument(
+        "--grace",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="on SIGTERM/SIGINT, time to answer held connects and drain output "
+        "before exiting; a second signal exits at once (default: %(default)s)",
+    )
+    serve.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
         help="logging verbosity (default: %(default)s)",
     )
+    serve.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="text lines, or one JSON object per line (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--metrics-path",
+        default=None,
+        metavar="PATH",
+        help="answer GET PATH with Prometheus metrics (needs the metrics extra; "
+        "default: none, as it shows internals to whoever can reach the port)",
+    )
+    serve.add_argument(
+        "--admin-path",
+        default=None,
+        metavar="PATH",
+        help="serve the admin API under PATH (default: none); its bearer token comes "
+        "from --admin-token-file or the BAYEUX_ADMIN_TOKEN environment variable",
+    )
+    serve.add_argument(
+        "--admin-token-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="read the admin API's bearer token from FILE (never on the command line, "
+        "where ps shows it)",
+    )
     add_client_commands(commands)
     return parser
+
+
+def _history_option(text: str) -> tuple[str, HistoryPolicy]:
+    """``--history /chat/*=100:300`` -> ("/chat/*", HistoryPolicy(100, 300.0))."""
+    pattern, _, bounds = text.partition("=")
+    size, _, ttl = bounds.partition(":")
+    if not is_valid_pattern(pattern):
+        raise argparse.ArgumentTypeError(f"{text!r}: {pattern!r} is not a channel pattern")
+    try:
+        return pattern, HistoryPolicy(size=int(size), ttl=float(ttl) if ttl else None)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: want PATTERN=SIZE[:TTL] ({exc})") from None
 
 
 def _config(args: argparse.Namespace) -> ServerConfig:
@@ -139,6 +237,10 @@ def _config(args: argparse.Namespace) -> ServerConfig:
             timeout=args.timeout,
             session_timeout=args.session_timeout,
             publish_rate=args.publish_rate,
+            max_clients_per_address=args.max_clients_per_address,
+            max_json_depth=args.max_json_depth,
+            js_safe_integers=args.js_safe_integers,
+            history=dict(args.history),
         ),
         ping=args.ping,
         static_dir=args.static,
@@ -146,23 +248,55 @@ def _config(args: argparse.Namespace) -> ServerConfig:
         max_body=args.max_body,
         max_ws_message=args.max_ws_message,
         max_connections=args.max_connections,
+        max_connections_per_address=args.max_connections_per_address,
         reuse_port=args.reuse_port,
+        health_path=args.health_path or None,
+        admin_path=args.admin_path or None,
+        admin_token=_admin_token(args) if args.admin_path else None,
+        metrics_path=args.metrics_path or None,
     )
 
 
-async def _serve(server: BayeuxServer) -> None:
+def _admin_token(args: argparse.Namespace) -> str:
+    """The admin token, from --admin-token-file or BAYEUX_ADMIN_TOKEN."""
+    if args.admin_token_file is not None:
+        try:
+            return str(args.admin_token_file.read_text()).strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read --admin-token-file: {exc}") from None
+    token = os.environ.get("BAYEUX_ADMIN_TOKEN", "").strip()
+    if not token:
+        raise ValueError("--admin-path needs --admin-token-file or BAYEUX_ADMIN_TOKEN")
+    return token
+
+
+async def _serve(server: BayeuxServer, grace: float) -> None:
+    """Serve until SIGINT or SIGTERM, then close within ``grace`` seconds.
+
+    A signal during startup (say, while Redis is unreachable) stops at once;
+    so does a second signal during the grace period.
+    """
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            await nursery.start(server.serve)
+            started = False
 
             async def stop_on_signal() -> None:
                 async for signum in signals:
-                    log.info("%s: shutting down", signal.Signals(signum).name)
-                    await server.close()
-                    nursery.cancel_scope.cancel()
-                    return
+                    name = signal.Signals(signum).name
+                    if not started or server.closing:
+                        log.info("%s: stopping now", name)
+                        nursery.cancel_scope.cancel()
+                        return
+                    log.info("%s: shutting down (grace %gs)", name, grace)
+                    nursery.start_soon(close)
+
+            async def close() -> None:
+                await server.close(grace=grace)
+                nursery.cancel_scope.cancel()
 
             nursery.start_soon(stop_on_signal)
+            await nursery.start(server.serve)
+            started = True
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -170,17 +304,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command != "serve":
         return run_client_command(args, parser)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.log_level, args.log_format)
     try:
+        if not (math.isfinite(args.grace) and args.grace >= 0):
+            raise ValueError(f"--grace must be a number of seconds >= 0, not {args.grace}")
         config = _config(args)
         extensions = [load_extension(spec) for spec in args.extension]
     except ValueError as exc:
         parser.error(str(exc))
     bus = None
     if args.engine != "memory":
-        if not args.engine.startswith(("redis://", "rediss://", "unix://")):
+        if not args.engine.startswith(("redis://", "rediss://", "unix://", "redis+cluster://")):
             parser.error(f"--engine must be memory or a redis:// URL, not {args.engine!r}")
         from .redis import RedisBus
 
@@ -190,11 +324,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if bus is None or args.workers < 1 or args.port == 0:
             parser.error("--workers N needs N >= 1, --engine redis://... and a fixed --port")
-        return run_workers(args.workers, list(sys.argv[1:] if argv is None else argv))
+        return run_workers(
+            args.workers, list(sys.argv[1:] if argv is None else argv), grace=args.grace
+        )
     server = BayeuxServer(config, extensions=extensions, bus=bus)
     failed: BaseException | None = None
     try:
-        trio.run(_serve, server)
+        trio.run(_serve, server, args.grace)
     except* OSError as group:  # raised in _serve's nursery, so inside a group
         failed = group
     while isinstance(failed, BaseExceptionGroup):

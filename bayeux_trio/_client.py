@@ -36,6 +36,8 @@ import trio
 
 from bayeux_core import (
     BayeuxError,
+    CallFailed,
+    CallSucceeded,
     ClientEvent,
     ClientSession,
     ClientState,
@@ -50,9 +52,11 @@ from bayeux_core import (
     SessionEnded,
     SubscribeFailed,
     SubscribeSucceeded,
+    SubscriptionRecovered,
     TransportDown,
     TransportUp,
     is_meta,
+    is_service,
     is_valid_name,
     matches,
 )
@@ -70,7 +74,9 @@ __all__ = [
     "TRANSPORTS",
     "BayeuxClient",
     "BufferFull",
+    "CallError",
     "ClientError",
+    "SessionEndedError",
     "SubscribeError",
     "Subscription",
     "open_client",
@@ -89,6 +95,27 @@ Callback = Callable[[MessageReceived], Awaitable[None] | None]
 
 class ClientError(BayeuxError):
     """The client cannot do what was asked (it is closed, say)."""
+
+
+class SessionEndedError(ClientError):
+    """The server ended the session for good (``reconnect: none``): no retry follows.
+
+    For example, an extension refused the handshake terminally (bad
+    credentials). ``error`` is the server's error string.
+    """
+
+    def __init__(self, message: str, error: str) -> None:
+        super().__init__(message)
+        self.error = error
+
+
+class CallError(BayeuxError):
+    """A service call failed: ``error`` is the server's (or client's) error string."""
+
+    def __init__(self, channel: str, error: str) -> None:
+        super().__init__(f"call to {channel} failed: {error}")
+        self.channel = channel
+        self.error = error
 
 
 class BufferFull(ClientError):
@@ -111,11 +138,12 @@ class SubscribeError(BayeuxError):
 
 
 class _Result:
-    __slots__ = ("done", "error")
+    __slots__ = ("data", "done", "error")
 
     def __init__(self) -> None:
         self.done = trio.Event()
         self.error: str | None = None
+        self.data: Any = None
 
 
 _NEW, _STARTING, _ACTIVE, _ENDED = "new", "starting", "active", "ended"
@@ -139,11 +167,21 @@ class Subscription:
     """
 
     def __init__(
-        self, client: BayeuxClient, channel: str, callback: Callback | None, buffer: int
+        self,
+        client: BayeuxClient,
+        channel: str,
+        callback: Callback | None,
+        buffer: int,
+        since: str | None = None,
     ) -> None:
         if buffer < 1:
             raise ValueError(f"buffer must be at least 1, not {buffer!r}")
         self.channel = channel
+        #: a history position to recover from when subscribing (docs/delivery.md)
+        self.since = since
+        #: the latest recovery's outcome (None: none asked yet), and why it failed
+        self.recovered: bool | None = None
+        self.recovery_reason: str | None = None
         #: the error the subscription ended with, if any
         self.error: str | None = None
         self._client = client
@@ -155,6 +193,11 @@ class Subscription:
 
     def __repr__(self) -> str:
         return f"<Subscription {self.channel} {self._state}>"
+
+    @property
+    def position(self) -> str | None:
+        """The latest history position seen on this channel (keep it to recover later)."""
+        return self._client.session.positions.get(self.channel)
 
     @property
     def active(self) -> bool:
@@ -289,6 +332,7 @@ class BayeuxClient:
         max_pending: int = 1000,
         max_message_size: int = 1024 * 1024,
         close_timeout: float = 2.0,
+        ack: bool = False,
     ) -> None:
         disabled = set(disable)
         for name in (*transports, *disabled):
@@ -318,6 +362,7 @@ class BayeuxClient:
             max_retry=max(max_retry, retry),
             max_pending=max_pending,
             extensions=extensions,
+            ack=ack,
         )
         self._transports: dict[str, Transport] = {}
         for name in enabled:
@@ -338,6 +383,8 @@ class BayeuxClient:
         self._down = False
         #: the last connection failure or handshake refusal, for error messages
         self.last_error: str | None = None
+        #: the server's error when it ended the session for good
+        self._end_error: str | None = None
 
     # ------------------------------------------------------------ properties
 
@@ -398,10 +445,68 @@ class BayeuxClient:
         if result.error is not None:
             raise PublishError(result.error)
 
+    # A call has a default deadline, as CometD's remoteCall has.
+    async def call(
+        self,
+        channel: str,
+        data: Any,
+        *,
+        ext: Any = None,
+        timeout: float | None = 10.0,  # noqa: ASYNC109
+    ) -> Any:
+        """Call the service at ``channel`` (``/service/...``); return its reply data.
+
+        The server runs the handler registered for the channel and sends its
+        result to this client alone (CometD's remote call).
+
+        Raises:
+            CallError: the server refused the call or its handler failed
+                (``.error`` is the error string), or the session ended first.
+            TimeoutError: no result within ``timeout`` seconds (None: wait on).
+            ClientError, BufferFull, TypeError, ValueError: as :meth:`publish`.
+        """
+        self._check_open()
+        try:
+            size = len(orjson.dumps({"channel": channel, "data": data, "ext": ext}))
+        except TypeError as exc:
+            raise TypeError(f"cannot send a value that is not JSON: {exc}") from None
+        if size > self._settings.max_message_size:
+            raise ValueError(
+                f"the message is {size} bytes, more than max_message_size "
+                f"({self._settings.max_message_size})"
+            )
+        if not is_service(channel):
+            raise LocalProtocolError(f"{channel!r} is not a /service channel")
+        try:
+            message_id = self.session.call(channel, data, now=trio.current_time(), ext=ext)
+        except LocalProtocolError as exc:
+            if is_valid_name(channel):
+                raise BufferFull(str(exc)) from None
+            raise
+        result = self._results[message_id] = _Result()
+        try:
+            self._pump()
+            with trio.move_on_after(math.inf if timeout is None else timeout):
+                await result.done.wait()
+        finally:
+            del self._results[message_id]
+            if not result.done.is_set():
+                self.session.cancel_call(message_id)
+        if not result.done.is_set():
+            raise TimeoutError(f"no result from {channel} within {timeout:g} s")
+        if result.error is not None:
+            raise CallError(channel, result.error)
+        return result.data
+
     # ----------------------------------------------------------- subscribing
 
     def subscribe(
-        self, channel: str, callback: Callback | None = None, *, buffer: int = 1000
+        self,
+        channel: str,
+        callback: Callback | None = None,
+        *,
+        buffer: int = 1000,
+        since: str | None = None,
     ) -> Subscription:
         """A subscription to a channel or pattern (``/chat/*``, ``/chat/**``).
 
@@ -413,8 +518,13 @@ class BayeuxClient:
         ``buffer`` is how many received messages may wait for the subscriber;
         one more ends the subscription with an error (nothing is dropped
         silently).
+
+        ``since``: a history position seen earlier on ``channel``
+        (``Subscription.position``); the server replays what followed it, and
+        ``Subscription.recovered`` says whether it could. The client also does
+        this by itself when it must subscribe again after a new handshake.
         """
-        return Subscription(self, channel, callback, buffer)
+        return Subscription(self, channel, callback, buffer, since)
 
     # ---------------------------------------------------------------- events
 
@@ -455,6 +565,8 @@ class BayeuxClient:
 
     def _check_open(self) -> None:
         if self._closed is not None:
+            if self._end_error is not None:
+                raise SessionEndedError(self._closed, self._end_error)
             raise ClientError(self._closed)
         if self._nursery is None:
             raise ClientError("the client is not running: use `async with open_client(url)`")
@@ -489,7 +601,9 @@ class BayeuxClient:
 
     def _add(self, subscription: Subscription) -> None:
         self._check_open()
-        self.session.subscribe(subscription.channel, now=trio.current_time())
+        self.session.subscribe(
+            subscription.channel, now=trio.current_time(), since=subscription.since
+        )
         self._subscriptions.setdefault(subscription.channel, []).append(subscription)
         self._pump()
 
@@ -552,9 +666,23 @@ class BayeuxClient:
             if result is not None:
                 result.error = event.error if isinstance(event, PublishFailed) else None
                 result.done.set()
+        elif isinstance(event, (CallSucceeded, CallFailed)):
+            result = self._results.get(event.id)
+            if result is not None:
+                if isinstance(event, CallFailed):
+                    result.error = event.error
+                else:
+                    result.data = event.data
+                result.done.set()
         elif isinstance(event, SubscribeSucceeded):
             for subscription in self._subscriptions.get(event.channel, ()):
                 subscription._acknowledged()
+        elif isinstance(event, SubscriptionRecovered):
+            if not event.recovered:
+                log.warning("missed messages on %s are lost: %s", event.channel, event.reason)
+            for subscription in self._subscriptions.get(event.channel, ()):
+                subscription.recovered = event.recovered
+                subscription.recovery_reason = event.reason
         elif isinstance(event, SubscribeFailed):
             log.warning("subscription to %s refused: %s", event.channel, event.error)
             for subscription in self._subscriptions.pop(event.channel, []):
@@ -588,6 +716,7 @@ class BayeuxClient:
             self._closed = "the client is closed"
         else:
             self._closed = f"the server ended the session: {error}"
+            self._end_error = error
             log.warning("%s", self._closed)
             for transport in self._transports.values():
                 transport.abort()
@@ -668,6 +797,7 @@ async def open_client(
     max_pending: int = 1000,
     max_message_size: int = 1024 * 1024,
     close_timeout: float = 2.0,
+    ack: bool = False,
 ) -> AsyncIterator[BayeuxClient]:
     """Run a Bayeux client for the duration of an ``async with`` block.
 
@@ -695,6 +825,9 @@ async def open_client(
             more raises :class:`BufferFull`.
         max_message_size: largest message or response accepted, and largest
             publish sent, in bytes.
+        ack: ask for acknowledged delivery (CometD's ack extension): if the
+            server agrees, deliveries lost with a dropped connection are sent
+            again, in order, and copies are dropped (``docs/delivery.md``).
     """
     client = BayeuxClient(
         url,
@@ -710,6 +843,7 @@ async def open_client(
         max_pending=max_pending,
         max_message_size=max_message_size,
         close_timeout=close_timeout,
+        ack=ack,
     )
     try:
         async with trio.open_nursery() as nursery:

@@ -67,6 +67,9 @@ __all__ = [
 log = logging.getLogger("bayeux.client")
 
 _READ_SIZE = 65536
+#: The server is trusted with nesting: a server (Faye, say) may relay data
+#: nested deeper than our server's default limit, and orjson caps it anyway.
+_TRUSTED_DEPTH = 1024
 #: most messages in one WebSocket frame or HTTP body (the server's max_batch is 1000)
 MAX_BATCH = 100
 #: a kept-alive HTTP connection idle longer than this is not reused: servers
@@ -479,7 +482,10 @@ class WebSocketTransport:
 
     def _deliver(self, text: str) -> None:
         messages = decode_body(
-            text, max_bytes=self._settings.max_message_size, max_messages=1_000_000
+            text,
+            max_bytes=self._settings.max_message_size,
+            max_messages=1_000_000,
+            max_depth=_TRUSTED_DEPTH,
         )
         if isinstance(messages, BodyError):
             log.warning("ignored a WebSocket message from the server: %s", messages.detail)
@@ -707,7 +713,12 @@ class _Lane:
             await self._close()  # the server said Connection: close
         if status != 200:
             raise _Failed(f"HTTP {status} from the server")
-        messages = decode_body(data, max_bytes=settings.max_message_size, max_messages=1_000_000)
+        messages = decode_body(
+            data,
+            max_bytes=settings.max_message_size,
+            max_messages=1_000_000,
+            max_depth=_TRUSTED_DEPTH,
+        )
         if isinstance(messages, BodyError):
             raise _Failed(f"bad response body: {messages.detail}")
         return messages

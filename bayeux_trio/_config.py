@@ -30,12 +30,24 @@ class ServerConfig:
         max_ws_message: largest WebSocket message (closed with 1009 beyond).
         max_header: largest request head (431 beyond).
         max_connections: open connections at once; more are closed on accept.
+        max_connections_per_address: open connections from one remote address
+            (the TCP peer; X-Forwarded-For is not read); more are closed on
+            accept. None: no limit (behind a proxy every peer is the proxy).
         max_buffer: bytes of unsent output per connection before it is cut off.
         header_timeout: time to send a whole request head once it has begun.
         body_timeout: time to send a request body.
         idle_timeout: how long a kept-alive connection may sit idle.
         reuse_port: listen with SO_REUSEPORT, so that several processes share
             the port (``bayeux serve --workers N``).
+        health_path: answer ``GET`` here with the server's health (200, or 503
+            while the Redis bus is down; ``bayeux_trio._health``); checked
+            before anything else. None: no health endpoint.
+        admin_path: serve the admin API under this path (``bayeux_trio._admin``,
+            docs/operations.md); None (the default): no admin API.
+        admin_token: the bearer token the admin API wants (at least 16
+            characters); required with ``admin_path``. Not shown in ``repr``.
+        metrics_path: answer ``GET`` here with Prometheus metrics (needs the
+            ``metrics`` extra); None (the default): no metrics.
     """
 
     host: str = "127.0.0.1"
@@ -49,15 +61,53 @@ class ServerConfig:
     max_ws_message: int = 1024 * 1024
     max_header: int = 16 * 1024
     max_connections: int = 19_000
+    max_connections_per_address: int | None = None
     max_buffer: int = 8 * 1024 * 1024
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     idle_timeout: float = 120.0
     reuse_port: bool = False
+    health_path: str | None = "/health"
+    admin_path: str | None = None
+    admin_token: str | None = field(default=None, repr=False)
+    metrics_path: str | None = None
 
     def __post_init__(self) -> None:
         if not self.mount.startswith("/") or (len(self.mount) > 1 and self.mount.endswith("/")):
             raise ValueError(f"mount must start with / and not end with one: {self.mount!r}")
+        if self.health_path is not None and (
+            not self.health_path.startswith("/") or self.health_path == self.mount
+        ):
+            raise ValueError(
+                f"health_path must start with / and differ from mount: {self.health_path!r}"
+            )
+        paths = [self.mount, self.health_path]
+        for name in ("admin_path", "metrics_path"):
+            path = getattr(self, name)
+            if path is None:
+                continue
+            if (
+                not path.startswith("/")
+                or len(path) < 2
+                or path.endswith("/")
+                or path in paths
+                or path.startswith(self.mount + "/")
+                or self.mount.startswith(path + "/")
+            ):
+                raise ValueError(
+                    f"{name} must start with /, not end with one, and differ from "
+                    f"the other paths and the mount: {path!r}"
+                )
+            paths.append(path)
+        if self.admin_path is not None and len(self.admin_token or "") < 16:
+            raise ValueError("admin_path needs an admin_token of at least 16 characters")
+        if self.metrics_path is not None:
+            try:
+                import prometheus_client  # noqa: F401
+            except ImportError:
+                raise ValueError(
+                    "metrics_path needs prometheus_client: pip install 'bayeux-trio[metrics]'"
+                ) from None
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port out of range: {self.port}")
         if self.ping is not None and not (math.isfinite(self.ping) and self.ping > 0):
@@ -65,6 +115,9 @@ class ServerConfig:
         for name in ("max_body", "max_ws_message", "max_header", "max_connections", "max_buffer"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        per_address = self.max_connections_per_address
+        if per_address is not None and per_address < 1:
+            raise ValueError("max_connections_per_address must be None or at least 1")
         for name in ("header_timeout", "body_timeout", "idle_timeout"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):

@@ -36,12 +36,12 @@ class Output:
         "_count",
         "_draining",
         "_flushed",
-        "_on_broken",
         "_pending",
         "_sock",
         "broken",
         "dirty",
         "max_buffer",
+        "on_broken",
     )
 
     def __init__(
@@ -59,7 +59,9 @@ class Output:
         self._pending = 0
         self._draining = False
         self._flushed: trio.Event | None = None
-        self._on_broken = on_broken
+        #: called once, when the connection breaks (a WebSocket endpoint
+        #: takes this over from the HTTP connection that made the output)
+        self.on_broken = on_broken
         #: on the hub's list of connections to flush
         self.dirty = False
         self.broken = False
@@ -111,7 +113,7 @@ class Output:
             self.broken = True
             self._buffer.clear()
             self._pending = 0
-            self._on_broken()
+            self.on_broken()
 
     def _send_some(self) -> bool:
         """One non-blocking send; True if bytes remain buffered."""

@@ -22,12 +22,15 @@ import trio
 
 from bayeux_core import Engine, Event, Extension, Message, Published
 
+from ._admin import Operations, client_info
 from ._config import ServerConfig
 from ._extensions import AsyncExtension
-from ._http import HttpConnection
+from ._http import serve_connection
 from ._hub import Hub
 from ._local import LocalClient
+from ._services import ServiceHandler, Services
 from ._static import StaticFiles
+from ._wallclock import wall_clock_ms
 
 __all__ = ["BayeuxServer"]
 
@@ -38,6 +41,8 @@ E = TypeVar("E", bound=Event)
 _CLIENT_DIR = Path(__file__).parent / "static"
 #: EventSource streams get a comment this often when no ping period is set.
 _EVENTSOURCE_PING = 10.0
+#: seconds a WebSocket may be silent beyond a connect's longest hold
+_IDLE_MARGIN = 10.0
 
 
 def _log_event(event: Event) -> None:
@@ -55,11 +60,24 @@ def _log_event(event: Event) -> None:
         if value is not None
     )
     short = f"{client_id[:6]}..." if isinstance(client_id, str) else "-"
-    log.debug("%s %s %s", type(event).__name__, short, fields)
+    # The whole id rides along for structured (JSON) logs.
+    extra = {"event": type(event).__name__, "client_id": client_id}
+    log.debug("%s %s %s", type(event).__name__, short, fields, extra=extra)
+
+
+def _peer_host(stream: trio.SocketStream) -> str | None:
+    """The remote IP address of an accepted socket (None if it is already gone)."""
+    try:
+        peer = stream.socket.getpeername()
+    except OSError:
+        return None
+    return str(peer[0]) if isinstance(peer, tuple) else None
 
 
 class _Pingable(Protocol):
     def ping(self) -> None: ...
+
+    def close_stream(self) -> None: ...
 
 
 class Bus(Protocol):
@@ -110,12 +128,22 @@ class BayeuxServer:
         self.static_files = StaticFiles(static_dir) if static_dir is not None else None
         self._streams: set[_Pingable] = set()
         self._connections = 0
+        #: open connections per remote address, when a per-address limit is set
+        self._per_address: dict[str, int] = {}
         self._cancel = trio.CancelScope()
+        #: set by :meth:`close`: HTTP connections end after their current response
+        self.closing = False
         self._listeners: list[trio.SocketListener] = []
         #: the port actually bound (useful with port 0)
         self.port: int | None = None
         self._local: LocalClient | None = None
+        self._services: Services | None = None
         self.hub.add_listener(_log_event)
+        #: the admin API and metrics endpoint, when configured (bayeux_trio._admin)
+        self.ops: Operations | None = None
+        if self.config.admin_path is not None or self.config.metrics_path is not None:
+            self.ops = Operations(self)
+        self._metrics = self.ops.metrics if self.ops is not None else None
 
     # ------------------------------------------------------------------ API
 
@@ -142,6 +170,25 @@ class BayeuxServer:
         """
         self.hub.publish(channel, data, ext)
 
+    def add_service(self, channel: str, handler: ServiceHandler) -> None:
+        """Answer calls to ``channel`` (``/service/...``) with ``handler``.
+
+        ``handler(data, context)`` (plain or async) gets the call's data and a
+        :class:`~bayeux_trio.ServiceContext` (``client_id``, ``ext``...) and
+        returns the reply data, which goes back to the caller alone; raising
+        :class:`~bayeux_trio.ServiceError` fails the call with its error.
+        See docs/protocol.md, "Service calls".
+        """
+        if self._services is None:
+            self._services = Services(self.hub)
+        self._services.add(channel, handler)
+
+    def remove_service(self, channel: str) -> None:
+        """Stop answering ``channel`` (ValueError if it had no handler)."""
+        if self._services is None:
+            raise ValueError(f"{channel} has no handler")
+        self._services.remove(channel)
+
     def add_listener(self, listener: Callable[[Event], None]) -> None:
         """Call ``listener`` with every application event (see bayeux_core)."""
         self.hub.add_listener(listener)
@@ -158,6 +205,47 @@ class BayeuxServer:
 
         self.hub.add_listener(listener)
         return listener
+
+    # ------------------------------------------------------ server-side control
+
+    def clients(self) -> list[dict[str, Any]]:
+        """Every session on this node: id, state, connection, subscriptions, queue.
+
+        With a Redis bus, only the sessions this node holds (docs/operations.md).
+        """
+        return [client_info(self, session) for session in self.engine.store]
+
+    def client(self, client_id: str) -> dict[str, Any] | None:
+        """What :meth:`clients` says about one session, or None."""
+        session = self.engine.store.get(client_id)
+        return client_info(self, session) if session is not None else None
+
+    def subscriptions(self) -> dict[str, list[str]]:
+        """Each subscribed pattern on this node -> the ids of its subscribers."""
+        found: dict[str, list[str]] = {}
+        for session in self.engine.store:
+            for pattern in session.subscriptions:
+                found.setdefault(pattern, []).append(session.client_id)
+        return {pattern: sorted(ids) for pattern, ids in sorted(found.items())}
+
+    def disconnect(self, client_id: str) -> bool:
+        """Kick a client: end its session, telling it ``reconnect: none``.
+
+        See :meth:`bayeux_core.Engine.disconnect`. False if this node has no
+        such session. The server must be serving.
+        """
+        done = self.engine.disconnect(client_id, now=trio.current_time())
+        self.hub.pump()
+        return done
+
+    def unsubscribe(self, client_id: str, channel: str) -> bool:
+        """Drop one subscription of a client; it is not told, only stops receiving.
+
+        False if this node has no such session or subscription.
+        """
+        done = self.engine.unsubscribe(client_id, channel, now=trio.current_time())
+        self.hub.pump()
+        return done
 
     def get_client(self) -> LocalClient:
         """The server's in-process client (one per server, made on first use).
@@ -203,6 +291,7 @@ class BayeuxServer:
                     if self.bus is not None:
                         await nursery.start(self.bus.run)
                     nursery.start_soon(self._pinger)
+                    nursery.start_soon(self._reap_idle_websockets)
                     for listener in self._listeners:
                         nursery.start_soon(self._accept, listener, nursery)
                     task_status.started(self)
@@ -211,21 +300,58 @@ class BayeuxServer:
                     await trio.aclose_forcefully(listener)
 
     async def close(self, *, grace: float = 2.0) -> None:
-        """Stop gracefully: held connects are answered (``reconnect: retry``),
-        output is given ``grace`` seconds to drain, then everything stops."""
+        """Stop gracefully, within ``grace`` seconds, then stop serving.
+
+        New connections are refused. Every held ``/meta/connect`` is answered
+        at once with ``reconnect: retry``, and so is any connect that arrives
+        on an open connection during the grace period. WebSockets are closed
+        with 1001 (going away) and EventSource streams are ended; each HTTP
+        connection closes after its current response. The sessions keep their
+        queues: with a Redis bus, clients that come back to any node within
+        the session timeout get them (docs/reliability.md). Returns once all
+        that output is sent and the bus has written what it holds, or when
+        ``grace`` runs out; then whatever is still open is cancelled.
+        """
+        from ._websocket import WebSocketEndpoint
+
+        self.closing = True
         for listener in self._listeners:
             await trio.aclose_forcefully(listener)
-        self.hub.release_held()
-        self.hub.flush()
+        told: set[_Pingable] = set()
         with trio.move_on_after(grace):
-            # Drain tasks finish on their own; poll rather than wire an event
-            # through every output for this once-per-process wait.
-            while self.hub.has_pending_output():  # noqa: ASYNC110
+            # Polled rather than evented: this runs once per process.
+            while True:
+                self.hub.release_held()
+                for endpoint in self._streams - told:
+                    told.add(endpoint)
+                    if isinstance(endpoint, WebSocketEndpoint):
+                        endpoint.going_away()
+                    else:
+                        endpoint.close_stream()
+                self.hub.flush()
+                if not (self._streams or self.hub.has_pending_output() or self._bus_busy()):
+                    break
                 await trio.sleep(0.05)
         self._cancel.cancel()
 
-    async def receive(self, conn: int, messages: Sequence[Message], request: object) -> None:
-        """Run async extensions over a batch, then hand it to the engine."""
+    def _bus_busy(self) -> bool:
+        """True while the bus holds writes (and the replies that wait on them)."""
+        return self.bus is not None and bool(self.bus.stats.get("pending_writes"))
+
+    async def receive(
+        self,
+        conn: int,
+        messages: Sequence[Message],
+        request: object,
+        address: str | None = None,
+    ) -> None:
+        """Run async extensions over a batch, then hand it to the engine.
+
+        ``address`` is the peer's, for ``EngineConfig.max_clients_per_address``
+        (endpoints have one only when that limit is set).
+        """
+        if self._metrics is not None:
+            self._metrics.arrived(messages)
         if self._async_extensions:
             kept: list[Message] = []
             for message in messages:
@@ -240,6 +366,18 @@ class BayeuxServer:
             messages = kept
         if self.bus is not None:
             await self.bus.prepare(messages)
+        if address is not None:
+            # Hub.receive, with the address its signature has no room for.
+            self.engine.receive(
+                conn,
+                messages,
+                now=trio.current_time(),
+                request=request,
+                address=address,
+                wall=wall_clock_ms(),
+            )
+            self.hub.pump()
+            return
         self.hub.receive(conn, messages, request)
 
     # ------------------------------------------------------------ internals
@@ -252,6 +390,11 @@ class BayeuxServer:
 
     async def _accept(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
         limit = self.config.max_connections
+        per_address = self.config.max_connections_per_address
+        # The peer's address costs a system call: only taken when a limit needs it.
+        want_address = (
+            per_address is not None or self.config.engine.max_clients_per_address is not None
+        )
         while True:
             try:
                 stream = await listener.accept()
@@ -266,17 +409,60 @@ class BayeuxServer:
                 log.info("refusing a connection: %d open (limit %d)", self._connections, limit)
                 await trio.aclose_forcefully(stream)
                 continue
-            nursery.start_soon(self._connection, stream)
+            address = _peer_host(stream) if want_address else None
+            if (
+                per_address is not None
+                and address is not None
+                and self._per_address.get(address, 0) >= per_address
+            ):
+                log.debug("refusing a connection: %d open from one address", per_address)
+                await trio.aclose_forcefully(stream)
+                continue
+            nursery.start_soon(self._connection, stream, address)
 
-    async def _connection(self, stream: trio.SocketStream) -> None:
+    async def _connection(self, stream: trio.SocketStream, address: str | None = None) -> None:
         self._connections += 1
+        if address is not None:
+            self._per_address[address] = self._per_address.get(address, 0) + 1
         try:
-            await HttpConnection(self, stream).serve()
+            # The address is passed on only when a per-address session limit
+            # needs it.
+            limited = self.config.engine.max_clients_per_address is not None
+            await serve_connection(self, stream, address if limited else None)
         except Exception:
             log.exception("connection handler failed")
         finally:
             self._connections -= 1
+            if address is not None:
+                left = self._per_address[address] - 1
+                if left:
+                    self._per_address[address] = left
+                else:
+                    del self._per_address[address]
             await trio.aclose_forcefully(stream)
+
+    async def _reap_idle_websockets(self) -> None:
+        """Close WebSockets that sent nothing for the idle limit.
+
+        A peer that vanished without a FIN (power cut, dropped route) is
+        otherwise never noticed by a reader. Live Bayeux clients send a
+        connect at least every ``timeout + interval``, so the limit is never
+        below that. One counter per connection, reset by each read, and a
+        sweep every quarter of the limit: no timer per connection.
+        """
+        from ._websocket import WebSocketEndpoint
+
+        engine = self.engine.config
+        limit = max(self.config.idle_timeout, engine.timeout + engine.interval + _IDLE_MARGIN)
+        sweeps = 4
+        while True:
+            await trio.sleep(limit / sweeps)
+            for endpoint in list(self._streams):
+                if isinstance(endpoint, WebSocketEndpoint):
+                    endpoint.idle += 1
+                    if endpoint.idle > sweeps:
+                        log.debug("closing WebSocket %d: idle for %g s", endpoint.conn, limit)
+                        endpoint.wake()
 
     async def _pinger(self) -> None:
         period = self.config.ping

@@ -1,10 +1,17 @@
 """One WebSocket connection, after the HTTP upgrade.
 
-The upgrade is answered through wsproto, then the h11 connection and the
-request are dropped (they would cost a few KB per idle connection). From then
-on one task reads frames; everything the engine sends is written into the
-output buffer by the hub, already framed (server frames are unmasked and we
-offer no compression, so one frame serves every recipient).
+The upgrade request is checked here exactly as wsproto's server handshake
+checks it, without wsproto's handshake machinery: that re-serializes the
+request and parses it again with a second h11 connection, which cost about
+4 KB per idle connection and much of the setup CPU. Client frames go through
+a :class:`FrameReader`: whole text frames, the shape of every Bayeux message,
+are unmasked (one big-integer XOR) and decoded there; anything else goes to
+a ``wsproto.connection.Connection``, made only when first needed (1.7 KB an
+idle connection does without). ``tests/trio/test_ws_fast_paths.py`` proves on
+generated inputs that the handshake, the unmasking and the reader give what
+wsproto gives. One task reads the socket; everything the engine sends is
+written into the output buffer by the hub, already framed (server frames are
+unmasked and we offer no compression, so one frame serves every recipient).
 
 A text message is a JSON message or array, as with Faye. A message that is
 not valid Bayeux gets an error reply; a message over the size limit closes the
@@ -13,23 +20,28 @@ connection with 1009.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import functools
+import hashlib
 import logging
+import socket
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import h11
 import trio
-from wsproto import ConnectionType, WSConnection
+from wsproto import ConnectionType
+from wsproto.connection import Connection, ConnectionState
 from wsproto.events import (
-    AcceptConnection,
     BytesMessage,
     CloseConnection,
+    Event,
     Ping,
-    RejectConnection,
-    Request,
     TextMessage,
 )
-from wsproto.utilities import LocalProtocolError, RemoteProtocolError
+from wsproto.frame_protocol import FrameDecoder, XorMaskerSimple
+from wsproto.utilities import LocalProtocolError
 
 from bayeux_core import BodyError, decode_body
 
@@ -41,42 +53,314 @@ if TYPE_CHECKING:
     from ._http import HttpConnection
     from ._server import BayeuxServer
 
-__all__ = ["WebSocketEndpoint", "upgrade"]
+__all__ = [
+    "FrameReader",
+    "HandshakeRefused",
+    "WebSocketEndpoint",
+    "accept_response",
+    "open_connection",
+    "upgrade",
+]
 
 log = logging.getLogger("bayeux.server")
 
 _PING = b"\x89\x00"
 _BAD_BODY = ws_text_frame(b'[{"successful":false,"error":"400::Bad request"}]')
 _READ_SIZE = 65536
+#: what wsproto's handshake writes for ``RejectConnection(status_code=400)``
+_REFUSED = b"HTTP/1.1 400 \r\ncontent-length: 0\r\n\r\n"
+_ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+_ACCEPT_HEAD = (
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Accept: "
+)
+#: payloads up to this size are unmasked with one integer XOR; longer ones
+#: with wsproto's translate tables, which win once the payload is large
+_INT_XOR_MAX = 8192
 
 
-async def upgrade(http: HttpConnection, request: h11.Request) -> None:
-    """Accept the upgrade on ``http``'s socket and serve the WebSocket."""
+class HandshakeRefused(Exception):
+    """The upgrade request is not one wsproto would accept (the reason)."""
+
+
+def accept_response(request: h11.Request) -> bytes:
+    """The 101 response to a WebSocket upgrade request, or HandshakeRefused.
+
+    The checks and the bytes are those of wsproto 1.x's ``H11Handshake`` for
+    a server that accepts no extension and no subprotocol; wsproto raises
+    where this raises (a missing or wrong header, and the ``UnicodeError`` or
+    h11 error it would hit on a header that is not ASCII, a Host that is not
+    IDNA, or an HTTP/1.0 request without Host).
+    """
+    if request.method != b"GET":
+        raise HandshakeRefused("Request method must be GET")
+    upgrade_tokens: list[bytes] | None = None
+    host: bytes | None = None
+    keys: list[bytes] = []
+    upgrade = b""
+    version: bytes | None = None
+    try:
+        for name, value in request.headers:
+            # h11 gives lower-case names
+            if name == b"connection":
+                upgrade_tokens = [
+                    t.decode("ascii").strip().lower().encode() for t in value.split(b",")
+                ]
+            elif name == b"host":
+                value.decode("idna")
+                host = value
+            elif name in (b"sec-websocket-extensions", b"sec-websocket-protocol"):
+                for piece in value.split(b","):
+                    piece.decode("ascii")
+            elif name == b"sec-websocket-key":
+                keys.append(value)
+            elif name == b"sec-websocket-version":
+                version = value
+            elif name == b"upgrade":
+                upgrade = value
+        request.target.decode("ascii")
+    except UnicodeError as exc:
+        raise HandshakeRefused(f"undecodable header: {exc}") from None
+    if upgrade_tokens is None or b"upgrade" not in upgrade_tokens:
+        raise HandshakeRefused("Missing header, 'Connection: Upgrade'")
+    if version != b"13":
+        raise HandshakeRefused("Missing header, 'Sec-WebSocket-Version'")
+    if not keys:
+        raise HandshakeRefused("Missing header, 'Sec-WebSocket-Key'")
+    if upgrade.lower() != b"websocket":
+        raise HandshakeRefused("Missing header, 'Upgrade: websocket'")
+    if host is None:
+        raise HandshakeRefused("Missing header, 'Host'")
+    # Repeated keys are joined with ", " before hashing, as wsproto does.
+    token = base64.b64encode(hashlib.sha1(b", ".join(keys) + _ACCEPT_GUID).digest())
+    return _ACCEPT_HEAD + token + b"\r\n\r\n"
+
+
+class _IntXorMasker(XorMaskerSimple):
+    """wsproto's client-frame unmasker, with one integer XOR per chunk.
+
+    wsproto's own makes four slices, four translations and four slice
+    assignments whatever the size; for a Bayeux message of a few hundred
+    bytes one ``int.from_bytes`` XOR ``to_bytes`` is cheaper. The mask key
+    rotates between chunks of one frame exactly as in wsproto.
+    """
+
+    def process(self, data: bytearray) -> bytearray:
+        size = len(data)
+        if size > _INT_XOR_MAX or not size:
+            return super().process(data)
+        key = bytes(self._masking_key)
+        mask = (key * ((size >> 2) + 1))[:size]
+        unmasked = int.from_bytes(data, "little") ^ int.from_bytes(mask, "little")
+        shift = size & 3
+        if shift:
+            self._masking_key = key[shift:] + key[:shift]
+        return bytearray(unmasked.to_bytes(size, "little"))
+
+
+class _FrameDecoder(FrameDecoder):
+    """wsproto's frame decoder, unmasking with :class:`_IntXorMasker`."""
+
+    def parse_header(self) -> bool:
+        if not super().parse_header():
+            return False
+        masker = self.masker
+        if type(masker) is XorMaskerSimple:
+            self.masker = _IntXorMasker(masker._masking_key)
+        return True
+
+
+#: the first byte of a whole text frame (FIN, no RSV bit, opcode 1)
+_WHOLE_TEXT = 0x81
+
+
+class FrameReader:
+    """Client bytes to events: wsproto's, with whole text frames done here.
+
+    A whole, masked, unfragmented text frame (the shape of every Bayeux
+    message from a browser or Faye client) is unmasked and decoded here and
+    comes out as a ``str``; any other frame (control frames, fragments,
+    binary, 64-bit lengths, bad UTF-8, anything wsproto would refuse) is
+    handed, frame by frame, to a wsproto ``Connection`` made on first need,
+    whose events come out as they are. After wsproto reports a close (the
+    peer's, or its refusal of a frame), everything goes to wsproto. The
+    events are those wsproto alone would give, except that a text message
+    split over reads may come out whole (``tests/trio/test_ws_fast_paths.py``).
+
+    Only a frame at most ``hold`` bytes long waits here for its last bytes;
+    a longer one streams through wsproto, so a message over the size limit
+    is cut off early as before.
+    """
+
+    __slots__ = ("_bypass", "_hold", "_in_message", "_pending", "_through", "_ws")
+
+    def __init__(self, hold: int) -> None:
+        self._hold = min(hold, 65535)
+        self._ws: Connection | None = None
+        #: bytes of an incomplete frame not yet parsed
+        self._pending = b""
+        #: bytes of the current frame still to be handed to wsproto
+        self._through = 0
+        #: wsproto is inside a fragmented message (continuations go to it)
+        self._in_message = False
+        #: wsproto reported a close: it gets everything from now on
+        self._bypass = False
+
+    @property
+    def connection(self) -> Connection:
+        """The wsproto connection (made now if no frame has needed it yet)."""
+        if self._ws is None:
+            self._ws = open_connection()
+        return self._ws
+
+    @property
+    def state(self) -> ConnectionState:
+        ws = self._ws
+        return ConnectionState.OPEN if ws is None else ws.state
+
+    def send(self, event: Event) -> bytes:
+        return self.connection.send(event)
+
+    def feed(self, data: bytes | None) -> list[str | Event]:
+        """Parse ``data`` (None: the peer closed the socket); the events."""
+        if data is None or self._bypass:
+            ws = self.connection
+            if self._pending and data is not None:
+                data = self._pending + data
+            self._pending = b""
+            ws.receive_data(data)
+            return list(ws.events())
+        buf = self._pending + data if self._pending else data
+        self._pending = b""
+        events: list[str | Event] = []
+        at = 0
+        end = len(buf)
+        while at < end:
+            if self._through:
+                stop = min(end, at + self._through)
+                self._through -= stop - at
+                if not self._to_wsproto(buf[at:stop], events):
+                    return events
+                at = stop
+                continue
+            if end - at < 2:
+                break
+            first = buf[at]
+            second = buf[at + 1]
+            length = second & 0x7F
+            head = 2
+            if length == 126:
+                if end - at < 4:
+                    break
+                length = int.from_bytes(buf[at + 2 : at + 4], "big")
+                head = 4
+            elif length == 127:
+                if end - at < 10:
+                    break
+                length = int.from_bytes(buf[at + 2 : at + 10], "big")
+                head = 10
+            if second & 0x80:
+                head += 4
+            stop = at + head + length
+            if (
+                first == _WHOLE_TEXT
+                and second & 0x80
+                and (head == 6 or (head == 8 and length > 125))
+                and not self._in_message
+                and length <= self._hold
+                and (self._ws is None or self._ws.state is ConnectionState.OPEN)
+            ):
+                if stop > end:
+                    break  # wait for the rest of the frame
+                text = _unmask_text(buf[at + head - 4 : at + head], buf[at + head : stop])
+                if text is not None:
+                    events.append(text)
+                    at = stop
+                    continue
+            # wsproto's: note where its messages start and end, then hand it
+            # the frame (what has arrived of it).
+            if end - at < head:
+                break
+            opcode = first & 0x0F
+            if opcode in (1, 2) and not first & 0x80:
+                self._in_message = True
+            elif opcode == 0 and first & 0x80:
+                self._in_message = False
+            self._through = stop - at
+        if at < end:
+            self._pending = buf[at:]
+        return events
+
+    def _to_wsproto(self, data: bytes, events: list[str | Event]) -> bool:
+        """Feed wsproto; False once it reported a close (then it gets the rest)."""
+        ws = self.connection
+        ws.receive_data(data)
+        for event in ws.events():
+            events.append(event)
+            if isinstance(event, CloseConnection):
+                self._bypass = True
+        return not self._bypass
+
+
+def _unmask_text(key: bytes, payload: bytes) -> str | None:
+    """A client frame's payload unmasked and decoded; None if not UTF-8."""
+    size = len(payload)
+    data: bytes | bytearray
+    if size > _INT_XOR_MAX:
+        data = XorMaskerSimple(key).process(bytearray(payload))
+    else:
+        mask = (key * ((size >> 2) + 1))[:size]
+        data = (int.from_bytes(payload, "little") ^ int.from_bytes(mask, "little")).to_bytes(
+            size, "little"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None  # wsproto refuses it, with its own close code
+
+
+def open_connection() -> Connection:
+    """A server-side wsproto connection, past the handshake, no extensions."""
+    connection = Connection(ConnectionType.SERVER)
+    # The frame decoder is wsproto's, but for the unmasking; should a later
+    # wsproto lay its parts out differently, its own decoder stays.
+    proto = getattr(connection, "_proto", None)
+    if isinstance(getattr(proto, "_frame_decoder", None), FrameDecoder):
+        proto._frame_decoder = _FrameDecoder(proto.client, proto.extensions)  # type: ignore[union-attr]
+    return connection
+
+
+async def upgrade(
+    http: HttpConnection, request: h11.Request
+) -> Callable[[], Awaitable[None]] | None:
+    """Accept the upgrade on ``http``'s socket; returns the WebSocket to serve.
+
+    None if the upgrade was refused (the refusal has been sent).
+    """
     output = http.output
     assert output is not None
-    ws = WSConnection(ConnectionType.SERVER)
     try:
-        ws.initiate_upgrade_connection(list(request.headers), request.target)
-    except RemoteProtocolError as exc:
+        response = accept_response(request)
+    except HandshakeRefused as exc:
         log.debug("refused a WebSocket upgrade: %s", exc)
-        data = ws.send(RejectConnection(status_code=400))
-        output.write(data)
+        output.write(_REFUSED)
         http.hub.mark_dirty(output)
         await output.wait_flushed()
-        return
-    for event in ws.events():
-        assert isinstance(event, Request)
-    output.write(ws.send(AcceptConnection()))
+        return None
+    output.write(response)
     http.hub.mark_dirty(output)
     leftover = http.h11.trailing_data[0]
-    endpoint = WebSocketEndpoint(http.server, http.stream, ws, output)
+    reader = FrameReader(http.server.config.max_ws_message)
+    endpoint = WebSocketEndpoint(http.server, http.stream, reader, output)
+    endpoint.address = http.address
     http.output = None  # the socket's output belongs to the WebSocket now
-    # The output still calls http._broken when it fails (a reader too far
-    # behind is cut off): that cancels this scope, so the socket is closed and
-    # the engine queues the client's messages for its next connect.
-    with trio.CancelScope() as scope:
-        http._hold_scope = scope
-        await endpoint.serve(leftover)
+    # When the output fails (a reader too far behind is cut off, a send
+    # fails) the endpoint's read loop ends at once, so the socket is closed
+    # and the engine queues the client's messages for its next connect. A
+    # wake-up of the socket's waiters does that for no per-connection memory
+    # (a cancel scope held for the connection's life costs about 0.6 KB).
+    output.on_broken = endpoint.wake
+    return functools.partial(endpoint.serve, leftover)
 
 
 class WebSocketEndpoint:
@@ -84,17 +368,33 @@ class WebSocketEndpoint:
 
     kind = Kind.WEBSOCKET
 
-    __slots__ = ("_parts", "_size", "conn", "output", "server", "stream", "ws")
+    __slots__ = (
+        "_parts",
+        "_size",
+        "_sock",
+        "address",
+        "conn",
+        "idle",
+        "output",
+        "server",
+        "stream",
+        "ws",
+    )
 
     def __init__(
-        self, server: BayeuxServer, stream: trio.SocketStream, ws: WSConnection, output: Output
+        self, server: BayeuxServer, stream: trio.SocketStream, ws: FrameReader, output: Output
     ) -> None:
         self.server = server
         self.stream = stream
+        self._sock: socket.socket = stream.socket._sock  # type: ignore[attr-defined]
         self.ws = ws
         self.output: Output | None = output
         self._parts: list[str] = []
         self._size = 0
+        #: the peer's IP address, for the engine's clients-per-address limit
+        self.address: str | None = None
+        #: idle sweeps since the last read (the server closes it after a few)
+        self.idle = 0
         self.conn = server.hub.new_conn(self)
 
     async def serve(self, leftover: bytes) -> None:
@@ -104,16 +404,25 @@ class WebSocketEndpoint:
         self.server.track_stream(self)
         try:
             if leftover:
-                self.ws.receive_data(leftover)
-                if not await self._events():
+                if not await self._events(self.ws.feed(leftover)):
                     return
+            # The socket is read directly rather than through the stream: an
+            # idle connection then waits in one coroutine frame fewer than
+            # three (trio's stream and socket wrappers), about 1 KB less.
+            sock = self._sock
             while True:
+                output = self.output
+                if output is None or output.broken:
+                    return  # it broke while this task was busy: see wake()
                 try:
-                    data = await self.stream.receive_some(_READ_SIZE)
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                    return
-                self.ws.receive_data(data or None)
-                if not await self._events() or not data:
+                    await trio.lowlevel.wait_readable(sock)
+                    data = sock.recv(_READ_SIZE)
+                except BlockingIOError:
+                    continue  # woken without data after all
+                except (trio.ClosedResourceError, OSError):
+                    return  # closed by wake(), or reset by the peer
+                self.idle = 0
+                if not await self._events(self.ws.feed(data or None)) or not data:
                     return
         finally:
             log.debug("WebSocket %d closed", self.conn)
@@ -121,8 +430,8 @@ class WebSocketEndpoint:
             self.output = None
             hub.forget(self.conn)
 
-    async def _events(self) -> bool:
-        """Handle what wsproto parsed; False once the connection is over.
+    async def _events(self, events: list[str | Event]) -> bool:
+        """Handle what the reader parsed; False once the connection is over.
 
         Everything one read brought is handled in one hub batch: what the
         engine sends meanwhile is flushed once, at the end, with one send per
@@ -135,8 +444,17 @@ class WebSocketEndpoint:
         # so output never waits on another message's extension.
         batched = not self.server._async_extensions
         with hub.batch():
-            for event in self.ws.events():
-                if isinstance(event, TextMessage):
+            for event in events:
+                if type(event) is str:  # a whole message, from the fast path
+                    if len(event) > self.server.config.max_ws_message:
+                        self._close(1009, "Message too big")
+                        return False
+                    if not batched:
+                        hub.flush()
+                    await self._handle(event)
+                    if self.output is None or output.broken:
+                        return False
+                elif isinstance(event, TextMessage):
                     self._size += len(event.data)
                     if self._size > self.server.config.max_ws_message:
                         self._close(1009, "Message too big")
@@ -152,8 +470,11 @@ class WebSocketEndpoint:
                         if self.output is None or output.broken:
                             return False
                 elif isinstance(event, Ping):
-                    output.write(self.ws.send(event.response()))
-                    hub.mark_dirty(output)
+                    # No pong after our close frame (the session ended):
+                    # wsproto refuses to send one (found with fuzz/).
+                    if self.ws.state is ConnectionState.OPEN:
+                        output.write(self.ws.send(event.response()))
+                        hub.mark_dirty(output)
                 elif isinstance(event, CloseConnection):
                     if self.ws.state.name not in ("CLOSED", "LOCAL_CLOSING"):
                         output.write(self.ws.send(event.response()))
@@ -169,17 +490,27 @@ class WebSocketEndpoint:
         return True
 
     async def _handle(self, text: str) -> None:
+        if self.ws.state is not ConnectionState.OPEN:
+            return  # after our close frame: unanswered, so the client sends it again
         server = self.server
         messages = decode_body(
             text,
             max_bytes=server.config.max_ws_message,
             max_messages=server.hub.engine.config.max_batch,
+            max_depth=server.hub.engine.config.max_json_depth,
         )
         if isinstance(messages, BodyError):
             log.debug("refused a WebSocket message: %s", messages.detail)
             self._write(_BAD_BODY)
             return
-        await server.receive(self.conn, messages, None)
+        await server.receive(self.conn, messages, None, self.address)
+
+    def wake(self) -> None:
+        """The output broke: end the read loop if it is waiting on the socket.
+
+        The socket is closed right after, when the connection task ends.
+        """
+        trio.lowlevel.notify_closing(self._sock)
 
     def _write(self, data: bytes) -> bool:
         output = self.output
@@ -205,6 +536,15 @@ class WebSocketEndpoint:
     def close_stream(self) -> None:
         """The session ended (disconnect, expiry): close, as Faye does."""
         self._close(1000, "")
+
+    def going_away(self) -> None:
+        """Server shutdown: close with 1001 after what is already written.
+
+        The connection id is given up at once, so nothing more is framed after
+        the close frame; the session keeps its queue for its next connect.
+        """
+        self._close(1001, "Server shutting down")
+        self.server.hub.forget(self.conn)
 
     def ping(self) -> None:
         self._write(_PING)

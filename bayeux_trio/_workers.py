@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from types import FrameType
 
@@ -20,8 +21,10 @@ import trio
 
 __all__ = ["open_shared_listeners", "run_workers"]
 
-#: checks for dead workers, per second
+#: seconds between checks for dead workers
 _POLL = 0.2
+#: seconds a stopping worker gets beyond its grace period
+_EXIT_MARGIN = 5.0
 
 
 async def open_shared_listeners(host: str, port: int) -> list[trio.SocketListener]:
@@ -51,40 +54,56 @@ async def open_shared_listeners(host: str, port: int) -> list[trio.SocketListene
     return listeners
 
 
-def run_workers(count: int, argv: list[str]) -> int:
-    """Run ``count`` copies of ``bayeux <argv>`` sharing the port; returns when stopped."""
+def run_workers(count: int, argv: list[str], *, grace: float = 5.0) -> int:
+    """Run ``count`` copies of ``bayeux <argv>`` sharing the port; returns when stopped.
+
+    Workers run in their own process group, so a Ctrl-C at the terminal
+    reaches only this parent, which passes one SIGTERM to each (a worker
+    that got both would take the second as "stop now"). Each then has
+    ``grace`` seconds, plus a margin, to exit before it is killed. Returns 0
+    if every worker exited 0.
+    """
     command = [sys.executable, "-m", "bayeux_trio", *argv, "--workers", "1", "--reuse-port"]
-    stopping = False
+    stopping = threading.Event()  # set by the signal handler
 
     def stop(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
+        stopping.set()
         for worker in workers:
             if worker.poll() is None:
                 worker.send_signal(signal.SIGTERM)
 
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(command, process_group=0)
+
     workers: list[subprocess.Popen[bytes]] = []
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    status = 0
     try:
-        workers.extend(subprocess.Popen(command) for _ in range(count))
+        workers.extend(start() for _ in range(count))
         print(f"bayeux: {count} workers: {[w.pid for w in workers]}", file=sys.stderr, flush=True)
-        while not stopping:
+        while not stopping.is_set():
             time.sleep(_POLL)
             for index, worker in enumerate(workers):
-                if worker.poll() is not None and not stopping:
+                if worker.poll() is not None and not stopping.is_set():
                     print(
                         f"bayeux: worker {worker.pid} exited ({worker.returncode}); restarting",
                         file=sys.stderr,
                         flush=True,
                     )
                     time.sleep(1.0)
-                    workers[index] = subprocess.Popen(command)
+                    if stopping.is_set():
+                        break
+                    workers[index] = start()
+        deadline = time.monotonic() + grace + _EXIT_MARGIN
         for worker in workers:
             try:
-                worker.wait(timeout=10)
+                code = worker.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
+                print(f"bayeux: worker {worker.pid} did not exit; killing it", file=sys.stderr)
                 worker.kill()
-                worker.wait()
+                code = worker.wait()
+            if code != 0:
+                status = 1
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -92,4 +111,4 @@ def run_workers(count: int, argv: list[str]) -> int:
             if worker.poll() is None:
                 worker.kill()
                 worker.wait()
-    return 0
+    return status

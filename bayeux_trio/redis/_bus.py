@@ -14,12 +14,15 @@ import itertools
 import logging
 import math
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import unquote, urlsplit
 
 import coredis
 import coredis.exceptions
 import trio
+from coredis.connection import TCPLocation
 from coredis.retry import NoRetryPolicy
 from coredis.tokens import PureToken
 
@@ -53,10 +56,54 @@ StreamId = tuple[int, int]
 
 #: messages that need the session here (publishes do not)
 _CLAIMING = frozenset({"/meta/connect", "/meta/subscribe", "/meta/unsubscribe", "/meta/disconnect"})
-_RETRYABLE = (coredis.exceptions.ConnectionError, TimeoutError, OSError)
+_RETRYABLE = (
+    coredis.exceptions.ConnectionError,
+    TimeoutError,
+    OSError,
+    # a cluster whose slots are not all served (a master down, a failover)
+    coredis.exceptions.ClusterDownError,
+    coredis.exceptions.TryAgainError,
+)
 _PAGE = 1000
+#: a log id (ms, seq) as one history offset: ms * _SEQ_SPAN + seq (Redis makes
+#: far fewer than a million entries in one millisecond)
+_SEQ_SPAN = 1 << 20
 #: entries scanned at the log's tail to find our own appends after a failed write
 _RECOVERY_SCAN = 10_000
+
+
+_Client = coredis.Redis[bytes] | coredis.RedisCluster[bytes]
+CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+
+
+def _connect(url: str) -> _Client:
+    """A coredis client for ``url``: a Redis Cluster for ``redis+cluster://``.
+
+    ``redis+cluster://[user:password@]host:port[,host:port...]`` names one or
+    more startup nodes; the client finds the others and follows slot moves.
+    Every retry is ours (:meth:`RedisBus._retry`).
+    """
+    if url.startswith(CLUSTER_SCHEMES):
+        scheme, rest = url.split("://", 1)
+        netloc = rest.split("/", 1)[0]
+        auth, _, hosts = netloc.rpartition("@")
+        user, _, password = auth.partition(":") if ":" in auth else ("", "", auth)
+        nodes = []
+        for host_port in hosts.split(","):
+            parsed = urlsplit(f"//{host_port}")
+            nodes.append(TCPLocation(parsed.hostname or "127.0.0.1", parsed.port or 6379))
+        return coredis.RedisCluster(
+            startup_nodes=nodes,
+            username=unquote(user) or None,
+            password=unquote(password) or None,
+            ssl=scheme.startswith("rediss"),
+            decode_responses=False,
+            retry_policy=NoRetryPolicy(),
+            connect_timeout=2.0,
+        )
+    return coredis.Redis.from_url(
+        url, decode_responses=False, retry_policy=NoRetryPolicy(), connect_timeout=2.0
+    )
 
 
 def _parse(raw: bytes | str) -> StreamId:
@@ -70,6 +117,24 @@ def _fields(entry: StreamEntry) -> dict[bytes, bytes]:
         k if isinstance(k, bytes) else k.encode(): v if isinstance(v, bytes) else v.encode()
         for k, v in entry.field_values.items()
     }
+
+
+def _offset(stream_id: StreamId) -> int:
+    """A log id as the history offset every node gives it (docs/delivery.md)."""
+    return stream_id[0] * _SEQ_SPAN + min(stream_id[1], _SEQ_SPAN - 1)
+
+
+def _since(message: Message, epoch: str) -> StreamId | None:
+    """The log id a recovering subscribe names in ``epoch``, if it does."""
+    ext = message.get("ext")
+    history = ext.get("history") if type(ext) is dict else None
+    since = history.get("since") if type(history) is dict else None
+    if type(since) is not str:
+        return None
+    named, _, digits = since.rpartition(":")
+    if named != epoch or not digits.isdigit() or not digits.isascii() or len(digits) > 30:
+        return None
+    return divmod(int(digits), _SEQ_SPAN)
 
 
 def _fmt(stream_id: StreamId) -> str:
@@ -113,7 +178,8 @@ class RedisBus:
     """Share one Bayeux server between processes through Redis.
 
     Args:
-        url: ``redis://[:password@]host:port/db`` (or ``rediss://``, ``unix://``).
+        url: ``redis://[:password@]host:port/db`` (or ``rediss://``, ``unix://``),
+            or ``redis+cluster://host:port[,host:port...]`` for a Redis Cluster.
         namespace: prefix of every key, so that clusters can share a Redis.
         ring_size: recent log entries kept in memory for adoptions.
         cursor_interval: how often WebSocket/EventSource cursors are written.
@@ -141,8 +207,11 @@ class RedisBus:
         self._ttl_margin = ttl_margin
         #: False while Redis cannot be reached
         self.healthy = True
+        #: wall-clock time the current outage began, and its last error
+        self._down_since: float | None = None
+        self._error = ""
         self._hub: Hub | None = None
-        self._client: coredis.Redis[bytes] | None = None
+        self._client: _Client | None = None
         self._pos: StreamId = (0, 0)
         self._pos_str = "0-0"
         self._ring: collections.deque[tuple[StreamId, str | None, bytes]] = collections.deque(
@@ -153,13 +222,19 @@ class RedisBus:
         self._epochs: dict[str, int] = {}
         self._locks: dict[str, trio.Lock] = {}
         self._outbox: list[_Pass] = []
+        self._writing = 0
         self._wake = trio.Event()
+        #: sessions being taken back after a lost race (_resubscribe)
+        self._resubscribing = 0
+        self._nursery: trio.Nursery | None = None
         self._pushed: dict[str, StreamId] = {}
         self._seq = itertools.count(1)
         self._last_ms = 0
         self._ttl_ms = 60_000
         self._claims = 0
         self._adoptions = 0
+        #: the cluster's history epoch, once shared with the engine
+        self._history_epoch: str | None = None
 
     # ------------------------------------------------------------- wiring
 
@@ -173,15 +248,27 @@ class RedisBus:
 
     @property
     def stats(self) -> dict[str, Any]:
-        """Counters for health checks and tests."""
+        """Counters for health checks (``bayeux_trio._health``) and tests."""
+        outage: dict[str, Any] | None = None
+        if self._down_since is not None:
+            outage = {
+                "since": round(self._down_since, 3),
+                "seconds": round(time.time() - self._down_since, 3),
+                "error": self._error,
+            }
         return {
+            "engine": "redis",
             "node": self.node,
             "healthy": self.healthy,
+            "outage": outage,
             "position": self._pos_str,
             "sessions": len(self._epochs),
             "claims": self._claims,
             "adoptions": self._adoptions,
-            "pending_writes": len(self._outbox),
+            "pending_writes": len(self._outbox)
+            + self._writing
+            + bool(self._pushed)
+            + self._resubscribing,
         }
 
     def record_key(self, client_id: str) -> str:
@@ -191,9 +278,7 @@ class RedisBus:
         """Connect, then read the log and write to Redis until cancelled."""
         if self._hub is None:
             raise RuntimeError("attach the bus to a server first")
-        client: coredis.Redis[bytes] = coredis.Redis.from_url(
-            self.url, decode_responses=False, retry_policy=NoRetryPolicy(), connect_timeout=2.0
-        )
+        client = _connect(self.url)
         async with client:
             self._client = client
             self._claim = client.register_script(CLAIM)
@@ -203,8 +288,21 @@ class RedisBus:
                 self._set_pos(_parse(last[0].identifier))
                 self._last_ms = self._pos[0]
             self._floor = self._pos
+            if self._hub.engine.config.history:
+                # One epoch per log, kept beside it: every node numbers the
+                # same message alike, so a position is good on any node.
+                key = f"{self.log_key}:history"
+                await self._retry(
+                    "history",
+                    lambda: client.set(key, secrets.token_hex(4), condition=PureToken.NX),
+                )
+                epoch = await self._retry("history", lambda: client.get(key))
+                if epoch is not None:
+                    self._history_epoch = epoch.decode()
+                    self._hub.engine.share_history(self._history_epoch, _offset(self._pos))
             log.info("node %s on %s, log at %s", self.node, self.url, self._pos_str)
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 nursery.start_soon(self._reader)
                 nursery.start_soon(self._writer)
                 nursery.start_soon(self._flusher)
@@ -220,6 +318,15 @@ class RedisBus:
                 continue
             channel = message.get("channel")
             client_id = message.get("clientId")
+            if channel == "/meta/subscribe" and self._history_epoch is not None:
+                since = _since(message, self._history_epoch)
+                if since is not None and since[0] <= self._pos[0] + 60_000:
+                    # Recover only once this node has read as far as the
+                    # position (it may come from a node further along); a
+                    # position beyond is refused by the engine as bad.
+                    with trio.move_on_after(1.0):
+                        while self._pos < since:  # noqa: ASYNC110 - rare, and short
+                            await trio.sleep(0.002)
             if channel in _CLAIMING and type(client_id) is str and 0 < len(client_id) <= 128:
                 connecting[client_id] = connecting.get(client_id, False) or (
                     channel == "/meta/connect"
@@ -227,19 +334,25 @@ class RedisBus:
         for client_id, connect in connecting.items():
             await self.claim(client_id, connect=connect)
 
-    async def claim(self, client_id: str, *, connect: bool = False) -> None:
-        """Make this node the owner of ``client_id``'s session, if it exists."""
+    async def claim(
+        self, client_id: str, *, connect: bool = False, subs: Sequence[str] = ()
+    ) -> None:
+        """Make this node the owner of ``client_id``'s session, if it exists.
+
+        ``subs`` are subscription changes (as in the ``UPDATE`` script) to
+        record in the same atomic step.
+        """
         lock = self._locks.get(client_id)
         if lock is None:
             lock = self._locks[client_id] = trio.Lock()
         try:
             async with lock:
-                await self._claim_once(client_id, connect)
+                await self._claim_once(client_id, connect, subs)
         finally:
             if lock.statistics().tasks_waiting == 0 and self._locks.get(client_id) is lock:
                 del self._locks[client_id]
 
-    async def _claim_once(self, client_id: str, connect: bool) -> None:
+    async def _claim_once(self, client_id: str, connect: bool, changes: Sequence[str] = ()) -> None:
         hub = self._hub
         assert hub is not None
         assert self._client is not None
@@ -248,7 +361,7 @@ class RedisBus:
         local = engine.store.get(client_id)
         epoch = self._epochs.get(client_id, 0) if local is not None else 0
         idle = self._pos_str if local is not None and not local.queue else ""
-        args = [self.node, str(epoch), idle, str(self._ttl_ms), "1" if connect else "0"]
+        args = [self.node, str(epoch), idle, str(self._ttl_ms), "1" if connect else "0", *changes]
         key = self.record_key(client_id)
         result: list[Any] = await self._retry("claim", lambda: self._claim(keys=[key], args=args))
         status = int(result[0])
@@ -304,6 +417,9 @@ class RedisBus:
         """
         client = self._client
         assert client is not None
+        assert self._hub is not None
+        # With shared history, as the reader's route() numbers them.
+        number = self._hub.engine.numbered
         out: list[bytes] = []
         pos = cursor
 
@@ -332,12 +448,12 @@ class RedisBus:
                 fields = _fields(entry)
                 channel = fields.get(b"c")
                 if channel is not None and wanted(entry_id, channel.decode()):
-                    out.append(fields[b"p"])
+                    out.append(number(channel.decode(), fields[b"p"], _offset(entry_id)))
                 pos = entry_id
         if subs:
             for entry_id, channel_name, payload in self._ring:
                 if entry_id > pos and channel_name is not None and wanted(entry_id, channel_name):
-                    out.append(payload)
+                    out.append(number(channel_name, payload, _offset(entry_id)))
         return out
 
     def _evict(self, client_id: str) -> None:
@@ -441,8 +557,12 @@ class RedisBus:
                 attempt += 1
                 return await self._write(passes, recovering=attempt > 1)
 
-            failed = await self._retry("write", write)
-            self._finish(passes, failed)
+            self._writing = len(passes)  # counted in stats until their replies are out
+            try:
+                failed = await self._retry("write", write)
+                self._finish(passes, failed)
+            finally:
+                self._writing = 0
 
     async def _write(self, passes: list[_Pass], *, recovering: bool) -> dict[str, bool]:
         """One pipeline for these passes; the sessions whose fenced writes failed."""
@@ -499,12 +619,21 @@ class RedisBus:
     def _finish(self, passes: list[_Pass], failed: dict[str, bool]) -> None:
         hub = self._hub
         assert hub is not None
+        # Subscription changes the engine accepted but another node's claim
+        # fenced out: they must not be acknowledged and then forgotten.
+        resubscribe: dict[str, list[str]] = {}
+        for work in passes:
+            for client_id, ops in work.ops.items():
+                if ops.subs and not ops.delete and client_id in failed:
+                    resubscribe.setdefault(client_id, []).extend(ops.subs)
         for client_id in failed:
             # Not ours any more (or gone): the new owner replays what we held.
             log.debug("lost session %s... to another node", client_id[:6])
             self._evict(client_id)
         held: list[Action] = []
+        delayed: list[Action] = []
         for work in passes:
+            out = delayed if resubscribe and not resubscribe.keys().isdisjoint(work.ops) else held
             for action in work.held:
                 if (
                     failed
@@ -512,11 +641,32 @@ class RedisBus:
                     and action.client_id in failed
                     and action.messages
                 ):
-                    held.append(_strip(action))
+                    out.append(_strip(action))
                 else:
-                    held.append(action)
+                    out.append(action)
         if held:
             hub.execute(held)
+        if resubscribe:
+            assert self._nursery is not None
+            self._resubscribing += 1
+            self._nursery.start_soon(self._resubscribe, resubscribe, delayed)
+
+    async def _resubscribe(self, changes: dict[str, list[str]], replies: list[Action]) -> None:
+        """Take sessions back with their fenced-out subscription changes, then reply.
+
+        The claim records the changes atomically with the takeover, so the
+        acknowledged subscription is in force wherever the session goes next.
+        """
+        hub = self._hub
+        assert hub is not None
+        try:
+            for client_id, subs in changes.items():
+                log.debug("taking session %s... back to record its subscriptions", client_id[:6])
+                await self.claim(client_id, subs=subs)
+        finally:
+            self._resubscribing -= 1
+            if replies:
+                hub.execute(replies)
 
     async def _flusher(self) -> None:
         """Write the cursors of sessions that got pushed deliveries, every so often."""
@@ -572,7 +722,8 @@ class RedisBus:
                             self._floor = ring[0][0]
                         ring.append((entry_id, name, payload))
                         self._set_pos(entry_id)
-                        for session in engine.route(name, payload, now=now):
+                        routed = engine.route(name, payload, now=now, offset=_offset(entry_id))
+                        for session in routed:
                             if session.stream is not None:
                                 self._pushed[session.client_id] = entry_id
                         continue
@@ -601,13 +752,17 @@ class RedisBus:
             try:
                 result = await call()
             except _RETRYABLE as exc:
+                self._error = f"{what}: {type(exc).__name__}: {exc}"
                 if self.healthy:
                     self.healthy = False
-                    log.warning("Redis unreachable (%s: %s); retrying", what, exc)
+                    self._down_since = time.time()
+                    log.warning("Redis unreachable (%s); retrying", self._error)
                 await trio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
             if not self.healthy:
                 self.healthy = True
-                log.warning("Redis reachable again")
+                down = time.time() - (self._down_since or time.time())
+                self._down_since = None
+                log.warning("Redis reachable again after %.1f s", down)
             return result

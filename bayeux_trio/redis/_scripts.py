@@ -16,7 +16,8 @@ end
 """
 
 #: KEYS: record. ARGV: node, local epoch (0: none), cursor to store if the
-#: node owns it ('' for none), ttl in ms, '1' if the batch has a connect.
+#: node owns it ('' for none), ttl in ms, '1' if the batch has a connect,
+#: then subscription changes to record with the claim, as for UPDATE.
 #: Returns {0}: no such session; {1}: already ours; or
 #: {2, new epoch, cursor, state, previous owner, pattern, from, ...}: taken over.
 CLAIM = (
@@ -29,6 +30,16 @@ local epoch = tonumber(redis.call('HGET', rec, 'g'))
 local state = redis.call('HGET', rec, 't')
 if ARGV[5] == '1' then redis.call('HSET', rec, 't', 'c') end
 redis.call('PEXPIRE', rec, ARGV[4])
+local i = 6
+while i <= #ARGV do
+  if ARGV[i] == '+' then
+    redis.call('HSET', rec, 's:' .. ARGV[i + 1], ARGV[i + 2])
+    i = i + 3
+  else
+    redis.call('HDEL', rec, 's:' .. ARGV[i + 1])
+    i = i + 2
+  end
+end
 if owner == ARGV[1] and epoch == tonumber(ARGV[2]) then
   if ARGV[3] ~= '' and newer(ARGV[3], redis.call('HGET', rec, 'c')) then
     redis.call('HSET', rec, 'c', ARGV[3])

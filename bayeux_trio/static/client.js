@@ -54,7 +54,7 @@
   var DISCONNECTED = 4;
 
   var CLIENT_OPTIONS = ['interval', 'timeout', 'endpoints', 'proxy', 'retry', 'scheduler',
-                        'websocketExtensions', 'tls', 'ca'];
+                        'websocketExtensions', 'tls', 'ca', 'ack'];
   var PUBLISH_OPTIONS = ['attempts', 'deadline'];
 
   // Bayeux grammar, as Faye applies it.
@@ -436,8 +436,14 @@
       var dispatcher = this._dispatcher;
       var type = this.connectionType;
       writeLog('debug', 'Transport', function () { return 'received via ' + type + ': ' + describe(replies); });
+      var replayed = false;
       [].concat(replies).forEach(function (reply) {
-        if (reply && typeof reply === 'object') dispatcher.handleResponse(reply);
+        if (!reply || typeof reply !== 'object') return;
+        if (reply.channel === META.connect) replayed = dispatcher._client._ackReplayed(reply);
+        // Deliveries after a connect reply numbering a batch already handled
+        // are a copy of it (acknowledged delivery, docs/delivery.md).
+        else if (replayed && reply.successful === undefined) return;
+        dispatcher.handleResponse(reply);
       });
     },
 
@@ -943,12 +949,21 @@
     this._endpoint = endpoint || DEFAULT_ENDPOINT;
     writeLog('info', 'Client', 'new client for ' + this._endpoint);
     this._channels = new ChannelSet();
+    // History (docs/delivery.md): channel -> latest ext.history.position seen.
+    this._positions = new Map();
     this._dispatcher = new Dispatcher(this, this._endpoint, options);
     this._messageId = 0;
     this._state = UNCONNECTED;
     this._responseCallbacks = new Map();
+    // Service calls sent and waiting for their result: message id ->
+    // settle(reply); and every unsettled call, sent or not.
+    this._calls = new Map();
+    this._openCalls = new Set();
     this._whenConnected = [];
     this._connectRequest = false;
+    // Acknowledged delivery (CometD's ack extension) when options.ack is
+    // true and the server agrees: the number of the last batch handled.
+    this._ack = {wanted: options.ack === true, on: false, batch: 0};
     this._extensions = [];
     this._advice = {
       reconnect: 'retry',
@@ -1017,6 +1032,7 @@
         if (reply.successful) {
           if (self._state !== CONNECTING) return; // disconnected meanwhile
           dispatcher.clientId = reply.clientId;
+          self._ack.on = self._ack.wanted && !!reply.ext && reply.ext.ack === true;
           writeLog('info', 'Client', 'handshake successful');
           var done = false;
           var connected = function () {
@@ -1087,6 +1103,7 @@
         }
       });
       this._channels = new ChannelSet();
+      this._positions.clear();
       return done;
     },
 
@@ -1113,12 +1130,17 @@
         // handshake does not send this channel a second time.
         if (!resubscribe) self._channels.add(channel, subscription);
         writeLog('info', 'Client', 'subscribing to ' + channel);
-        self._sendMessage({
+        var request = {
           channel: META.subscribe,
           clientId: self._dispatcher.clientId,
           subscription: channel
-        }, {}, function (reply) {
+        };
+        // A known position asks the server to replay what followed it.
+        var since = self._positions.get(channel);
+        if (since !== undefined) request.ext = {history: {since: since}};
+        self._sendMessage(request, {}, function (reply) {
           if (reply.successful) {
+            self._historyReply(channel, reply);
             subscription._succeed();
           } else {
             subscription._fail(BayeuxError.parse(reply.error));
@@ -1136,6 +1158,7 @@
         return channel.map(function (name) { return this.unsubscribe(name, subscription); }, this);
       }
       if (!this._channels.remove(channel, subscription)) return;
+      this._positions.delete(channel);
       var self = this;
       this.connect(function () {
         writeLog('info', 'Client', 'unsubscribing from ' + channel);
@@ -1171,6 +1194,14 @@
     _sendMessage: function (message, options, callback) {
       var self = this;
       message.id = this._nextMessageId();
+      var ack = this._ack;
+      if (message.channel === META.handshake && ack.wanted) {
+        ack.on = false;
+        ack.batch = 0; // a new session numbers its batches afresh
+        message.ext = Object.assign({}, message.ext, {ack: true});
+      } else if (message.channel === META.connect && ack.on) {
+        message.ext = Object.assign({}, message.ext, {ack: ack.batch});
+      }
       var timeout = this._advice.timeout
         ? 1.2 * this._advice.timeout / 1000
         : 1.2 * this._dispatcher.retry;
@@ -1179,6 +1210,16 @@
         if (callback) self._responseCallbacks.set(outgoing.id, callback);
         self._dispatcher.sendMessage(outgoing, timeout, options || {});
       });
+    },
+
+    // Takes a connect reply's batch number; true if that batch was handled.
+    _ackReplayed: function (reply) {
+      var ack = this._ack;
+      var batch = reply.ext && reply.ext.ack;
+      if (!ack.on || reply.successful !== true || typeof batch !== 'number') return false;
+      if (batch <= ack.batch) return true;
+      ack.batch = batch;
+      return false;
     },
 
     _nextMessageId: function () {
@@ -1212,15 +1253,19 @@
       }
       this._pipeThroughExtensions('incoming', message, function (incoming) {
         if (!incoming) return;
-        if (incoming.advice) self._handleAdvice(incoming.advice);
+        if (incoming.advice) self._handleAdvice(incoming.advice, incoming);
         self._deliverMessage(incoming);
         if (callback) callback(incoming);
       });
     },
 
-    _handleAdvice: function (advice) {
+    _handleAdvice: function (advice, message) {
       Object.assign(this._advice, advice);
       this._dispatcher.timeout = this._advice.timeout / 1000;
+      if (this._advice.reconnect === 'none' && this._state !== DISCONNECTED) {
+        this._sessionEnded(message);
+        return;
+      }
       if (this._advice.reconnect === 'handshake' && this._state !== DISCONNECTED) {
         this._state = UNCONNECTED;
         this._dispatcher.clientId = null;
@@ -1228,8 +1273,113 @@
       }
     },
 
+    // The latest history position seen on a channel subscribed to by name
+    // (keep it to recover later with setPosition), or undefined.
+    getPosition: function (channel) {
+      return this._positions.get(channel);
+    },
+
+    // Recover from `position` at the next subscribe to `channel`.
+    setPosition: function (channel, position) {
+      this._positions.set(channel, position);
+    },
+
+    // A subscribe reply's ext.history: the stream's position, and whether
+    // the missed messages (which follow it) could be recovered. The page
+    // hears of each attempt: client.bind('history:recovery', fn(channel,
+    // recovered, reason)).
+    _historyReply: function (channel, reply) {
+      var history = reply.ext && reply.ext.history;
+      if (!history || typeof history !== 'object') return;
+      if (typeof history.position === 'string' && history.recovered !== true) {
+        this._positions.set(channel, history.position);
+      }
+      if (typeof history.recovered === 'boolean') {
+        if (!history.recovered) {
+          writeLog('warn', 'Client', 'missed messages on ' + channel + ' are lost: ' + history.reason);
+        }
+        this.trigger('history:recovery', channel, history.recovered, history.reason || null);
+      }
+    },
+
+    // The server said `reconnect: none` (a refused handshake, a kicked
+    // client): nothing is retried. Pending calls fail; the page hears of it
+    // through client.bind('session:ended', fn(error or null)).
+    _sessionEnded: function (message) {
+      var error = message && message.error ? BayeuxError.parse(message.error) : null;
+      writeLog('warn', 'Client', 'the server ended the session' + (error ? ': ' + error : ''));
+      this._state = DISCONNECTED;
+      var calls = Array.from(this._openCalls);
+      calls.forEach(function (settle) {
+        settle({successful: false, error: error ? String(error) : '410::Session ended'});
+      });
+      this.trigger('session:ended', error);
+    },
+
+    // call('/service/x', data, {timeout: seconds}) -> a Promise of the reply
+    // data; rejected with a Faye.Error when the server refuses the call, its
+    // handler fails, the session ends, or no result comes within the timeout
+    // (10 s by default; 0: wait on). See docs/browser.md.
+    call: function (channel, data, options) {
+      options = options || {};
+      var self = this;
+      var seconds = options.timeout === undefined ? 10 : options.timeout;
+      return new Promise(function (resolve, reject) {
+        if (!isChannelName(channel) || channel.indexOf('/service/') !== 0) {
+          reject(new BayeuxError(405, [String(channel)], 'Not a /service channel'));
+          return;
+        }
+        if (self._advice.reconnect === 'none') {
+          reject(new BayeuxError(410, [], 'Session ended'));
+          return;
+        }
+        var id = null;
+        var timer = null;
+        var settled = false;
+        var settle = function (reply) {
+          if (settled) return;
+          settled = true;
+          if (timer !== null) global.clearTimeout(timer);
+          if (id !== null) self._calls.delete(id);
+          self._openCalls.delete(settle);
+          if (reply.successful) resolve(reply.data);
+          else reject(BayeuxError.parse(reply.error));
+        };
+        self._openCalls.add(settle);
+        if (seconds > 0) {
+          timer = global.setTimeout(function () {
+            settle({successful: false, error: '406::Call timed out'});
+          }, 1000 * seconds);
+        }
+        self.connect(function () {
+          if (settled) return;
+          var message = {channel: channel, data: data, clientId: self._dispatcher.clientId};
+          // The acknowledgement settles only a refusal; the result follows.
+          self._sendMessage(message, {}, function (reply) {
+            if (!reply.successful || reply.data !== undefined) settle(reply);
+          });
+          id = message.id;
+          self._calls.set(id, settle);
+        });
+      });
+    },
+
+    // A call's result: {channel, id, successful, data}, for this client alone.
+    _settleCall: function (message) {
+      if (message.successful === undefined || message.data === undefined) return false;
+      var settle = this._calls.get(message.id);
+      if (!settle) return false;
+      settle(message);
+      return true;
+    },
+
     _deliverMessage: function (message) {
+      if (this._settleCall(message)) return;
       if (!message.channel || message.data === undefined) return;
+      var history = message.ext && message.ext.history;
+      if (history && typeof history.position === 'string' && this._channels.has(message.channel)) {
+        this._positions.set(message.channel, history.position);
+      }
       writeLog('debug', 'Client', function () {
         return 'message on ' + message.channel + ': ' + describe(message.data);
       });

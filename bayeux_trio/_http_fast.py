@@ -1,0 +1,179 @@
+"""A fast path past h11 for the common shape of HTTP/1.1 request.
+
+h11 stays the parser of record. :func:`parse` recognises a strict subset of
+what h11 accepts: a complete ``GET`` or ``POST`` request for an origin-form
+target, ``HTTP/1.1``, header lines of plain tokens and visible bytes ending
+in CRLF, one ``Host``, at most one ``Content-Length`` (within our limits) and
+its whole body already in the buffer. It returns exactly the request h11
+would give for the same bytes (the differential tests in
+``tests/trio/test_http_fastpath.py`` and ``fuzz/fuzz_http_fastpath.py`` hold
+it to that), or ``None``. On ``None`` the caller gives the bytes to h11,
+which parses them as it always did, errors included. A request whose
+handling needs h11's machinery is always declined: ``Transfer-Encoding``,
+``Upgrade``, ``Expect``, any ``Connection`` value other than ``close`` or
+``keep-alive``, obs-fold, bare LF or CR, HTTP/1.0. :class:`FastParser`
+remembers a connection's last head, so a repeated one is not parsed again.
+
+:func:`may_complete` says whether waiting for more bytes can make a buffer
+that :func:`parse` declined into one it accepts without h11 having answered
+sooner: h11 would also be waiting for data on it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+import h11
+from h11._headers import Headers  # what h11's parser builds; the tests compare
+
+__all__ = ["FastParser", "FastRequest", "may_complete", "parse"]
+
+# The request line and the header lines, each a subset of h11's grammar
+# (h11/_abnf.py): a header value here is visible ASCII or obs-text, with inner
+# spaces or tabs; h11 also takes control bytes, which we leave to it.
+_VALUE_BYTE = rb"[\x21-\x7e\x80-\xff]"
+_LINE = (
+    rb"([-!#$%&'*+.^_`|~0-9a-zA-Z]+):[ \t]*((?:"
+    + _VALUE_BYTE
+    + rb"+(?:[ \t]+"
+    + _VALUE_BYTE
+    + rb"+)*)?)[ \t]*\r\n"
+)
+_REQUEST_LINE = re.compile(rb"(GET|POST) (/[\x21-\x7e]*) HTTP/1\.1\r\n")
+_HEADER_LINE = re.compile(_LINE)
+#: headers whose presence means h11 must handle the request
+_DECLINE = frozenset((b"transfer-encoding", b"upgrade", b"expect"))
+_new = object.__new__
+_set = object.__setattr__
+#: a head's request, body length, close, and fields
+_Head = tuple[h11.Request, int, bool, dict[bytes, bytes]]
+
+
+class FastRequest(NamedTuple):
+    """A request parsed by :func:`parse`."""
+
+    #: the event h11 would have produced for the head
+    request: h11.Request
+    body: bytes
+    #: bytes of the buffer taken by this request (head and body)
+    size: int
+    #: the client sent ``Connection: close``: h11 would close after the response
+    close: bool
+    #: ``dict(request.headers)``, made once per distinct head: read it only
+    fields: dict[bytes, bytes]
+
+
+class FastParser:
+    """:func:`parse` for one connection: its limits, and its last head.
+
+    A client usually repeats one head (a notifier posting the same kind of
+    message): a head byte-for-byte equal to the last one accepted gets the
+    same result without being parsed again.
+    """
+
+    __slots__ = ("_head", "_parsed", "max_body", "max_head")
+
+    def __init__(self, max_head: int, max_body: int) -> None:
+        self.max_head = max_head
+        self.max_body = max_body
+        self._head = b""
+        self._parsed: _Head | None = None
+
+    def parse(self, data: bytes) -> FastRequest | None:
+        """The request at the start of ``data``, or None: then h11 must see it.
+
+        A head longer than ``max_head`` bytes or a declared body over
+        ``max_body`` is declined, so that h11's path answers it (431, 413).
+        """
+        end = data.find(b"\r\n\r\n", 0, self.max_head)
+        if end < 0:
+            return None
+        body = end + 4
+        head = data[:body]
+        parsed = self._parsed
+        if parsed is None or head != self._head:
+            parsed = _parse_head(data, end, self.max_body)
+            if parsed is None:
+                return None
+            self._head = head
+            self._parsed = parsed
+        request, length, close, fields = parsed
+        size = body + length
+        if len(data) < size:
+            return None
+        return FastRequest(request, data[body:size], size, close, fields)
+
+
+def parse(data: bytes, max_head: int, max_body: int) -> FastRequest | None:
+    """:meth:`FastParser.parse` on its own."""
+    return FastParser(max_head, max_body).parse(data)
+
+
+def _parse_head(data: bytes, end: int, max_body: int) -> _Head | None:
+    """The request whose head ends at ``end`` (its CRLFCRLF), and its framing."""
+    first = _REQUEST_LINE.match(data, 0, end + 2)
+    if first is None:
+        return None
+    items = []
+    fields = {}
+    length = 0
+    seen_length = False
+    host = False
+    close = False
+    pos = first.end()
+    stop = end + 2
+    match = _HEADER_LINE.match
+    while pos < stop:
+        line = match(data, pos, stop)
+        if line is None:
+            return None
+        pos = line.end()
+        name, value = line.groups()
+        lower = name.lower()
+        if lower == b"content-length":
+            # h11 takes "5, 5" and repeats of one value; we take one plain one
+            if seen_length or not value.isdigit() or len(value) > 20:
+                return None
+            seen_length = True
+            length = int(value)
+            if length > max_body:
+                return None
+        elif lower == b"host":
+            if host:
+                return None
+            host = True
+        elif lower == b"connection":
+            token = value.lower()
+            if token == b"close":
+                close = True
+            elif token != b"keep-alive":
+                return None
+        elif lower in _DECLINE:
+            return None
+        items.append((name, lower, value))
+        fields[lower] = value
+    if not host:
+        return None
+    # What h11.Request(..., _parsed=True) builds, without its checks: the
+    # grammar above already holds (h11's own checks cost more than parsing).
+    request = _new(h11.Request)
+    _set(request, "method", first[1])
+    _set(request, "target", first[2])
+    _set(request, "headers", Headers(items))
+    _set(request, "http_version", b"1.1")
+    return request, length, close, fields
+
+
+def may_complete(data: bytes, max_head: int) -> bool:
+    """True if h11 would wait for more bytes on ``data``, which holds no whole head.
+
+    It would unless its first byte is obviously wrong, the buffer is over
+    its limit, or a bare LF may already have ended the head.
+    """
+    return (
+        len(data) <= max_head
+        and data[:1].isalpha()
+        and data.count(b"\n") == data.count(b"\r\n")
+        and b"\r\n\r\n" not in data
+    )

@@ -1,0 +1,133 @@
+"""Service channels as request/reply: CometD's remote calls.
+
+A client publishes to ``/service/<name>`` with a message ``id``; the handler
+registered for that channel gets the data and returns the reply data, which
+goes back to that client alone as ``{channel, id, successful: true, data}``.
+A handler that raises :class:`ServiceError` fails the call with its error
+string; any other exception fails it with ``500::Service failed`` (and is
+logged: its text may hold what the caller must not see). Either way a failed
+result is ``{channel, id, successful: false, error, data: null}``.
+
+Handlers run in tasks of their own, one per call, so a slow (async) handler
+holds back nothing else. The publish itself is acknowledged at once, as any
+publish; the result follows as a separate message.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from bayeux_core import Event, LocalProtocolError, Published, is_pattern, is_service, is_valid_name
+
+from ._hub import Hub
+
+__all__ = ["ServiceContext", "ServiceError", "ServiceHandler", "Services"]
+
+log = logging.getLogger("bayeux.server")
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceContext:
+    """Who called, besides the data.
+
+    Attributes:
+        client_id: the caller's session (a live one: the engine checked it).
+        channel: the service channel called.
+        ext: the call message's ``ext``, or None.
+        message_id: the call's id (None: nobody waits for the result).
+    """
+
+    client_id: str
+    channel: str
+    ext: Any
+    message_id: Any
+
+
+#: ``handler(data, context)``, returning the reply data or an awaitable of it.
+ServiceHandler = Callable[[Any, ServiceContext], Any]
+
+
+class ServiceError(Exception):
+    """Raised by a handler to fail the call with ``<code>::<message>``."""
+
+    def __init__(self, message: str, *, code: int = 400) -> None:
+        super().__init__(message)
+        self.error = f"{code}::{message}"
+
+
+class Services:
+    """The handlers of a server's service channels (see :meth:`BayeuxServer.add_service`)."""
+
+    def __init__(self, hub: Hub) -> None:
+        self._hub = hub
+        self._handlers: dict[str, ServiceHandler] = {}
+        hub.add_listener(self._on_event)
+
+    def add(self, channel: str, handler: ServiceHandler) -> None:
+        if not is_service(channel) or not is_valid_name(channel) or is_pattern(channel):
+            raise ValueError(f"{channel!r} is not a /service channel name")
+        if channel in self._handlers:
+            raise ValueError(f"{channel} already has a handler")
+        self._handlers[channel] = handler
+
+    def remove(self, channel: str) -> None:
+        if self._handlers.pop(channel, None) is None:
+            raise ValueError(f"{channel} has no handler")
+
+    def _on_event(self, event: Event) -> None:
+        if type(event) is not Published or event.client_id is None:
+            return
+        handler = self._handlers.get(event.channel)
+        if handler is not None:
+            context = ServiceContext(event.client_id, event.channel, event.ext, event.message_id)
+
+            async def run() -> None:
+                await self._call(handler, event.data, context)
+
+            self._hub.start_soon(run)
+
+    async def _call(self, handler: ServiceHandler, data: Any, context: ServiceContext) -> None:
+        result: Any = None
+        error: str | None = None
+        try:
+            result = handler(data, context)
+            if inspect.isawaitable(result):
+                result = await _await(result)
+        except ServiceError as exc:
+            error = exc.error
+        except Exception:
+            log.exception("service handler for %s failed", context.channel)
+            error = "500::Service failed"
+        if context.message_id is None:
+            return
+        engine = self._hub.engine
+        now = trio.current_time()
+        try:
+            engine.answer_call(
+                context.client_id,
+                context.channel,
+                context.message_id,
+                now=now,
+                data=None if error else result,
+                error=error,
+            )
+        except LocalProtocolError:
+            log.error("service handler for %s returned %r, not JSON", context.channel, result)
+            engine.answer_call(
+                context.client_id,
+                context.channel,
+                context.message_id,
+                now=now,
+                error="500::Service reply is not JSON",
+            )
+        self._hub.pump()
+
+
+async def _await(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
