@@ -34,7 +34,7 @@ _encoded_values = st.text(max_size=40).map(lambda t: quote_plus(t).encode()) | s
 ).map(lambda t: quote(t, safe="+&=%").encode())
 _percent_junk = st.lists(
     st.sampled_from(
-        [b"%", b"%2", b"%zz", b"%C3", b"%A9", b"%E2%82", b"+", b"%2B", b"\xc3\xa9", b"a"]
+        [b"%", b"%2", b"%zz", b"%C3", b"%A9", b"%E2%82", b"+", b"%2B", b"\xc3\xa9", b"a", b"="]
     ),
     max_size=8,
 ).map(b"".join)
@@ -58,6 +58,9 @@ _bodies = st.lists(_fields, max_size=4).map(b"&".join) | st.binary(max_size=60)
 @example(b"message=\xff")
 @example(b"message=x&&jsonp=y")
 @example(b"message")
+@example(b"message=%41=%42&jsonp=%%41")
+@example(b"message=%5B%5D%4")
+@example(b"message=%0D%0A%3d%20%c3%A9+%")
 def test_decode_form_matches_parse_qs(body: bytes) -> None:
     assert decode_form(body) == _reference(body)
 
