@@ -724,11 +724,15 @@ async function longpoll() {
 }
 
 // 5: idle WebSocket clients, handshaken, connected and subscribed, added up
-// to each count of options.steps (default [options.subscribers]); at each
-// step, after options.settle seconds, the server's RSS growth per connection
-// since the start, and the connect rate of that step.
+// to each count of options.steps (default [options.subscribers]), at most
+// options.idleConcurrency being set up at once; at each step, the connect
+// rate and the server's CPU time for it, then after options.settle seconds
+// of idling the server's RSS growth per connection since the start and its
+// CPU use while idle (the clients' /meta/connect cycles: each client's
+// connect is answered at the server's timeout and sent again).
 async function idle() {
   const steps = options.steps || [options.subscribers];
+  const concurrency = options.idleConcurrency || options.concurrency;
   await sleep(500);
   const meter = new Meter();
   const before = meter.server0;
@@ -744,8 +748,9 @@ async function idle() {
   for (const target of steps) {
     const from = clients.length;
     const t0 = now();
+    const cpu0 = serverStat().cpu;
     const added = await Promise.race([
-      openSessions(target - from, async (i) => {
+      pool(target - from, concurrency, async (i) => {
         const session = await new WsSession().open(options.port, options.path);
         await session.subscribe(`/bench/idle/${(from + i) % 100}`);
         return session;
@@ -754,12 +759,18 @@ async function idle() {
     ]);
     clients.push(...added);
     const seconds = (now() - t0) / 1000;
+    const cpu1 = serverStat().cpu;
+    const t1 = now();
     await sleep(options.settle * 1000);
     const stat = serverStat();
+    const idleSeconds = (now() - t1) / 1000;
     results.push({
       connections: target,
       seconds: seconds,
       connects_per_s: (target - from) / seconds,
+      server_cpu_connecting: cpu1 - cpu0,
+      server_cpu_ms_per_connect: (1000 * (cpu1 - cpu0)) / (target - from),
+      server_cpu_idle_percent: (100 * (stat.cpu - cpu1)) / idleSeconds,
       server_rss: stat.rss,
       rss_per_connection: (stat.rss - before.rss) / target,
     });
