@@ -254,3 +254,43 @@ async def test_redis_restart_is_survived(redis_server: RedisProcess, nursery: tr
     await trio.sleep(0.3)
     assert all(n.bus.stats["healthy"] for n in nodes if n.bus is not None)
     gc.collect()  # coredis' leaked streams warn now, under this module's filters
+
+
+@fail_after(30)
+async def test_a_subscribe_racing_a_claim_elsewhere_is_not_lost(
+    redis_server: RedisProcess, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = await start_nodes(nursery, redis_server.url, 2, engine=EngineConfig(timeout=0.3))
+    assert a.port is not None
+    assert b.port is not None
+    assert a.bus is not None
+    assert b.bus is not None
+    client = RoundRobin([a.port])
+    await client.handshake()
+    await client.connect()
+    # Hold A's next Redis write: the subscribe is in A's engine, not yet in Redis.
+    reached, gate = trio.Event(), trio.Event()
+    write = a.bus._write  # type: ignore[attr-defined]
+
+    async def gated(*args: Any, **kwargs: Any) -> Any:
+        reached.set()
+        await gate.wait()
+        return await write(*args, **kwargs)
+
+    monkeypatch.setattr(a.bus, "_write", gated)
+    replies: list[list[dict[str, Any]]] = []
+
+    async def subscribe() -> None:
+        replies.append(await client.send([{"channel": "/meta/subscribe", "subscription": "/race"}]))
+
+    async with trio.open_nursery() as inner:
+        inner.start_soon(subscribe)
+        await reached.wait()
+        await b.bus.claim(client.client_id)  # B takes the session over meanwhile
+        gate.set()
+    assert replies[0][0]["successful"] is True, replies
+    # Acknowledged, so in force wherever the session lives next.
+    await RoundRobin([b.port]).publish("/race", {"p": 0, "n": 0})
+    client.ports = [a.port, b.port]
+    await client.poll_until(1, limit=20)
+    check_exactly_once_in_order(client.received, 1, 1)
