@@ -570,3 +570,20 @@ async def test_a_cancelled_subscribe_leaves_nothing_behind(nursery: trio.Nursery
         listener = alice.on(TransportUp, lambda event: None)
         alice.remove_listener(listener)
         assert repr(alice.subscribe("/b")) == "<Subscription /b new>"
+
+
+@fail_after(20)
+async def test_deeply_nested_data_from_a_permissive_server_is_delivered(
+    nursery: trio.Nursery, transport: str
+) -> None:
+    # A server whose limit is above our server's default (Faye has none): the
+    # client trusts its server with nesting, so data 100 deep still arrives.
+    config = make_config(engine=EngineConfig(max_json_depth=200))
+    server = await start_server(nursery, config)
+    deep: Any = "bottom"
+    for _ in range(100):
+        deep = [deep]
+    async with client(server.url, transport) as alice, alice.subscribe("/deep") as sub:
+        server.publish("/deep", deep)
+        got = await sub.receive()
+        assert got.data == deep

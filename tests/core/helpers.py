@@ -73,3 +73,26 @@ def replies(actions: list[Action], conn: int | None = None) -> list[dict[str, An
 
 def events(actions: list[Action]) -> list[Event]:
     return [a for a in actions if isinstance(a, Event)]
+
+
+LP = "long-polling"
+
+
+def handshake_msg(**extra: Any) -> dict[str, Any]:
+    """A long-polling /meta/handshake, with ``extra`` fields."""
+    return {
+        "channel": "/meta/handshake",
+        "version": "1.0",
+        "supportedConnectionTypes": [LP],
+    } | extra
+
+
+def connected(w: Wire, *subscriptions: str) -> str:
+    """A long-polling session past its first connect, subscribed to ``subscriptions``."""
+    cid = w.handshake()
+    if subscriptions:
+        w.send(
+            [{"channel": "/meta/subscribe", "clientId": cid, "subscription": list(subscriptions)}]
+        )
+    w.send([{"channel": "/meta/connect", "clientId": cid, "connectionType": LP}])
+    return cid

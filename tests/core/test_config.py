@@ -161,3 +161,41 @@ def test_first_bad_field_is_reported() -> None:
         make(max_queue=0, overflow=None, connection_types=())
     with pytest.raises(ValueError, match=r"^overflow"):
         make(overflow=None, connection_types=())
+
+
+# ------------------------------------------------ hardening limits (issue 8)
+
+
+def test_hardening_defaults() -> None:
+    config = EngineConfig()
+    assert config.max_clients_per_address is None
+    assert config.max_json_depth == 64
+    assert config.js_safe_integers is False
+
+
+@pytest.mark.parametrize("value", [None, 1, 2, 10**6])
+def test_max_clients_per_address_accepts_none_or_positive(value: int | None) -> None:
+    assert EngineConfig(max_clients_per_address=value).max_clients_per_address == value
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.0, "3", True, float("inf")], ids=repr)
+def test_max_clients_per_address_refuses_other_values(value: object) -> None:
+    with pytest.raises(ValueError, match=r"^max_clients_per_address must be None or an int >= 1"):
+        make(max_clients_per_address=value)
+
+
+@pytest.mark.parametrize("value", [3, 4, 64, 255, 1024])
+def test_max_json_depth_accepts_3_to_1024(value: int) -> None:
+    assert EngineConfig(max_json_depth=value).max_json_depth == value
+
+
+@pytest.mark.parametrize("value", [2, 0, -1, 1025, 64.0, "64", None, True], ids=repr)
+def test_max_json_depth_refuses_other_values(value: object) -> None:
+    with pytest.raises(ValueError, match=r"^max_json_depth must be an int from 3 to 1024"):
+        make(max_json_depth=value)
+
+
+@pytest.mark.parametrize("value", [0, 1, "yes", None], ids=repr)
+def test_js_safe_integers_must_be_a_bool(value: object) -> None:
+    with pytest.raises(ValueError, match=r"^js_safe_integers must be a bool"):
+        make(js_safe_integers=value)

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bayeux_core import BodyError, BodyErrorKind, decode_body, encode
-from bayeux_core._messages import DEFAULT_MAX_BODY
+from bayeux_core._messages import DEFAULT_MAX_BODY, DEFAULT_MAX_DEPTH
 
 HANDSHAKE = {
     "channel": "/meta/handshake",
@@ -231,10 +231,127 @@ def test_body_error_is_frozen_value() -> None:
         (BodyErrorKind.NOT_JSON, 400),
         (BodyErrorKind.NOT_MESSAGES, 400),
         (BodyErrorKind.TOO_MANY, 400),
+        (BodyErrorKind.TOO_DEEP, 400),
     ],
 )
 def test_http_status(kind: BodyErrorKind, status: int) -> None:
     assert BodyError(kind, "").http_status == status
+
+
+# -------------------------------------------------------------------- depth
+
+
+def nested(depth: int) -> object:
+    """Arrays ``depth`` levels deep: ``nested(1) == []``."""
+    value: object = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+def body_of_depth(depth: int) -> bytes:
+    """A batch whose deepest point is ``depth`` (the batch array is level 1).
+
+    Written by hand: orjson cannot encode more than 255 levels.
+    """
+    inner = depth - 2
+    return b'[{"channel":"/a","data":' + b"[" * inner + b"]" * inner + b"}]"
+
+
+@pytest.mark.parametrize("limit", [3, 10, 64, 100])
+def test_depth_limit_is_exact(limit: int) -> None:
+    assert isinstance(decode_body(body_of_depth(limit), max_depth=limit), list)
+    result = decode_body(body_of_depth(limit + 1), max_depth=limit)
+    assert error_kind(result) is BodyErrorKind.TOO_DEEP
+    assert isinstance(result, BodyError)
+    assert result.http_status == 400
+    assert str(limit) in result.detail
+
+
+def test_default_depth_limit_is_64() -> None:
+    assert DEFAULT_MAX_DEPTH == 64
+    assert isinstance(decode_body(body_of_depth(64)), list)
+    assert error_kind(decode_body(body_of_depth(65))) is BodyErrorKind.TOO_DEEP
+
+
+def test_depth_of_a_single_object_body_counts_from_the_object() -> None:
+    body = orjson.dumps({"channel": "/a", "data": nested(63)})  # 64 deep
+    assert isinstance(decode_body(body), list)
+    body = orjson.dumps({"channel": "/a", "data": nested(64)})
+    assert error_kind(decode_body(body)) is BodyErrorKind.TOO_DEEP
+
+
+@pytest.mark.parametrize("convert", [bytes, bytearray, memoryview, lambda b: b.decode()])
+def test_depth_limit_for_every_input_type(convert: Any) -> None:
+    assert isinstance(decode_body(convert(body_of_depth(20)), max_depth=20), list)
+    result = decode_body(convert(body_of_depth(21)), max_depth=20)
+    assert error_kind(result) is BodyErrorKind.TOO_DEEP
+
+
+def test_objects_count_as_levels_too() -> None:
+    value: object = 1
+    for _ in range(30):
+        value = {"a": value}
+    body = orjson.dumps([{"channel": "/a", "data": value}])  # 2 + 30 levels
+    assert isinstance(decode_body(body, max_depth=32), list)
+    assert error_kind(decode_body(body, max_depth=31)) is BodyErrorKind.TOO_DEEP
+
+
+def test_wide_batches_are_not_deep() -> None:
+    """Many brackets side by side (the walked case) are one level each."""
+    message = {"channel": "/a", "data": {"a": [1, {"b": [2]}]}, "ext": {"x": {}}}
+    body = orjson.dumps([message] * 1000)  # 6,001 opening brackets, 6 deep
+    assert decode_body(body, max_depth=6) == [message] * 1000
+    assert error_kind(decode_body(body, max_depth=5)) is BodyErrorKind.TOO_DEEP
+
+
+def test_one_deep_message_in_a_wide_batch_is_found() -> None:
+    batch: list[object] = [{"channel": "/a", "data": 1}] * 500
+    batch.insert(250, {"channel": "/a", "data": nested(20)})
+    result = decode_body(orjson.dumps(batch), max_depth=21)
+    assert error_kind(result) is BodyErrorKind.TOO_DEEP
+    assert isinstance(decode_body(orjson.dumps(batch), max_depth=22), list)
+
+
+def test_brackets_inside_strings_are_not_nesting() -> None:
+    text = "[{" * 200
+    message = {"channel": "/a", "data": text, "ext": {"note": text}}
+    assert decode_body(orjson.dumps([message]), max_depth=3) == [message]
+
+
+def test_orjson_limit_beyond_any_configured_depth() -> None:
+    """orjson itself refuses 1,025 levels: that is NOT_JSON, whatever max_depth says."""
+    assert isinstance(decode_body(body_of_depth(1024), max_depth=2000), list)
+    result = decode_body(body_of_depth(1025), max_depth=2000)
+    assert error_kind(result) is BodyErrorKind.NOT_JSON
+
+
+# ------------------------------------------------------------------ numbers
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b'[{"n":9223372036854775807}]', 9223372036854775807),
+        (b'[{"n":-9223372036854775808}]', -9223372036854775808),
+        (b'[{"n":18446744073709551615}]', 18446744073709551615),
+        (b'[{"n":1e308}]', 1e308),
+        # beyond 64 bits: read as a double, as JavaScript reads every number
+        (b'[{"n":18446744073709551616}]', 18446744073709551616.0),
+    ],
+)
+def test_numbers_that_fit(raw: bytes, expected: object) -> None:
+    result = decode_body(raw)
+    assert isinstance(result, list)
+    assert result[0]["n"] == expected
+    assert type(result[0]["n"]) is type(expected)
+
+
+@pytest.mark.parametrize(
+    "raw", [b'[{"n":1e400}]', b'[{"n":-1e400}]', b'[{"n":NaN}]', b'[{"n":Infinity}]']
+)
+def test_numbers_beyond_a_double_are_not_json(raw: bytes) -> None:
+    assert error_kind(decode_body(raw)) is BodyErrorKind.NOT_JSON
 
 
 # ------------------------------------------------------------------- encode
@@ -351,3 +468,10 @@ def test_encode_is_compact_json(value: object) -> None:
     # stdlib's compact form, unescaped UTF-8 included.
     expected = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
     assert encode(value) == expected
+
+
+def test_depth_1024_is_orjsons_own_limit_and_skips_the_check() -> None:
+    body = body_of_depth(1024)
+    assert isinstance(decode_body(body, max_depth=1024), list)
+    assert error_kind(decode_body(body, max_depth=1023)) is BodyErrorKind.TOO_DEEP
+    assert error_kind(decode_body(body_of_depth(1025), max_depth=1024)) is BodyErrorKind.NOT_JSON

@@ -1,7 +1,8 @@
-"""Faye's security history (faye.md section 4) and our hardening (section 7), core side.
+"""Faye's security history (faye.md section 4) and our hardening, engine side.
 
-Each test names the row it covers. The network-layer rows (JSON-P callbacks,
-CORS, TLS, HTTPoxy, WebSocket frame limits) are tested with the trio layer.
+Each test names the row it covers (tests/security/__init__.py maps them). The
+network-layer rows (JSON-P callbacks, CORS, TLS, HTTPoxy, WebSocket frames)
+are in test_faye_history.py, against a real server.
 """
 
 from __future__ import annotations
@@ -27,28 +28,7 @@ from bayeux_core import (
     Reply,
     decode_body,
 )
-
-from .helpers import Wire, events, replies
-
-LP = "long-polling"
-
-
-def handshake_msg(**extra: Any) -> dict[str, Any]:
-    return {
-        "channel": "/meta/handshake",
-        "version": "1.0",
-        "supportedConnectionTypes": [LP],
-    } | extra
-
-
-def connected(w: Wire, *subscriptions: str) -> str:
-    cid = w.handshake()
-    if subscriptions:
-        w.send(
-            [{"channel": "/meta/subscribe", "clientId": cid, "subscription": list(subscriptions)}]
-        )
-    w.send([{"channel": "/meta/connect", "clientId": cid, "connectionType": LP}])
-    return cid
+from tests.core.helpers import LP, Wire, connected, events, handshake_msg, replies
 
 
 def snapshot(w: Wire) -> list[tuple[str, str, list[str], list[bytes], bool]]:
@@ -83,7 +63,7 @@ METHOD_CHANNELS = [
 
 
 @pytest.mark.parametrize("channel", METHOD_CHANNELS)
-def test_2013_meta_method_names_are_403_without_side_effects(channel: str) -> None:
+def test_faye_2013_01_meta_method_names_are_403_without_side_effects(channel: str) -> None:
     w = Wire()
     cid = connected(w, "/**", "/a")
     before = snapshot(w)
@@ -115,7 +95,7 @@ def test_2013_meta_method_names_are_403_without_side_effects(channel: str) -> No
 @pytest.mark.parametrize(
     "raw", [b"1", b'"str"', b"null", b"true", b"[1]", b"[null]", b'[{"channel":"/a"},2]', b"{"]
 )
-def test_2015_non_object_bodies_are_400_before_the_engine(raw: bytes) -> None:
+def test_faye_417_non_object_bodies_are_400_before_the_engine(raw: bytes) -> None:
     result = decode_body(raw)
     assert isinstance(result, BodyError)
     assert result.http_status == 400
@@ -145,7 +125,7 @@ def test_2015_non_object_bodies_are_400_before_the_engine(raw: bytes) -> None:
         b'{"channel":"/service/x"}',
     ],
 )
-def test_2015_odd_messages_get_replies_never_exceptions(raw: bytes) -> None:
+def test_faye_417_odd_messages_get_replies_never_exceptions(raw: bytes) -> None:
     w = Wire()
     connected(w, "/**")
     batch = decode_body(raw)
@@ -211,7 +191,7 @@ MESSAGES = st.lists(
 
 @settings(max_examples=200, deadline=None)
 @given(batches=st.lists(MESSAGES, min_size=1, max_size=4))
-def test_2015_no_input_makes_the_engine_raise(batches: list[list[Any]]) -> None:
+def test_faye_417_no_input_makes_the_engine_raise(batches: list[list[Any]]) -> None:
     w = Wire(EngineConfig(max_batch=3))
     ws = w.conn()
     w.engine.open_stream(ws, now=w.now)
@@ -317,7 +297,7 @@ HOSTILE_IDS = ["__proto__", "constructor", "prototype", "toString", "x" * 100_00
 
 
 @pytest.mark.parametrize("client_id", HOSTILE_IDS)
-def test_hostile_client_ids_are_401(client_id: str) -> None:
+def test_faye_1_4_2_hostile_client_ids_are_401(client_id: str) -> None:
     w = Wire()
     connected(w, "/a")
     before = snapshot(w)
@@ -337,7 +317,7 @@ def test_hostile_client_ids_are_401(client_id: str) -> None:
 
 
 @pytest.mark.parametrize("client_id", [123, 1.5, True, None, ["x"], {"__proto__": 1}])
-def test_non_string_client_ids_are_402(client_id: Any) -> None:
+def test_faye_1_4_2_non_string_client_ids_are_402(client_id: Any) -> None:
     w = Wire()
     connected(w, "/a")
     before = snapshot(w)
@@ -358,7 +338,9 @@ def test_non_string_client_ids_are_402(client_id: Any) -> None:
 
 
 @pytest.mark.parametrize("client_id", HOSTILE_IDS)
-def test_eventsource_stream_for_a_hostile_client_id_binds_nothing(client_id: str) -> None:
+def test_faye_1_4_2_eventsource_stream_for_a_hostile_client_id_binds_nothing(
+    client_id: str,
+) -> None:
     w = Wire()
     victim = connected(w, "/a")
     attacker = w.conn()
@@ -373,7 +355,7 @@ def test_eventsource_stream_for_a_hostile_client_id_binds_nothing(client_id: str
 
 
 @pytest.mark.parametrize("client_id", HOSTILE_IDS)
-def test_websocket_connect_for_a_hostile_client_id_binds_nothing(client_id: str) -> None:
+def test_faye_1_4_2_websocket_connect_for_a_hostile_client_id_binds_nothing(client_id: str) -> None:
     """The 1.4.0 bug: a socket bound before the clientId was checked."""
     w = Wire()
     victim = connected(w, "/a")
