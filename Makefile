@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit fuzz bench-core bench clean
+.PHONY: run test lint typecheck unit fuzz bench-core bench-redis bench soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,10 +54,25 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,fuzz,bench]'
 	touch $(BENCH_STAMP)
 
-bench: bench-core $(BENCH_STAMP)
+bench: bench-core bench-redis $(BENCH_STAMP)
 	$(BIN)/python bench/server_bench.py --runs $(RUNS) --json $(BENCH_JSON) \
 	  $(if $(SCENARIOS),--scenarios $(SCENARIOS))
 	$(BIN)/python bench/plot_server_bench.py $(BENCH_JSON) $(BENCH_PLOTS)
+
+# The Redis engine, 1 and 2 processes, against in-memory and Faye + faye-redis
+# (bench/redis_bench.py; docs/benchmarks.md, "Redis"). About two minutes.
+REDIS_BENCH_JSON ?= bench/results/redis_bench.json
+
+bench-redis: $(BENCH_STAMP)
+	$(BIN)/python bench/redis_bench.py --json $(REDIS_BENCH_JSON)
+
+# Bounded soak, not part of make test (bench/soak.py; docs/reliability.md):
+# 100,000 handshake/subscribe/publish/disconnect cycles, then 2,000 clients
+# for SOAK_MINUTES; the server's RSS, fds and own counts must come back.
+SOAK_MINUTES ?= 10
+
+soak: $(STAMP)
+	SOAK_MINUTES=$(SOAK_MINUTES) $(BIN)/python bench/soak.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .coverage htmlcov
