@@ -286,7 +286,8 @@ def publisher_of(run: Run) -> str | None:
 def check_service(run: Run, kind: MessageKind) -> None:
     (reply,) = run.answer
     assert reply["successful"] is True
-    assert run.events == [Published(publisher_of(run), "/service/app", 1)]
+    # the message id comes along: it is how a service call is answered
+    assert run.events == [Published(publisher_of(run), "/service/app", 1, message_id="m")]
     assert routed(run) == []  # not even to the /** watcher
 
 
