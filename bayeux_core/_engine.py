@@ -305,6 +305,13 @@ class Engine:
         if len(messages) > self.config.max_batch:
             self._actions.append(Reply(conn, _BATCH_TOO_LARGE))
             return
+        if len(messages) == 1 and not self._extensions:
+            # A lone publish without a session (a backend's notification):
+            # none of _handle's branches but the publish apply to it.
+            encoded = self._plain_publish(messages[0])
+            if encoded is not None:
+                self._actions.append(Reply(conn, b"[" + encoded + b"]"))
+                return
         batch = _Batch(conn, streaming, request, address, wall)
         for message in messages:
             reply: Message | None
@@ -686,6 +693,23 @@ class Engine:
                 reply = result
         return orjson.dumps(reply)
 
+    def _plain_publish(self, message: object) -> bytes | None:
+        """The encoded reply to a publish with no message id, client id or
+        error, to a channel that is neither meta nor service, handled as
+        :meth:`_handle` would; None if ``message`` is not such a publish."""
+        if type(message) is not dict or "id" in message or "clientId" in message:
+            return None
+        channel = message.get("channel")
+        if (
+            "error" in message
+            or "data" not in message
+            or not is_valid_name(channel)
+            or is_meta(channel)
+            or is_service(channel)
+        ):
+            return None
+        return orjson.dumps(self._on_publish({"channel": channel}, channel, message, None))
+
     def _handle(self, message: Message, batch: _Batch) -> Message | None:
         """One message in; its reply out (None: a connect waits to be held)."""
         channel = message.get("channel")
@@ -862,6 +886,10 @@ class Engine:
         reply["successful"] = False
         reply["error"] = error
         code = error.split(":", 1)[0]
+        if len(code) != 3 or not code.isdigit():
+            # A client may set its own "error": keep the keys (and metric
+            # labels) to Bayeux's three-digit codes, a bounded set.
+            code = "other"
         self.error_counts[code] = self.error_counts.get(code, 0) + 1
         reply.pop("clientId", None)
         if kind is MessageKind.HANDSHAKE:

@@ -128,3 +128,15 @@ def test_error_counts_by_code() -> None:
     wire.send([{"channel": "/meta/subscribe", "clientId": wire.handshake()}])
     # Two connects from unknown clients (401), one subscribe without a subscription (402).
     assert wire.engine.error_counts == {"401": 2, "402": 1}
+
+
+def test_error_counts_keep_client_chosen_errors_to_one_key() -> None:
+    # A client may set "error" on its own messages (it refuses itself); those
+    # strings must not grow the table (or the metric labels built from it).
+    wire = Wire()
+    client_id = wire.handshake()
+    for n in range(50):
+        wire.send([{"channel": "/a", "clientId": client_id, "data": 1, "error": f"x{n}:no"}])
+    wire.send([{"channel": "/a", "clientId": client_id, "data": 1, "error": "4031:no"}])
+    wire.send([{"channel": "/a", "clientId": client_id, "data": 1, "error": "403:/a:no"}])
+    assert wire.engine.error_counts == {"other": 51, "403": 1}
