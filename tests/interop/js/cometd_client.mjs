@@ -111,6 +111,7 @@ async function main() {
         publisher: publisher.getTransport().type,
     });
     for (const [name, client] of [["subscriber", subscriber], ["publisher", publisher]]) {
+        emit("disconnecting", { client: name });
         const reply = await call((done) => client.disconnect(done));
         emit("disconnected", { client: name, successful: reply.successful });
     }
