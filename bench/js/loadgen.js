@@ -841,8 +841,6 @@ async function httppub() {
 // 7: ping-pong: A publishes to /bench/ping, B (subscribed) publishes the same
 // sequence number to /bench/pong, A (subscribed) gets it: one round trip.
 async function pingpong() {
-  const total = options.roundtrips;
-  const samples = [];
   let onPong = null;
   let b = null;
   const a = await new WsSession((payload) => {
@@ -859,36 +857,12 @@ async function pingpong() {
   }).open(options.port, options.path);
   await a.subscribe('/bench/pong');
   await b.subscribe('/bench/ping');
-  const run = (count, record) =>
-    new Promise((resolve, reject) => {
-      let seq = 0;
-      let sentAt = 0;
-      const timer = setTimeout(
-        () => reject(new Error(`ping-pong timed out at ${seq}/${count}`)),
-        options.deadline * 1000
-      );
-      const ping = () => {
-        sentAt = now();
-        a.publish('/bench/ping', { seq: seq }, () => {});
-      };
-      onPong = (got) => {
-        if (got !== seq) return;
-        if (record) samples.push(now() - sentAt);
-        seq += 1;
-        if (seq >= count) {
-          clearTimeout(timer);
-          resolve();
-        } else {
-          ping();
-        }
-      };
-      ping();
-    });
-  await run(100, false);
-  const meter = new Meter();
-  await run(total, true);
-  const result = meter.finish(Object.assign({ roundtrips: total }, latencyStats(samples)));
-  result.roundtrips_per_s = total / result.seconds;
+  const result = await timedPingPong(
+    (seq) => a.publish('/bench/ping', { seq: seq }, () => {}),
+    (handler) => {
+      onPong = handler;
+    }
+  );
   endSessions([a, b]);
   await closeAll([a, b]);
   return result;
@@ -951,9 +925,45 @@ async function fayeFanout() {
   return result;
 }
 
-async function fayePingpong() {
+// Ping-pong rounds, one at a time: 100 unrecorded, then options.roundtrips
+// timed. ping(seq) publishes; setOnPong(handler) installs what a pong calls.
+async function timedPingPong(ping, setOnPong) {
   const total = options.roundtrips;
   const samples = [];
+  const run = (count, record) =>
+    new Promise((resolve, reject) => {
+      let seq = 0;
+      let sentAt = 0;
+      const timer = setTimeout(
+        () => reject(new Error(`ping-pong timed out at ${seq}/${count}`)),
+        options.deadline * 1000
+      );
+      const send = () => {
+        sentAt = now();
+        ping(seq);
+      };
+      setOnPong((got) => {
+        if (got !== seq) return;
+        if (record) samples.push(now() - sentAt);
+        seq += 1;
+        if (seq >= count) {
+          clearTimeout(timer);
+          resolve();
+        } else {
+          send();
+        }
+      });
+      send();
+    });
+  await run(100, false);
+  const meter = new Meter();
+  await run(total, true);
+  const result = meter.finish(Object.assign({ roundtrips: total }, latencyStats(samples)));
+  result.roundtrips_per_s = total / result.seconds;
+  return result;
+}
+
+async function fayePingpong() {
   const a = fayeClient();
   const b = fayeClient();
   let onPong = null;
@@ -963,33 +973,12 @@ async function fayePingpong() {
   });
   await until(() => [a, b].every((c) => c._dispatcher.connectionType === 'websocket'), 30,
     'faye clients on websocket');
-  const run = (count, record) =>
-    new Promise((resolve, reject) => {
-      let seq = 0;
-      let sentAt = 0;
-      const timer = setTimeout(() => reject(new Error('ping-pong timed out')), options.deadline * 1000);
-      const ping = () => {
-        sentAt = now();
-        a.publish('/bench/ping', { seq: seq });
-      };
-      onPong = (got) => {
-        if (got !== seq) return;
-        if (record) samples.push(now() - sentAt);
-        seq += 1;
-        if (seq >= count) {
-          clearTimeout(timer);
-          resolve();
-        } else {
-          ping();
-        }
-      };
-      ping();
-    });
-  await run(100, false);
-  const meter = new Meter();
-  await run(total, true);
-  const result = meter.finish(Object.assign({ roundtrips: total }, latencyStats(samples)));
-  result.roundtrips_per_s = total / result.seconds;
+  const result = await timedPingPong(
+    (seq) => a.publish('/bench/ping', { seq: seq }),
+    (handler) => {
+      onPong = handler;
+    }
+  );
   a.disconnect();
   b.disconnect();
   await sleep(300);
