@@ -48,6 +48,9 @@ class ServerConfig:
             characters); required with ``admin_path``. Not shown in ``repr``.
         metrics_path: answer ``GET`` here with Prometheus metrics (needs the
             ``metrics`` extra); None (the default): no metrics.
+        reclaim_after: once open connections have fallen by at least this
+            many, to half their peak or less, collect garbage cycles and trim
+            the C heap (``bayeux_trio._reclaim``); None: never.
     """
 
     host: str = "127.0.0.1"
@@ -71,6 +74,7 @@ class ServerConfig:
     admin_path: str | None = None
     admin_token: str | None = field(default=None, repr=False)
     metrics_path: str | None = None
+    reclaim_after: int | None = 500
 
     def __post_init__(self) -> None:
         if not self.mount.startswith("/") or (len(self.mount) > 1 and self.mount.endswith("/")):
@@ -115,6 +119,8 @@ class ServerConfig:
         for name in ("max_body", "max_ws_message", "max_header", "max_connections", "max_buffer"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.reclaim_after is not None and self.reclaim_after < 1:
+            raise ValueError("reclaim_after must be None or at least 1")
         per_address = self.max_connections_per_address
         if per_address is not None and per_address < 1:
             raise ValueError("max_connections_per_address must be None or at least 1")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -28,6 +29,7 @@ from ._extensions import AsyncExtension
 from ._http import serve_connection
 from ._hub import Hub
 from ._local import LocalClient
+from ._reclaim import ReclaimPolicy, reclaim
 from ._services import ServiceHandler, Services
 from ._static import StaticFiles
 from ._wallclock import wall_clock_ms
@@ -43,6 +45,8 @@ _CLIENT_DIR = Path(__file__).parent / "static"
 _EVENTSOURCE_PING = 10.0
 #: seconds a WebSocket may be silent beyond a connect's longest hold
 _IDLE_MARGIN = 10.0
+#: seconds between samples of the connection count (see _reclaim)
+_RECLAIM_PERIOD = 5.0
 
 
 def _log_event(event: Event) -> None:
@@ -292,6 +296,8 @@ class BayeuxServer:
                         await nursery.start(self.bus.run)
                     nursery.start_soon(self._pinger)
                     nursery.start_soon(self._reap_idle_websockets)
+                    if config.reclaim_after is not None:
+                        nursery.start_soon(self._reclaim_memory, config.reclaim_after)
                     for listener in self._listeners:
                         nursery.start_soon(self._accept, listener, nursery)
                     task_status.started(self)
@@ -419,6 +425,9 @@ class BayeuxServer:
                 await trio.aclose_forcefully(stream)
                 continue
             nursery.start_soon(self._connection, stream, address)
+            # Not kept until the next accept: an idle server would hold the
+            # last connection's objects (and its memory) for as long.
+            del stream
 
     async def _connection(self, stream: trio.SocketStream, address: str | None = None) -> None:
         self._connections += 1
@@ -455,8 +464,8 @@ class BayeuxServer:
         engine = self.engine.config
         limit = max(self.config.idle_timeout, engine.timeout + engine.interval + _IDLE_MARGIN)
         sweeps = 4
-        while True:
-            await trio.sleep(limit / sweeps)
+
+        def sweep() -> None:  # a function, so that no endpoint outlives the sweep
             for endpoint in list(self._streams):
                 if isinstance(endpoint, WebSocketEndpoint):
                     endpoint.idle += 1
@@ -464,15 +473,37 @@ class BayeuxServer:
                         log.debug("closing WebSocket %d: idle for %g s", endpoint.conn, limit)
                         endpoint.wake()
 
+        while True:
+            await trio.sleep(limit / sweeps)
+            sweep()
+
     async def _pinger(self) -> None:
         period = self.config.ping
         websockets = period is not None
         period = period if period is not None else _EVENTSOURCE_PING
         from ._websocket import WebSocketEndpoint
 
-        while True:
-            await trio.sleep(period if math.isfinite(period) else _EVENTSOURCE_PING)
+        def ping() -> None:  # a function, so that no endpoint outlives the round
             for endpoint in list(self._streams):
                 if websockets or not isinstance(endpoint, WebSocketEndpoint):
                     endpoint.ping()
+
+        while True:
+            await trio.sleep(period if math.isfinite(period) else _EVENTSOURCE_PING)
+            ping()
             self.hub.flush()
+
+    async def _reclaim_memory(self, after: int) -> None:
+        """Hand memory back once a burst of connections has gone (_reclaim)."""
+        policy = ReclaimPolicy(after)
+        while True:
+            await trio.sleep(_RECLAIM_PERIOD)
+            if policy.sample(self._connections):
+                started = time.perf_counter()
+                collected = reclaim()
+                log.info(
+                    "connections fell to %d: collected %d objects and trimmed the heap in %.0f ms",
+                    self._connections,
+                    collected,
+                    (time.perf_counter() - started) * 1000,
+                )
