@@ -76,6 +76,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     serve.add_argument(
+        "--allocator",
+        default="auto",
+        choices=["auto", "jemalloc", "python"],
+        help="memory allocator: jemalloc gives memory back to the system after bursts of "
+        "clients (needs libjemalloc2); python is CPython's own; auto: jemalloc if "
+        "installed (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--reclaim-after",
+        type=int,
+        default=500,
+        metavar="N",
+        help="once open connections fall by N, to half their peak or less, collect "
+        "garbage and trim the heap; 0: never (default: %(default)s)",
+    )
+    serve.add_argument(
         "--health-path",
         default="/health",
         metavar="PATH",
@@ -254,6 +270,7 @@ def _config(args: argparse.Namespace) -> ServerConfig:
         admin_path=args.admin_path or None,
         admin_token=_admin_token(args) if args.admin_path else None,
         metrics_path=args.metrics_path or None,
+        reclaim_after=args.reclaim_after or None,
     )
 
 
@@ -297,6 +314,60 @@ async def _serve(server: BayeuxServer, grace: float) -> None:
             nursery.start_soon(stop_on_signal)
             await nursery.start(server.serve)
             started = True
+            on_jemalloc = _jemalloc_loaded() and os.environ.get("PYTHONMALLOC") == "malloc"
+            log.info("memory allocator: %s", "jemalloc" if on_jemalloc else "python")
+
+
+#: where Debian, Ubuntu, Fedora and Alpine put jemalloc
+_JEMALLOC_PATHS = (
+    "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
+    "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2",
+    "/usr/lib64/libjemalloc.so.2",
+    "/usr/lib/libjemalloc.so.2",
+)
+
+
+def find_jemalloc() -> str | None:
+    """The path of libjemalloc.so.2, or None."""
+    for path in _JEMALLOC_PATHS:
+        if os.path.exists(path):
+            return path
+    return None
+
+
+def _jemalloc_loaded() -> bool:
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return False
+    return "libjemalloc" in maps
+
+
+def _use_jemalloc(argv: Sequence[str]) -> str | None:
+    """Re-execute this command on jemalloc; returns why it cannot (or None if it runs on it).
+
+    The allocator is chosen when the interpreter starts, so the process
+    replaces itself (same PID, same arguments) with ``LD_PRELOAD`` naming
+    jemalloc and ``PYTHONMALLOC=malloc``, which sends every Python object
+    to it. Workers (``--workers``) inherit both.
+    """
+    if _jemalloc_loaded() and os.environ.get("PYTHONMALLOC") == "malloc":
+        return None
+    if os.environ.get("BAYEUX_ALLOCATOR_EXEC"):
+        return "jemalloc was preloaded but is not in use (LD_PRELOAD refused?)"
+    path = find_jemalloc()
+    if path is None:
+        return "--allocator jemalloc: libjemalloc.so.2 not found (apt-get install libjemalloc2)"
+    preload = os.environ.get("LD_PRELOAD", "")
+    env = dict(
+        os.environ,
+        LD_PRELOAD=f"{path} {preload}".strip(),
+        PYTHONMALLOC="malloc",
+        BAYEUX_ALLOCATOR_EXEC="1",
+    )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "bayeux_trio", *argv], env)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -304,7 +375,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command != "serve":
         return run_client_command(args, parser)
+    # "auto" re-executes only a real command (argv None), never a caller's process.
+    wanted = args.allocator == "jemalloc" or (
+        args.allocator == "auto" and argv is None and find_jemalloc() is not None
+    )
+    problem = _use_jemalloc(list(sys.argv[1:] if argv is None else argv)) if wanted else None
+    if problem is not None and args.allocator == "jemalloc":
+        parser.error(problem)
     configure_logging(args.log_level, args.log_format)
+    if problem is not None:
+        log.warning("running on CPython's allocator: %s", problem)
     try:
         if not (math.isfinite(args.grace) and args.grace >= 0):
             raise ValueError(f"--grace must be a number of seconds >= 0, not {args.grace}")
