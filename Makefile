@@ -69,10 +69,12 @@ bench-redis: $(BENCH_STAMP)
 # Bounded soak, not part of make test (bench/soak.py; docs/reliability.md):
 # 100,000 handshake/subscribe/publish/disconnect cycles, then 2,000 clients
 # for SOAK_MINUTES; the server's RSS, fds and own counts must come back.
+# SOAK_ALLOCATOR=python measures CPython's own allocator instead of jemalloc.
 SOAK_MINUTES ?= 10
+SOAK_ALLOCATOR ?= jemalloc
 
 soak: $(STAMP)
-	SOAK_MINUTES=$(SOAK_MINUTES) $(BIN)/python bench/soak.py
+	SOAK_MINUTES=$(SOAK_MINUTES) $(BIN)/python bench/soak.py --allocator $(SOAK_ALLOCATOR)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .coverage htmlcov

@@ -47,6 +47,7 @@ import json
 import os
 import platform
 import resource
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -276,14 +277,15 @@ class Outcome:
 class Servers:
     """Our server and Faye's, started on free loopback ports."""
 
-    def __init__(self, node_modules: Path, logs: Path) -> None:
+    def __init__(self, node_modules: Path, logs: Path, our_args: Sequence[str] = ()) -> None:
         self.node_modules = node_modules
         self.logs = logs
+        self.our_args = our_args
         self.running: dict[str, ServerProcess] = {}
 
     def start(self) -> None:
         self.stop()
-        self.running[OURS] = start_our_server(self.logs / "ours.log")
+        self.running[OURS] = start_our_server(self.logs / "ours.log", self.our_args)
         self.running[FAYE] = start_faye_server(self.node_modules, self.logs / "faye.log")
 
     def stop(self) -> None:
@@ -298,8 +300,8 @@ class Servers:
 
 
 @contextmanager
-def servers(node_modules: Path, logs: Path) -> Iterator[Servers]:
-    pair = Servers(node_modules, logs)
+def servers(node_modules: Path, logs: Path, our_args: Sequence[str] = ()) -> Iterator[Servers]:
+    pair = Servers(node_modules, logs, our_args)
     try:
         yield pair
     finally:
@@ -533,6 +535,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "others stop at 2,000)",
     )
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument(
+        "--our-args",
+        default="",
+        help="extra arguments for our server, e.g. '--allocator jemalloc' (default: none)",
+    )
     args = parser.parse_args(argv)
     wanted = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     if wanted == ["all"]:
@@ -559,7 +566,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     log(f"server logs in {logs}; open-file limit {files}; load average {info['loadavg_start']}")
     outcomes: list[Outcome] = []
-    with servers(node_modules, logs) as pair:
+    with servers(node_modules, logs, shlex.split(args.our_args)) as pair:
         for group in wanted:
             runs = args.sweep_runs if group in SWEEPS else args.runs
             for listed in SCENARIOS[group]:

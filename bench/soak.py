@@ -21,8 +21,10 @@ queued messages, stream endpoints, output buffers waiting to be flushed or
 drained, trio tasks (walked from the root task) and the objects the garbage
 collector tracks. ``--rounds`` repeats part B, to tell a leak (growth with
 every round) from the allocator keeping its high-water mark. The final sample
-is taken ``--final-wait`` seconds after the last part. At the end the server
-gets SIGTERM and must exit 0. Prints a table; writes JSON (``--json``).
+is taken ``--final-wait`` seconds after the last part. ``--allocator jemalloc``
+runs the server on jemalloc, as ``bayeux serve --allocator jemalloc`` does. At
+the end the server gets SIGTERM and must exit 0. Prints a table; writes JSON
+(``--json``).
 """
 
 from __future__ import annotations
@@ -607,13 +609,27 @@ def _free_port() -> int:
         return port
 
 
-def _start_server(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+def _server_env(allocator: str) -> dict[str, str]:
+    """The server's environment: ``--allocator jemalloc`` as ``bayeux serve`` sets it up."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONMALLOC", "LD_PRELOAD")}
+    if allocator == "jemalloc":
+        from bayeux_trio._cli import find_jemalloc
+
+        path = find_jemalloc()
+        if path is None:
+            raise SystemExit("libjemalloc.so.2 not found (apt-get install libjemalloc2)")
+        env.update(LD_PRELOAD=path, PYTHONMALLOC="malloc")
+    return env
+
+
+def _start_server(workdir: Path, allocator: str) -> tuple[subprocess.Popen[bytes], int]:
     port = _free_port()
     with (workdir / "server.log").open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, __file__, "--serve", str(port), str(workdir / "stats.json")],
             stdout=log,
             stderr=subprocess.STDOUT,
+            env=_server_env(allocator),
         )
     return process, port
 
@@ -635,6 +651,7 @@ async def _drive(
             "rooms": args.rooms,
             "minutes": args.minutes,
             "publish_period": args.publish_period,
+            "allocator": args.allocator,
         },
     }
     sampler = Sampler(process, stats_path)
@@ -667,9 +684,11 @@ async def _drive(
                 )
                 await sampler.settle(f"after long-lived #{round_}")
             result["long_lived"] = rounds[0] if len(rounds) == 1 else rounds
-        # Ended sessions stay referenced by the engine's timer heap until their
-        # timers fall due (lazy deletion, at most timeout + session_timeout = 55 s
-        # by default): wait that long so that the last sample shows them freed.
+        # Two lazily pruned heaps keep what departed clients left for a while:
+        # the engine's timers hold ended sessions until they fall due (at most
+        # timeout + session_timeout, 55 s by default) and trio's deadline heap
+        # holds the cancel scopes of closed connections until their deadlines
+        # pass (at most idle_timeout, 120 s). Wait that long for the last sample.
         await trio.sleep(args.final_wait)
         final = await sampler.settle("final", seconds=10)
         result["growth"] = {
@@ -717,9 +736,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--sample-every", type=float, default=60.0, help="seconds, in part B")
     parser.add_argument(
+        "--allocator",
+        choices=["python", "jemalloc"],
+        default="python",
+        help="the server's allocator, as bayeux serve --allocator (default: %(default)s)",
+    )
+    parser.add_argument(
         "--final-wait",
         type=float,
-        default=60.0,
+        default=150.0,
         help="seconds between the last part and the final sample (default: %(default)s)",
     )
     parser.add_argument("--json", type=Path, default=Path("bench/results/soak.json"))
@@ -732,7 +757,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("counts must be positive")
     budget = 600 + args.cycles * 0.05 + args.rounds * (args.minutes * 60 * 1.5 + 300)
     workdir = Path(tempfile.mkdtemp(prefix="soak-"))
-    process, port = _start_server(workdir)
+    process, port = _start_server(workdir, args.allocator)
     try:
         result = trio.run(_run_bounded, args, budget, process, port, workdir)
     finally:
