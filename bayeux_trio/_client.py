@@ -421,15 +421,7 @@ class BayeuxClient:
             LocalProtocolError: ``channel`` is not a channel one can publish to.
         """
         self._check_open()
-        try:
-            size = len(orjson.dumps({"channel": channel, "data": data, "ext": ext}))
-        except TypeError as exc:
-            raise TypeError(f"cannot publish a value that is not JSON: {exc}") from None
-        if size > self._settings.max_message_size:
-            raise ValueError(
-                f"the message is {size} bytes, more than max_message_size "
-                f"({self._settings.max_message_size})"
-            )
+        self._check_message(channel, data, ext, "publish")
         try:
             message_id = self.session.publish(channel, data, now=trio.current_time(), ext=ext)
         except LocalProtocolError as exc:
@@ -466,15 +458,7 @@ class BayeuxClient:
             ClientError, BufferFull, TypeError, ValueError: as :meth:`publish`.
         """
         self._check_open()
-        try:
-            size = len(orjson.dumps({"channel": channel, "data": data, "ext": ext}))
-        except TypeError as exc:
-            raise TypeError(f"cannot send a value that is not JSON: {exc}") from None
-        if size > self._settings.max_message_size:
-            raise ValueError(
-                f"the message is {size} bytes, more than max_message_size "
-                f"({self._settings.max_message_size})"
-            )
+        self._check_message(channel, data, ext, "send")
         if not is_service(channel):
             raise LocalProtocolError(f"{channel!r} is not a /service channel")
         try:
@@ -562,6 +546,18 @@ class BayeuxClient:
             await self._changed.wait()
 
     # ------------------------------------------------------------- internals
+
+    def _check_message(self, channel: str, data: Any, ext: Any, verb: str) -> None:
+        """Refuse, before it is queued, a message that is not JSON or is too large."""
+        try:
+            size = len(orjson.dumps({"channel": channel, "data": data, "ext": ext}))
+        except TypeError as exc:
+            raise TypeError(f"cannot {verb} a value that is not JSON: {exc}") from None
+        if size > self._settings.max_message_size:
+            raise ValueError(
+                f"the message is {size} bytes, more than max_message_size "
+                f"({self._settings.max_message_size})"
+            )
 
     def _check_open(self) -> None:
         if self._closed is not None:

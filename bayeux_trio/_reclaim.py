@@ -25,7 +25,7 @@ import ctypes
 import ctypes.util
 import gc
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 __all__ = ["ReclaimPolicy", "reclaim"]
 
@@ -44,7 +44,7 @@ class ReclaimPolicy:
     after: int
     peak: int = 0
     last: int = 0
-    runs: int = field(default=0)
+    runs: int = 0
 
     def sample(self, connections: int) -> bool:
         """Record one sample; True if memory should be reclaimed now."""

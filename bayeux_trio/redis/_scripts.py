@@ -4,7 +4,8 @@ from __future__ import annotations
 
 __all__ = ["CLAIM", "UPDATE"]
 
-_NEWER = """
+#: helpers both scripts start with
+_PRELUDE = """
 local function newer(a, b)
   if not b then return true end
   local am, as = string.match(a, '^(%d+)-(%d+)$')
@@ -12,6 +13,20 @@ local function newer(a, b)
   am = tonumber(am); bm = tonumber(bm)
   if am ~= bm then return am > bm end
   return tonumber(as) > tonumber(bs)
+end
+
+-- ARGV from 6 on: '+', pattern, from (subscribed) or '-', pattern (gone).
+local function record_subscriptions(rec)
+  local i = 6
+  while i <= #ARGV do
+    if ARGV[i] == '+' then
+      redis.call('HSET', rec, 's:' .. ARGV[i + 1], ARGV[i + 2])
+      i = i + 3
+    else
+      redis.call('HDEL', rec, 's:' .. ARGV[i + 1])
+      i = i + 2
+    end
+  end
 end
 """
 
@@ -21,7 +36,7 @@ end
 #: Returns {0}: no such session; {1}: already ours; or
 #: {2, new epoch, cursor, state, previous owner, pattern, from, ...}: taken over.
 CLAIM = (
-    _NEWER
+    _PRELUDE
     + """
 local rec = KEYS[1]
 if redis.call('EXISTS', rec) == 0 then return {0} end
@@ -30,16 +45,7 @@ local epoch = tonumber(redis.call('HGET', rec, 'g'))
 local state = redis.call('HGET', rec, 't')
 if ARGV[5] == '1' then redis.call('HSET', rec, 't', 'c') end
 redis.call('PEXPIRE', rec, ARGV[4])
-local i = 6
-while i <= #ARGV do
-  if ARGV[i] == '+' then
-    redis.call('HSET', rec, 's:' .. ARGV[i + 1], ARGV[i + 2])
-    i = i + 3
-  else
-    redis.call('HDEL', rec, 's:' .. ARGV[i + 1])
-    i = i + 2
-  end
-end
+record_subscriptions(rec)
 if owner == ARGV[1] and epoch == tonumber(ARGV[2]) then
   if ARGV[3] ~= '' and newer(ARGV[3], redis.call('HGET', rec, 'c')) then
     redis.call('HSET', rec, 'c', ARGV[3])
@@ -64,7 +70,7 @@ return out
 #: '1' to delete, then '+', pattern, from / '-', pattern.
 #: Returns 1, or 0 if the record is missing or not ours at this epoch.
 UPDATE = (
-    _NEWER
+    _PRELUDE
     + """
 local rec = KEYS[1]
 if redis.call('HGET', rec, 'o') ~= ARGV[1] or redis.call('HGET', rec, 'g') ~= ARGV[2] then
@@ -77,16 +83,7 @@ end
 if ARGV[4] ~= '' and newer(ARGV[4], redis.call('HGET', rec, 'c')) then
   redis.call('HSET', rec, 'c', ARGV[4])
 end
-local i = 6
-while i <= #ARGV do
-  if ARGV[i] == '+' then
-    redis.call('HSET', rec, 's:' .. ARGV[i + 1], ARGV[i + 2])
-    i = i + 3
-  else
-    redis.call('HDEL', rec, 's:' .. ARGV[i + 1])
-    i = i + 2
-  end
-end
+record_subscriptions(rec)
 redis.call('PEXPIRE', rec, ARGV[3])
 return 1
 """

@@ -11,28 +11,7 @@
 // as {"event": "connect", ext}. On the delivery "end" it disconnects and
 // prints {"event": "done"} (exit 0); failures print {"event": "error"} (exit 1).
 
-import path from "node:path";
-import { pathToFileURL } from "node:url";
-
-const [nodeModules, endpoint, rawOptions] = process.argv.slice(2);
-const options = JSON.parse(rawOptions || "{}");
-
-function emit(event, fields) {
-    process.stdout.write(JSON.stringify({ event, ...(fields || {}) }) + "\n");
-}
-
-function fail(error) {
-    emit("error", { message: String((error && error.stack) || error) });
-    process.exit(1);
-}
-
-function load(name, file) {
-    return import(pathToFileURL(path.join(nodeModules, name, file)).href);
-}
-
-function call(fn) {
-    return new Promise((resolve) => fn(resolve));
-}
+import { call, emit, endpoint, fail, load, options } from "./cometd_support.mjs";
 
 async function main() {
     const { adapt } = await load("cometd-nodejs-client", "cometd-nodejs-client.js");

@@ -9,29 +9,8 @@
 // publishes to both, the subscriber receives both. Every observation is one
 // JSON line on stdout; the last is {"event": "done"} (exit 0) or
 // {"event": "error"} (exit 1).
-//
-// cometd and cometd-nodejs-client are ES modules, and ES module resolution
-// ignores NODE_PATH, so they are imported from the given node_modules folder
-// by absolute path.
 
-import path from "node:path";
-import { pathToFileURL } from "node:url";
-
-const [nodeModules, endpoint, rawOptions] = process.argv.slice(2);
-const options = JSON.parse(rawOptions || "{}");
-
-function emit(event, fields) {
-    process.stdout.write(JSON.stringify({ event, ...(fields || {}) }) + "\n");
-}
-
-function fail(error) {
-    emit("error", { message: String((error && error.stack) || error) });
-    process.exit(1);
-}
-
-function load(name, file) {
-    return import(pathToFileURL(path.join(nodeModules, name, file)).href);
-}
+import { call, emit, endpoint, fail, load, options } from "./cometd_support.mjs";
 
 const { adapt } = await load("cometd-nodejs-client", "cometd-nodejs-client.js");
 adapt();
@@ -54,10 +33,6 @@ function makeClient(name) {
         emit("unsuccessful", { client: name, message });
     });
     return cometd;
-}
-
-function call(fn) {
-    return new Promise((resolve) => fn(resolve));
 }
 
 function waitFor(predicate, what) {

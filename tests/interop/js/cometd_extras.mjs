@@ -11,30 +11,10 @@
 
 import path from "node:path";
 import { createRequire } from "node:module";
-import { pathToFileURL } from "node:url";
-
-const [nodeModules, endpoint, rawOptions] = process.argv.slice(2);
-const options = JSON.parse(rawOptions || "{}");
-
-function emit(event, fields) {
-    process.stdout.write(JSON.stringify({ event, ...(fields || {}) }) + "\n");
-}
-
-function fail(error) {
-    emit("error", { message: String((error && error.stack) || error) });
-    process.exit(1);
-}
-
-function load(name, file) {
-    return import(pathToFileURL(path.join(nodeModules, name, file)).href);
-}
+import { call, emit, endpoint, fail, load, nodeModules, options } from "./cometd_support.mjs";
 
 function sleep(ms) {
     return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function call(fn) {
-    return new Promise((resolve) => fn(resolve));
 }
 
 // How long a refused client is watched for retries: a client that loops
