@@ -3,19 +3,28 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.run-installed
 
 .PHONY: run test lint typecheck unit fuzz bench-core bench-redis bench soak clean
 
-$(STAMP): pyproject.toml
+# Two stamps: `make run` needs only the package (RUN_STAMP, `pip install -e .`);
+# the checks, tests and fuzzing also need the `test` and `fuzz` extras
+# (STAMP: playwright, mypy, atheris, ...). Each bootstraps a fresh clone.
+$(RUN_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,fuzz]'
 	touch $(STAMP)
 
 # The chat demo at http://localhost:9292/ next to the endpoint at /faye
-# (examples/README.md: the other demos).
-run: $(STAMP)
-	$(BIN)/bayeux serve --static examples/chat
+# (examples/README.md: the other demos), keeping the last 100 messages of
+# each room so that a page that was away (a server restart) recovers them.
+run: $(RUN_STAMP)
+	$(BIN)/bayeux serve --static examples/chat --history '/chat/*=100'
 
 test: lint typecheck unit
 

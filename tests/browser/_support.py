@@ -62,6 +62,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO_ROOT / "examples"
 PAGES = Path(__file__).resolve().parent / "pages"
+#: the chat demo's server arguments, as `make run` has them (test_make_run.py
+#: checks): rooms keep history, so a page away during a restart recovers
+CHAT_ARGS = ["--static", "examples/chat", "--history", "/chat/*=100"]
 MOUNT = "/faye"
 HOST = "127.0.0.1"
 START_TIMEOUT = 20.0
@@ -439,6 +442,7 @@ def launch_chromium() -> Iterator[Browser]:
 
 
 __all__ = [
+    "CHAT_ARGS",
     "EXAMPLES",
     "HOST",
     "MOUNT",

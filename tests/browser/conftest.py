@@ -20,6 +20,7 @@ import pytest
 from tests.interop._support import ensure_node_modules
 
 from ._support import (
+    CHAT_ARGS,
     EXAMPLES,
     PAGES,
     Browsers,
@@ -62,8 +63,8 @@ def _serve(factory: pytest.TempPathFactory, name: str, *args: str) -> Iterator[S
 
 @pytest.fixture(scope="package")
 def chat_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """The chat demo, as `make run` serves it: ``bayeux serve --static examples/chat``."""
-    yield from _serve(tmp_path_factory, "chat", "--static", str(EXAMPLES / "chat"))
+    """The chat demo, as `make run` serves it (``bayeux serve --static examples/chat --history ...``)."""
+    yield from _serve(tmp_path_factory, "chat", *CHAT_ARGS)
 
 
 @pytest.fixture(scope="package")

@@ -1,0 +1,63 @@
+"""`make run` (the README's first command): what it installs, and what it serves.
+
+`make run` only starts a demo, so it installs the package alone; the checks
+and tests (`make test`, `lint`, `typecheck`, `unit`, `fuzz`) install the test
+and fuzz tooling on top. The chat demo the browser tests run is started
+exactly as `make run` starts it. Read with `make -n -B` (print every command,
+run nothing).
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+
+import pytest
+
+from ._support import CHAT_ARGS, REPO_ROOT, in_ci
+
+
+def dry_run(target: str) -> list[str]:
+    """The commands `make <target>` would run from a fresh clone."""
+    make = shutil.which("make")
+    if make is None:
+        if in_ci():
+            pytest.fail("make is missing under CI=true", pytrace=False)
+        pytest.skip("make is not installed")
+    result = subprocess.run(
+        [make, "-n", "-B", target],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return result.stdout.splitlines()
+
+
+def installs(commands: list[str]) -> list[str]:
+    return [command for command in commands if "pip install" in command]
+
+
+def test_make_run_installs_only_the_package() -> None:
+    commands = dry_run("run")
+    assert any(command.endswith("pip install --quiet -e .") for command in commands), commands
+    for command in installs(commands):
+        assert "[" not in command, f"make run installs extras: {command}"
+
+
+@pytest.mark.parametrize("target", ["test", "lint", "typecheck", "unit", "fuzz"])
+def test_checks_install_the_test_and_fuzz_tooling(target: str) -> None:
+    commands = installs(dry_run(target))
+    # from a fresh clone: the package first, then the extras
+    assert any(command.endswith("-e .") for command in commands), commands
+    assert any(command.endswith("-e '.[test,fuzz]'") for command in commands), commands
+
+
+def test_the_tests_serve_the_chat_as_make_run_does() -> None:
+    (serve,) = [command for command in dry_run("run") if " serve " in command]
+    words = shlex.split(serve)
+    assert words[0].endswith("/bayeux")
+    assert words[1:] == ["serve", *CHAT_ARGS]
+    assert "--history" in CHAT_ARGS
