@@ -108,3 +108,60 @@ def test_server_side_publish_from_python(browsers: Browsers, tmp_path: Path) -> 
             expect_notification(tab, "Certificate expires tomorrow", "alert")
         # The newest is on top.
         expect(pages[0].page.locator("#feed li").first).to_contain_text("Certificate expires")
+
+
+def test_send_one_commands_work_as_shown(browsers: Browsers, broadcast_server: Server) -> None:
+    """The page's "Send one" commands name this server and run as printed, from the clone."""
+    if shutil.which("curl") is None:
+        if in_ci():
+            pytest.fail("curl is missing under CI=true", pytrace=False)
+        pytest.skip("curl is not installed")
+    tab = open_feed(browsers, broadcast_server)
+    tab.page.click("details summary")
+    shown_text = "\n".join(tab.page.locator("details pre").all_inner_texts())
+    commands = [line for line in shown_text.splitlines() if line.strip()]
+    assert [command.split()[0] for command in commands] == [
+        "curl",
+        ".venv/bin/bayeux",
+        ".venv/bin/python",
+    ], commands
+    feed = tab.page.locator("#feed li")
+    for shown, command in enumerate(commands, start=1):
+        words = shlex.split(command)
+        assert broadcast_server.endpoint in words, command
+        if words[0].startswith(".venv/"):
+            assert (REPO_ROOT / words[0]).is_file(), f"{words[0]} is missing: run make first"
+        # Through a shell, word for word as a reader pastes it.
+        run(["sh", "-c", command])
+        expect(feed).to_have_count(shown)
+        expect(feed.first).to_contain_text("Deploy finished")
+
+
+def test_send_one_commands_are_not_clipped(browsers: Browsers, broadcast_server: Server) -> None:
+    """On a narrow screen every command is wholly in view, and selecting it copies it whole."""
+    tab = open_feed(browsers, broadcast_server)
+    page = tab.page
+    page.set_viewport_size({"width": 360, "height": 800})
+    page.click("details summary")
+    blocks = page.locator("details pre")
+    expect(blocks.first).to_be_visible()
+    for index in range(blocks.count()):
+        pre = blocks.nth(index)
+        expect(pre).to_be_visible()
+        box = page.evaluate(
+            """(pre) => {
+                const range = document.createRange();
+                range.selectNodeContents(pre);
+                const selection = getSelection();
+                selection.removeAllRanges();
+                selection.addRange(range);
+                const rect = pre.getBoundingClientRect();
+                return {hidden: pre.scrollWidth - pre.clientWidth, right: rect.right,
+                        width: innerWidth, selected: selection.toString(), text: pre.textContent};
+            }""",
+            pre.element_handle(),
+        )
+        assert box["hidden"] <= 0, f"part of the command is out of view: {box}"
+        assert box["right"] <= box["width"], box
+        # soft wraps add no line breaks to what is copied
+        assert box["selected"] == box["text"], box

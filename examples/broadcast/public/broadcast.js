@@ -13,7 +13,9 @@
   var LEVELS = ['info', 'warning', 'alert'];
 
   var params = new URLSearchParams(location.search);
-  var client = new Faye.Client(params.get('endpoint') || '/faye');
+  // The endpoint as an absolute URL: what the commands below must be given.
+  var endpoint = new URL(params.get('endpoint') || '/faye', location.href).href;
+  var client = new Faye.Client(endpoint);
   // ?transport=NAME: disable the transports the client would prefer to it.
   var preferred = TRANSPORTS.indexOf(params.get('transport'));
   TRANSPORTS.slice(0, Math.max(preferred, 0)).forEach(function (type) { client.disable(type); });
@@ -31,6 +33,8 @@
     status.textContent = 'offline, reconnecting…';
   });
 
+  showCommands(endpoint);
+
   client.subscribe('/notifications', show).then(function () {
     listening.dataset.state = 'listening';
     listening.textContent = 'Listening on /notifications.';
@@ -38,6 +42,26 @@
     listening.dataset.state = 'refused';
     listening.textContent = 'Could not subscribe: ' + error.message;
   });
+
+  // "Send one": commands that work as printed, with this server's endpoint
+  // (the page's own URL, or ?endpoint=), quoted for a POSIX shell.
+  function showCommands(url) {
+    var message = JSON.stringify({channel: '/notifications', data: 'Deploy finished'});
+    var commands = {
+      curl: ['curl', url, '-d', 'message=' + message],
+      bayeux: ['.venv/bin/bayeux', 'publish', url, '/notifications', '"Deploy finished"'],
+      python: ['.venv/bin/python', 'examples/broadcast/notify.py', '--url', url, 'Deploy finished']
+    };
+    document.querySelectorAll('#send .command').forEach(function (code) {
+      code.textContent = commands[code.dataset.tool].map(shellQuote).join(' ');
+    });
+  }
+
+  function shellQuote(word) {
+    if (/^[A-Za-z0-9_.,:\/@%+=-]+$/.test(word)) return word;
+    if (!/["'\\$`!]/.test(word)) return '"' + word + '"';
+    return "'" + word.replace(/'/g, "'\\''") + "'";
+  }
 
   function show(data) {
     var text = typeof data === 'string' ? data : (data && data.text);
