@@ -8,7 +8,10 @@ on the channel ``/private/<a>/<b>``, names in alphabetical order.
 A subscription that could receive private messages, that is a channel under
 ``/private`` or the pattern ``/**``, is allowed only when it names exactly one
 conversation ``/private/<a>/<b>``, ``ext.authToken`` is the token of ``a`` or
-``b``, and ``a`` and ``b`` follow each other. Anything else is refused with
+``b``, and ``a`` and ``b`` follow each other; or when it names a user's own
+channel ``/private/<user>`` with that user's token (the page subscribes to it
+when signing in, to check the token at once; nobody can publish there).
+Anything else is refused with
 ``Invalid subscription auth token``, which the browser's subscribe promise
 rejects with. Publishing to a conversation needs the same token; the token is
 then removed from the message, so that it is not delivered to anyone, and
@@ -64,7 +67,9 @@ class PrivateChatAuth(Extension):
             patterns = subscription if isinstance(subscription, list) else [subscription]
             token = _token(message)
             for pattern in patterns:
-                if _reaches_private(pattern) and not self.allowed(pattern, token):
+                if _reaches_private(pattern) and not (
+                    self.allowed(pattern, token) or self.owner(pattern, token)
+                ):
                     message["error"] = REFUSED
                     break
         elif isinstance(channel, str) and not channel.startswith("/meta/"):
@@ -81,6 +86,15 @@ class PrivateChatAuth(Extension):
     def allowed(self, channel: object, token: object) -> bool:
         """True if ``token`` belongs to one of two mutual followers talking on ``channel``."""
         return self.speaker(channel, token) is not None
+
+    def owner(self, channel: object, token: object) -> bool:
+        """True if ``channel`` is ``/private/<user>`` and ``token`` is that user's."""
+        if not isinstance(channel, str) or not isinstance(token, str):
+            return False
+        parts = channel.split("/")
+        if len(parts) != 3 or parts[1] != "private" or parts[2] not in self.tokens:
+            return False
+        return hmac.compare_digest(token.encode(), self.tokens[parts[2]].encode())
 
     def speaker(self, channel: object, token: object) -> str | None:
         """Which of the two talking on ``channel`` owns ``token``, if they may talk."""

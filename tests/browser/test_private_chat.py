@@ -42,6 +42,34 @@ def open_private(
     return tab
 
 
+def sign_in(
+    browsers: Browsers,
+    server: Server,
+    *,
+    name: str,
+    token: str,
+    client_script: Path | None = None,
+) -> Tab:
+    """Fill in the sign-in form and submit it (the outcome is the caller's to check)."""
+    tab = browsers.open(f"{server.origin}/", endpoint=server.endpoint, client_script=client_script)
+    tab.page.fill("#me", name)
+    tab.page.fill("#token", token)
+    tab.page.click("#signin-button")
+    return tab
+
+
+def expect_wrong_token(tab: Tab, name: str) -> None:
+    """Sign-in refused at once: said on the page, not signed in, nothing to talk with."""
+    page = tab.page
+    expect(page.locator("#signin")).to_have_attribute("data-state", "refused")
+    error = page.locator("#error")
+    expect(error).to_be_visible()
+    expect(error).to_have_text(f"Wrong token for {name}: {REFUSED}")
+    expect(page.locator("#whoami")).to_be_hidden()
+    expect(page.locator("#open")).to_be_hidden()
+    expect(page.locator("#signin")).to_be_visible()
+
+
 def expect_admitted(tab: Tab) -> None:
     expect(tab.page.locator("#conversation")).to_have_attribute("data-state", "open")
     expect(tab.page.locator("#error")).to_be_hidden()
@@ -84,11 +112,9 @@ def check_private_chat(browsers: Browsers, server: Server, client_script: Path |
         client_script=client_script,
     )
     expect_refused(carol)
-    # Someone who claims to be bob without his token is refused too.
-    impostor = open_private(
-        browsers, server, name="bob", token="guessed", friend="alice", client_script=client_script
-    )
-    expect_refused(impostor)
+    # Someone who claims to be bob without his token is refused when signing in.
+    impostor = sign_in(browsers, server, name="bob", token="guessed", client_script=client_script)
+    expect_wrong_token(impostor, "bob")
 
     alice.page.fill("#message", "hi bob, only you can read this")
     alice.page.click("#send")
@@ -115,6 +141,23 @@ def test_private_chat_admits_mutual_followers_and_refuses_others(
     check_private_chat(browsers, private_server, None)
 
 
+def test_a_wrong_token_is_refused_at_sign_in(browsers: Browsers, private_server: Server) -> None:
+    """Not "Signed in as bob" and a refusal at the first Talk: the token is checked at once."""
+    tab = sign_in(browsers, private_server, name="bob", token="guessed")
+    expect_wrong_token(tab, "bob")
+    # an unknown user, or another user's (valid) token, is no better
+    tab.page.fill("#me", "bob")
+    tab.page.fill("#token", TOKENS["alice"])
+    tab.page.click("#signin-button")
+    expect_wrong_token(tab, "bob")
+    # then the right one signs in
+    tab.page.fill("#token", TOKENS["bob"])
+    tab.page.click("#signin-button")
+    expect(tab.page.locator("#whoami")).to_have_text("Signed in as bob.")
+    expect(tab.page.locator("#error")).to_be_hidden()
+    expect(tab.page.locator("#open")).to_be_visible()
+
+
 def test_eavesdropping_patterns_are_refused(browsers: Browsers, private_server: Server) -> None:
     """Wildcards that would reach a conversation are refused, even with a valid token."""
     tab = browsers.open(f"{private_server.origin}/", endpoint=private_server.endpoint)
@@ -134,13 +177,27 @@ def test_eavesdropping_patterns_are_refused(browsers: Browsers, private_server: 
                 () => 'published', (error) => error.message);
             return results;
         }""",
-        [TOKENS["alice"], ["/**", "/private/**", "/private/alice/*", "/private/alice/bob"]],
+        [
+            TOKENS["alice"],
+            [
+                "/**",
+                "/private/**",
+                "/private/*",
+                "/private/bob",
+                "/private/alice/*",
+                "/private/alice/bob",
+                "/private/alice",
+            ],
+        ],
     )
     assert outcomes == {
         "/**": REFUSED,
         "/private/**": REFUSED,
+        "/private/*": REFUSED,
+        "/private/bob": REFUSED,
         "/private/alice/*": REFUSED,
         "/private/alice/bob": "admitted",
+        "/private/alice": "admitted",  # her own channel: how the page checks her token
         "publish": REFUSED,
     }
 
@@ -171,7 +228,12 @@ def test_extension_checks_every_pattern_of_a_subscription() -> None:
     alice = TOKENS["alice"]
     assert "error" not in (_subscribe("/private/alice/bob", alice) or {})
     assert "error" not in (_subscribe("/chat/lobby") or {})  # not private: no token needed
+    assert "error" not in (_subscribe("/private/alice", alice) or {})  # her own channel
     refused = [
+        _subscribe("/private/alice"),  # her own channel, without her token
+        _subscribe("/private/alice", TOKENS["bob"]),
+        _subscribe("/private/nobody", alice),
+        _subscribe("/private/*", alice),
         _subscribe("/private/alice/bob"),  # no token
         _subscribe("/private/alice/bob", 42),  # not a string
         _subscribe("/private/bob/alice", alice),  # names out of order
@@ -201,6 +263,11 @@ def test_extension_stamps_the_sender_and_strips_the_token() -> None:
         {"channel": "/private/alice/bob", "data": "x", "ext": {"authToken": "guessed"}}
     )
     assert refused == {"channel": "/private/alice/bob", "data": "x", "error": REFUSED}
+    # a user's own channel is for checking the token: nobody publishes there
+    own = _incoming(
+        {"channel": "/private/alice", "data": "x", "ext": {"authToken": TOKENS["alice"]}}
+    )
+    assert own == {"channel": "/private/alice", "data": "x", "error": REFUSED}
 
 
 def test_only_the_public_folder_is_served(private_server: Server) -> None:

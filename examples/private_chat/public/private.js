@@ -5,6 +5,10 @@
 // users who follow each other, and refuses it otherwise with
 // "Invalid subscription auth token", which this page shows.
 //
+// Signing in subscribes to the user's own channel /private/<name>, which the
+// extension admits only with that user's token: a wrong token is said at
+// once, not at the first conversation.
+//
 // Query parameters, all optional: ?name=alice&token=...&friend=bob signs in
 // and opens the conversation; ?endpoint=URL and ?transport=NAME as in the
 // chat demo.
@@ -24,6 +28,7 @@
   var me = null;
   var token = null;
   var talk = null; // {channel, friend, subscription}
+  var own = null; // the subscription to /private/<me> that checked the token
 
   // The usual Faye recipe: credentials travel in ext, on the messages that need them.
   client.addExtension({
@@ -54,15 +59,42 @@
     return '/private/' + [a, b].sort().join('/');
   }
 
+  // Signing in checks the token at once: the page subscribes to the user's
+  // own channel /private/<name>, which the server's extension admits only
+  // with that user's token. Returns a thenable settled when the server has
+  // answered (rejected when it refused).
   function signIn(name, secret) {
-    me = userName(name);
+    var user = userName(name);
+    if (!user || !secret.trim()) return Promise.reject(new Error('name and token needed'));
+    if (own) own.cancel();
+    me = user;
     token = secret.trim();
-    if (!me || !token) return;
-    $('whoami').textContent = 'Signed in as ' + me + '.';
+    $('signin').dataset.state = 'checking';
+    $('signin-button').disabled = true;
+    $('error').hidden = true;
+    $('whoami').textContent = 'Checking the token of ' + user + '…';
     $('whoami').hidden = false;
-    $('open').hidden = false;
-    $('signin').hidden = true;
-    $('friend').focus();
+    var subscription = client.subscribe('/private/' + user, function () {});
+    own = subscription;
+    return subscription.then(function () {
+      if (own !== subscription) return;
+      $('signin').dataset.state = 'signed-in';
+      $('whoami').textContent = 'Signed in as ' + user + '.';
+      $('open').hidden = false;
+      $('signin').hidden = true;
+      $('friend').focus();
+    }, function (error) {
+      if (own !== subscription) throw error;
+      own = null;
+      me = token = null;
+      $('signin').dataset.state = 'refused';
+      $('signin-button').disabled = false;
+      $('whoami').hidden = true;
+      $('error').textContent = 'Wrong token for ' + user + ': ' + error.message;
+      $('error').hidden = false;
+      $('token').select();
+      throw error;
+    });
   }
 
   function open(friendName) {
@@ -116,7 +148,7 @@
 
   $('signin').addEventListener('submit', function (event) {
     event.preventDefault();
-    signIn($('me').value, $('token').value);
+    signIn($('me').value, $('token').value).then(null, function () {});
   });
 
   $('open').addEventListener('submit', function (event) {
@@ -137,10 +169,11 @@
   if (params.get('name') && params.get('token')) {
     $('me').value = params.get('name');
     $('token').value = params.get('token');
-    signIn(params.get('name'), params.get('token'));
-    if (params.get('friend')) {
-      $('friend').value = params.get('friend');
-      open(params.get('friend'));
-    }
+    signIn(params.get('name'), params.get('token')).then(function () {
+      if (params.get('friend')) {
+        $('friend').value = params.get('friend');
+        open(params.get('friend'));
+      }
+    }, function () {});
   }
 })();
