@@ -11,6 +11,7 @@ from ._actions import Deliver as Deliver
 from ._actions import Disconnected as Disconnected
 from ._actions import DisconnectReason as DisconnectReason
 from ._actions import Event as Event
+from ._actions import ExtensionFailed as ExtensionFailed
 from ._actions import Handshaken as Handshaken
 from ._actions import Published as Published
 from ._actions import QueueOverflow as QueueOverflow
@@ -94,6 +95,7 @@ __all__ = (
     "ErrorCode",
     "Event",
     "Extension",
+    "ExtensionFailed",
     "HandshakeFailed",
     "HandshakeSucceeded",
     "Handshaken",

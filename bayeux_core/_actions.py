@@ -22,6 +22,7 @@ __all__ = [
     "DisconnectReason",
     "Disconnected",
     "Event",
+    "ExtensionFailed",
     "Handshaken",
     "Published",
     "QueueOverflow",
@@ -158,3 +159,20 @@ class QueueOverflow(Event):
 
     client_id: str
     dropped: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExtensionFailed(Event):
+    """A server extension raised; the engine carried on without harm.
+
+    An ``incoming`` hook that raises gets its message refused with
+    ``500::Internal server error``; an ``outgoing`` hook that raises on a
+    reply turns that reply into the same error, and on a delivery drops it
+    for that recipient. The rest of the batch goes on. Log ``error`` (its
+    traceback is attached): it is a bug in the extension.
+    """
+
+    extension: object
+    hook: str
+    channel: Any
+    error: Exception

@@ -25,6 +25,8 @@ CONNECTION_TYPES: tuple[str, ...] = (
 #: max_json_depth's range: a Faye handshake is 3 deep; orjson stops at 1,024.
 _MIN_DEPTH = 3
 _MAX_DEPTH = 1024
+#: session_expiry's floor when session_timeout follows timeout
+_MIN_SESSION_EXPIRY = 10.0
 
 
 class OverflowPolicy(enum.Enum):
@@ -46,12 +48,19 @@ class EngineConfig:
         timeout: longest hold of a ``/meta/connect`` (sent as ``advice.timeout``).
         interval: pause a client makes between connects (``advice.interval``).
         session_timeout: how long a session lives with no connect held, counted
-            from the end of its last connect plus the advised interval.
+            from the end of its last connect plus the advised interval. None
+            (the default): Faye's rule, twice ``timeout`` and at least 10 s
+            (:attr:`session_expiry`), so a client is never dropped sooner than
+            Faye would drop it.
         error_interval: ``advice.interval`` on error replies, so that a client
             told to re-handshake cannot spin (Faye issue #542).
         max_queue: messages queued per client before ``overflow`` applies.
         overflow: the :class:`OverflowPolicy`.
-        max_batch: most messages accepted in one request body or frame.
+        max_batch: most messages accepted in one request body or frame; past
+            it every message of the batch gets a ``400`` error reply. None (the
+            default): no limit, as Faye (the body's size is the network
+            layer's limit). Faye's clients send all they queued in one tick as
+            one batch, and resend a batch that failed as a whole.
         max_subscriptions: channels one client may subscribe to.
         max_clients: sessions at once; a handshake beyond it is refused with
             ``503::Too many clients`` and a retry advice.
@@ -92,11 +101,11 @@ class EngineConfig:
 
     timeout: float = 25.0
     interval: float = 0.0
-    session_timeout: float = 30.0
+    session_timeout: float | None = None
     error_interval: float = 1.0
     max_queue: int = 10_000
     overflow: OverflowPolicy = OverflowPolicy.DROP_OLDEST
-    max_batch: int = 1_000
+    max_batch: int | None = None
     max_subscriptions: int = 1_000
     max_clients: int = 1_000_000
     connection_types: tuple[str, ...] = CONNECTION_TYPES
@@ -112,6 +121,8 @@ class EngineConfig:
     def __post_init__(self) -> None:
         for name in ("timeout", "interval", "session_timeout", "error_interval"):
             value = getattr(self, name)
+            if name == "session_timeout" and value is None:
+                continue
             if (
                 isinstance(value, bool)
                 or not isinstance(value, (int, float))
@@ -121,6 +132,8 @@ class EngineConfig:
                 raise ValueError(f"{name} must be a finite number >= 0, not {value!r}")
         for name in ("max_queue", "max_batch", "max_subscriptions", "max_clients"):
             value = getattr(self, name)
+            if name == "max_batch" and value is None:
+                continue
             if type(value) is not int or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, not {value!r}")
         if not isinstance(self.overflow, OverflowPolicy):
@@ -161,6 +174,14 @@ class EngineConfig:
         object.__setattr__(self, "history", check_policies(self.history))
         if type(self.history_channels) is not int or self.history_channels < 1:
             raise ValueError(f"history_channels must be an int >= 1, not {self.history_channels!r}")
+
+    @property
+    def session_expiry(self) -> float:
+        """The effective ``session_timeout``: as given, or twice ``timeout``."""
+        if self.session_timeout is None:
+            # The floor keeps a server that never holds (timeout 0) usable.
+            return max(2 * self.timeout, _MIN_SESSION_EXPIRY)
+        return self.session_timeout
 
     @property
     def bucket_size(self) -> float:

@@ -56,6 +56,7 @@ from ._actions import (
     Deliver,
     Disconnected,
     DisconnectReason,
+    ExtensionFailed,
     Handshaken,
     Published,
     QueueOverflow,
@@ -97,7 +98,9 @@ _EVENTSOURCE = "eventsource"
 _RECENT_PUBLISHES = 64
 #: a session's publish beyond EngineConfig.publish_rate (Bayeux has no 429)
 _RATE_LIMITED = error_string(ErrorCode.PUBLISH_FAILED, (), "Publish rate limit exceeded")
-_BATCH_TOO_LARGE = b'[{"successful":false,"error":"400::Too many messages in one batch"}]'
+_BATCH_TOO_LARGE = error_string(ErrorCode.BAD_REQUEST, (), "Too many messages in one batch")
+#: what a message that an extension raised on is refused with
+_EXTENSION_FAILED = error_string(ErrorCode.SERVER_ERROR)
 _TOO_MANY_FROM_ADDRESS = "503::Too many clients from this address"
 
 
@@ -108,6 +111,27 @@ def _ms(seconds: float) -> int:
 def _client_id_of(message: Message) -> str | None:
     client_id = message.get("clientId")
     return client_id if type(client_id) is str else None
+
+
+def _refusal(message: object, error: str) -> Message:
+    """An error reply to ``message`` that names what a client matches replies by."""
+    reply: Message = {}
+    if type(message) is dict:
+        if type(message.get("id")) in (str, int):
+            reply["id"] = message["id"]
+        for name in ("channel", "clientId"):
+            if type(message.get(name)) is str:
+                reply[name] = message[name]
+    reply["successful"] = False
+    reply["error"] = error
+    return reply
+
+
+def _refuse_all(messages: Sequence[object], error: str) -> bytes:
+    """One error reply per message: a Faye client settles every callback it
+    has waiting instead of resending the whole batch as if the transport had
+    failed."""
+    return orjson.dumps([_refusal(message, error) for message in messages])
 
 
 class _Batch:
@@ -302,8 +326,9 @@ class Engine:
         streaming = conn in self._streams
         if not streaming and conn in self._held:
             raise LocalProtocolError(f"connection {conn} is still waiting for its reply")
-        if len(messages) > self.config.max_batch:
-            self._actions.append(Reply(conn, _BATCH_TOO_LARGE))
+        max_batch = self.config.max_batch
+        if max_batch is not None and len(messages) > max_batch:
+            self._actions.append(Reply(conn, _refuse_all(messages, _BATCH_TOO_LARGE)))
             return
         if len(messages) == 1 and not self._extensions:
             # A lone publish without a session (a backend's notification):
@@ -570,8 +595,9 @@ class Engine:
     def disconnect(self, client_id: str, *, now: float) -> bool:
         """End a session from the server (an administrator's kick).
 
-        As for a client's own disconnect, a held connect is answered at once
-        with ``reconnect: none``, a stream is closed and the queue dropped;
+        A held connect is answered at once with ``reconnect: none`` (unlike a
+        ``/meta/disconnect``, which anyone who knows the clientId can send,
+        and which leaves it ``retry``), a stream is closed and the queue dropped;
         then :class:`Disconnected` fires with ``DisconnectReason.SERVER``. A
         client that was between connects learns it from its next message,
         which is refused (402) with ``reconnect: none`` rather than the usual
@@ -583,11 +609,11 @@ class Engine:
         session = self._store.get(client_id) if type(client_id) is str else None
         if session is None:
             return False
-        self._end(session)
+        self._end(session, final=True)
         kicked = self._kicked
         for stale in [k for k, until in kicked.items() if until <= self._now]:
             del kicked[stale]
-        kicked[client_id] = self._now + self.config.session_timeout
+        kicked[client_id] = self._now + self.config.session_expiry
         self._actions.append(Disconnected(client_id, DisconnectReason.SERVER))
         return True
 
@@ -677,21 +703,41 @@ class Engine:
             return message
         context = MessageContext(self._now, _client_id_of(message), request)
         for extension in list(self._extensions):
-            result = extension.incoming(message, context)
+            try:
+                result = extension.incoming(message, context)
+                if result is not None and type(result) is not dict:
+                    raise TypeError(f"incoming() returned {type(result).__name__}, not a dict")
+            except Exception as exc:
+                # A bug in the application's hook refuses this message only.
+                self._extension_failed(extension, "incoming", message, exc)
+                return _refusal(message, _EXTENSION_FAILED)
             if result is None:
                 return None
             message = result
         return message
 
     def _outgoing_reply(self, reply: Message, request: object) -> bytes | None:
-        if self._extensions:
-            context = MessageContext(self._now, _client_id_of(reply), request)
-            for extension in list(self._extensions):
-                result = extension.outgoing(reply, context)
+        if not self._extensions:
+            return orjson.dumps(reply)
+        context = MessageContext(self._now, _client_id_of(reply), request)
+        original = reply
+        blame = self._extensions[0]
+        try:
+            for blame in list(self._extensions):
+                result = blame.outgoing(reply, context)
                 if result is None:
                     return None
                 reply = result
-        return orjson.dumps(reply)
+            return orjson.dumps(reply)  # a hook may have made it unencodable
+        except Exception as exc:
+            # What the hook meant to change is unknown: send no part of it.
+            self._extension_failed(blame, "outgoing", original, exc)
+            return orjson.dumps(_refusal(original, _EXTENSION_FAILED))
+
+    def _extension_failed(
+        self, extension: Extension, hook: str, message: Message, error: Exception
+    ) -> None:
+        self._actions.append(ExtensionFailed(extension, hook, message.get("channel"), error))
 
     def _plain_publish(self, message: object) -> bytes | None:
         """The encoded reply to a publish with no message id, client id or
@@ -810,9 +856,10 @@ class Engine:
         if outcome is Outcome.SUBSCRIBE or outcome is Outcome.UNSUBSCRIBE:
             return self._on_subscription(reply, session, message, outcome is Outcome.SUBSCRIBE)
         if outcome is Outcome.DISCONNECT:
-            if batch.pending is not None and batch.pending[0] is session:
-                # Its connect earlier in this batch is told what a held one is.
-                batch.pending[1]["advice"] = {"reconnect": "none", "interval": 0}
+            # Anyone who knows a clientId can send this, so a connect held for
+            # it keeps `reconnect: retry`, as with Faye: the real client's
+            # next connect gets 401 and it handshakes again (a client that
+            # disconnected itself ignores the advice).
             self._end(session, batch.conn)
             self._actions.append(Disconnected(session.client_id, DisconnectReason.CLIENT))
             reply["successful"] = True
@@ -1191,7 +1238,13 @@ class Engine:
             context = MessageContext(self._now, session.client_id, None, is_delivery=True)
             for extension in extensions:
                 assert message is not None
-                message = extension.outgoing(message, context)
+                seen = message
+                try:
+                    message = extension.outgoing(seen, context)
+                except Exception as exc:
+                    # Dropped for this recipient, as an unencodable result is.
+                    self._extension_failed(extension, "outgoing", seen, exc)
+                    message = None
                 if message is None:
                     break
             if message is None:
@@ -1276,11 +1329,15 @@ class Engine:
         )
         self._start_expiry(session)
 
-    def _end(self, session: Session, conn: int | None = None) -> None:
-        """Remove a session: release its connect, close its stream, forget it."""
+    def _end(self, session: Session, conn: int | None = None, *, final: bool = False) -> None:
+        """Remove a session: release its connect, close its stream, forget it.
+
+        ``final``: the server ended it on purpose, and a held connect is told
+        ``reconnect: none``; otherwise it keeps its ``retry`` advice.
+        """
         if session.held is not None:
-            held = session.held
-            held.reply["advice"] = {"reconnect": "none", "interval": 0}
+            if final:
+                session.held.reply["advice"] = {"reconnect": "none", "interval": 0}
             self._release(session, with_messages=False)
         stream = session.stream
         if stream is not None:
@@ -1310,7 +1367,7 @@ class Engine:
             del self._per_address[address]
 
     def _start_expiry(self, session: Session) -> None:
-        self._set_deadline(session, self._now + session.interval + self.config.session_timeout)
+        self._set_deadline(session, self._now + session.interval + self.config.session_expiry)
 
     def _set_deadline(self, session: Session, when: float) -> None:
         session.deadline = when

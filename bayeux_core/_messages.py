@@ -65,7 +65,7 @@ def decode_body(
     raw: bytes | bytearray | memoryview | str,
     *,
     max_bytes: int = DEFAULT_MAX_BODY,
-    max_messages: int = 1000,
+    max_messages: int | None = None,
     max_depth: int = DEFAULT_MAX_DEPTH,
 ) -> list[Message] | BodyError:
     """Decode one body: a JSON object or an array of objects.
@@ -76,8 +76,10 @@ def decode_body(
     JSON (or numbers beyond a double, such as ``1e400``), ``NOT_MESSAGES`` for
     a top-level primitive or an array holding a non-object (``1``, ``"x"``,
     ``null``, ``[1]``, ``[null]``), ``TOO_MANY`` for more than
-    ``max_messages`` messages, ``TOO_DEEP`` for arrays and objects nested more
-    than ``max_depth`` deep (the body's own array or object is level 1).
+    ``max_messages`` messages (None, the default: no limit; the engine's
+    ``max_batch`` answers each message of a long batch with a Bayeux error),
+    ``TOO_DEEP`` for arrays and objects nested more than ``max_depth`` deep
+    (the body's own array or object is level 1).
     """
     if len(raw) > max_bytes or (
         # A str is measured in UTF-8 bytes; encode only when it could matter.
@@ -94,7 +96,7 @@ def decode_body(
         batch = [value]
     elif type(value) is not list:
         return BodyError(BodyErrorKind.NOT_MESSAGES, "expected a JSON object or array")
-    elif len(value) > max_messages:
+    elif max_messages is not None and len(value) > max_messages:
         return BodyError(BodyErrorKind.TOO_MANY, f"more than {max_messages} messages")
     else:
         for item in value:

@@ -243,7 +243,7 @@ class RedisBus:
         self._hub = hub
         hub.intercept = self.intercept
         cfg = hub.engine.config
-        ttl = cfg.timeout + cfg.interval + cfg.session_timeout + self._ttl_margin
+        ttl = cfg.timeout + cfg.interval + cfg.session_expiry + self._ttl_margin
         self._ttl_ms = math.ceil(ttl * 1000)
 
     @property

@@ -11,6 +11,8 @@ from bayeux_core import CONNECTION_TYPES, EngineConfig, OverflowPolicy
 
 TIME_FIELDS = ["timeout", "interval", "session_timeout", "error_interval"]
 COUNT_FIELDS = ["max_queue", "max_batch", "max_subscriptions", "max_clients"]
+#: None means "follow timeout" (session_timeout) or "no limit" (max_batch)
+OPTIONAL_FIELDS = {"session_timeout", "max_batch"}
 
 
 def make(**kwargs: Any) -> EngineConfig:
@@ -22,11 +24,12 @@ def test_defaults() -> None:
     config = EngineConfig()
     assert config.timeout == 25.0
     assert config.interval == 0.0
-    assert config.session_timeout == 30.0
+    assert config.session_timeout is None  # Faye's rule: twice the timeout
+    assert config.session_expiry == 50.0
     assert config.error_interval == 1.0
     assert config.max_queue == 10_000
     assert config.overflow is OverflowPolicy.DROP_OLDEST
-    assert config.max_batch == 1_000
+    assert config.max_batch is None  # no limit, as Faye
     assert config.max_subscriptions == 1_000
     assert config.max_clients == 1_000_000
     assert config.connection_types == CONNECTION_TYPES
@@ -89,6 +92,9 @@ def test_time_fields_refuse_negative_and_non_finite(field: str, value: float) ->
 @pytest.mark.parametrize("field", TIME_FIELDS)
 @pytest.mark.parametrize("value", ["25", None, True, False, b"1", [1.0], 1j, object()], ids=repr)
 def test_time_fields_refuse_non_numbers(field: str, value: object) -> None:
+    if value is None and field in OPTIONAL_FIELDS:
+        assert getattr(make(**{field: value}), field) is None
+        return
     with pytest.raises(ValueError, match=rf"^{field} must be a finite number >= 0"):
         make(**{field: value})
 
@@ -107,6 +113,9 @@ def test_count_fields_accept_positive_ints(field: str, value: int) -> None:
     "value", [0, -1, 1.0, 5.5, "10", None, True, False, float("inf")], ids=repr
 )
 def test_count_fields_refuse_other_values(field: str, value: object) -> None:
+    if value is None and field in OPTIONAL_FIELDS:
+        assert getattr(make(**{field: value}), field) is None
+        return
     with pytest.raises(ValueError, match=rf"^{field} must be an int >= 1"):
         make(**{field: value})
 

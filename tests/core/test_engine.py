@@ -383,8 +383,9 @@ def test_eventsource_connect_is_never_held_and_advises_interval_timeout() -> Non
         (reply,) = one_reply(actions, conn)
         assert reply["successful"] is True
         assert reply["advice"] == {"reconnect": "retry", "interval": 40000, "timeout": 0}
-    # The session lives for the advised interval (the timeout) plus session_timeout.
-    assert w.engine.get_timer() == 40 + 30
+    # The session lives for the advised interval (the timeout) plus the
+    # session timeout, which is by default twice the timeout (Faye's rule).
+    assert w.engine.get_timer() == 40 + 2 * 40
 
 
 def test_connect_with_unknown_client_is_401_with_rehandshake_advice() -> None:
@@ -667,7 +668,10 @@ def test_disconnect_failure_reply(cid: Any, error: str) -> None:
     ]
 
 
-def test_disconnect_answers_a_held_connect_with_reconnect_none() -> None:
+def test_disconnect_answers_a_held_connect_with_reconnect_retry() -> None:
+    """As Faye: the disconnect may come from anyone who learnt the clientId,
+    so the real client is told to retry; its next connect gets 401 and it
+    handshakes again. ``reconnect: none`` would silence it for good."""
     w = Wire()
     cid = connected(w, "/a")
     held = hold(w, cid)
@@ -679,9 +683,21 @@ def test_disconnect_answers_a_held_connect_with_reconnect_none() -> None:
             "clientId": cid,
             "channel": "/meta/connect",
             "successful": True,
-            "advice": {"reconnect": "none", "interval": 0},
+            "advice": {"reconnect": "retry", "interval": 0, "timeout": 25000},
         }
     ]
+    (reply,) = replies(w.send([connect_msg(cid)]))
+    assert reply["error"] == f"401:{cid}:Unknown client"
+    assert reply["advice"]["reconnect"] == "handshake"
+
+
+def test_a_kick_answers_a_held_connect_with_reconnect_none() -> None:
+    w = Wire()
+    cid = connected(w, "/a")
+    held = hold(w, cid)
+    assert w.engine.disconnect(cid, now=w.now) is True
+    (reply,) = one_reply(w.engine.actions_to_send(), held)
+    assert reply["advice"] == {"reconnect": "none", "interval": 0}
 
 
 # ------------------------------------------------------------------ publish
@@ -937,12 +953,29 @@ def test_too_many_messages_in_one_batch() -> None:
     w = Wire(EngineConfig(max_batch=2))
     hs = {"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": [LP]}
     conn = w.conn()
-    actions = w.send([hs, hs, hs], conn=conn)
-    assert actions == [
-        Reply(conn, b'[{"successful":false,"error":"400::Too many messages in one batch"}]')
+    publish = {"channel": "/a", "data": 1, "id": 7, "clientId": "x"}
+    actions = w.send([hs | {"id": "1"}, hs, publish, "junk", {"id": [1], "channel": 2}], conn=conn)
+    # Each message gets its error reply, with what a client matches replies by,
+    # so that a Faye client settles its callbacks instead of resending the batch.
+    error = "400::Too many messages in one batch"
+    assert replies(actions, conn) == [
+        {"id": "1", "channel": "/meta/handshake", "successful": False, "error": error},
+        {"channel": "/meta/handshake", "successful": False, "error": error},
+        {"id": 7, "channel": "/a", "clientId": "x", "successful": False, "error": error},
+        {"successful": False, "error": error},
+        {"successful": False, "error": error},
     ]
     assert len(w.engine.store) == 0
     assert len(replies(w.send([hs, hs]))) == 2
+
+
+def test_batches_have_no_size_limit_by_default() -> None:
+    w = Wire()
+    cid = w.handshake()
+    batch = [{"channel": "/a", "clientId": cid, "data": n, "id": str(n)} for n in range(5_000)]
+    answers = replies(w.send(batch))
+    assert len(answers) == 5_000
+    assert all(a["successful"] is True for a in answers)
 
 
 def test_two_connects_for_different_clients_in_one_batch_lose_nothing() -> None:
@@ -1311,7 +1344,7 @@ def test_disconnect_elsewhere_closes_the_stream() -> None:
 
 
 def test_close_of_a_held_request_drops_it_and_keeps_messages_queued() -> None:
-    w = Wire()
+    w = Wire(EngineConfig(session_timeout=30))
     cid = connected(w, "/a")
     conn = hold(w, cid)
     w.now = 5.0
@@ -1519,14 +1552,25 @@ def test_session_expiry_counts_from_the_release_of_the_last_connect() -> None:
 
 
 def test_an_unconnected_session_expires() -> None:
-    w = Wire()
+    w = Wire(EngineConfig(session_timeout=30))
     cid = w.handshake()
     assert w.advance(30) == [SessionExpired(cid)]
 
 
+@pytest.mark.parametrize(("timeout", "expiry"), [(25, 50), (60, 120), (0, 10), (2, 10)])
+def test_the_default_session_timeout_is_twice_the_timeout(timeout: float, expiry: float) -> None:
+    """Faye drops a session 2 x timeout after its last connect; never sooner
+    here, and never under 10 s (a server that never holds stays usable)."""
+    w = Wire(EngineConfig(timeout=timeout))
+    assert w.engine.config.session_expiry == expiry
+    cid = w.handshake()
+    assert w.advance(expiry - 0.5) == []
+    assert w.advance(0.5) == [SessionExpired(cid)]
+
+
 def test_an_input_after_the_deadline_finds_the_session_expired() -> None:
     """Without a handle_timer call in between, a late connect still gets 401."""
-    w = Wire()
+    w = Wire(EngineConfig(session_timeout=30))
     cid = w.handshake()  # expires at 30
     w.now = 31.0
     conn = w.conn()
@@ -1537,14 +1581,14 @@ def test_an_input_after_the_deadline_finds_the_session_expired() -> None:
 
 
 def test_a_stream_opened_after_the_deadline_finds_the_session_expired() -> None:
-    w = Wire()
+    w = Wire(EngineConfig(session_timeout=30))
     cid = w.handshake()
     assert w.engine.open_stream(w.conn(), now=31.0, client_id=cid) is False
     assert SessionExpired(cid) in events(w.engine.actions_to_send())
 
 
 def test_stale_timers_are_ignored() -> None:
-    w = Wire()
+    w = Wire(EngineConfig(session_timeout=30))
     cid = connected(w)  # expires at 30
     w.now = 20.0
     conn = hold(w, cid)  # now the hold ends at 45
@@ -1557,7 +1601,7 @@ def test_stale_timers_are_ignored() -> None:
 
 
 def test_deadlines_never_move_back_in_time() -> None:
-    w = Wire()
+    w = Wire(EngineConfig(session_timeout=30))
     w.now = 10.0
     cid = w.handshake()
     assert w.engine.get_timer() == 40.0

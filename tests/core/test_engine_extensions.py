@@ -20,6 +20,7 @@ from bayeux_core import (
     Engine,
     EngineConfig,
     Extension,
+    ExtensionFailed,
     Handshaken,
     LocalProtocolError,
     Message,
@@ -615,3 +616,139 @@ def test_delivery_made_unencodable_by_an_extension_is_dropped_for_that_recipient
     assert [d.conns for d in delivers(actions)] == [(ws_other,)]
     assert ws_victim != ws_other
     assert replies(actions) == [{"channel": "/x", "successful": True}]
+
+
+# ------------------------------------------------ an extension that raises
+
+
+class Broken(Extension):
+    """Raises in the hook named ``where`` for messages on ``channel``."""
+
+    def __init__(self, where: str, channel: str, *, deliveries: bool = True) -> None:
+        self.where, self.channel = where, channel
+        self.outgoing_deliveries = deliveries
+
+    def incoming(self, message: Message, context: MessageContext) -> Message | None:
+        if self.where == "incoming" and message.get("channel") == self.channel:
+            raise KeyError("bug in incoming")
+        return message
+
+    def outgoing(self, message: Message, context: MessageContext) -> Message | None:
+        if self.where == "outgoing" and message.get("channel") == self.channel:
+            raise KeyError("bug in outgoing")
+        return message
+
+
+def failures(actions: list[Action]) -> list[tuple[str, Any, str]]:
+    return [(a.hook, a.channel, str(a.error)) for a in actions if isinstance(a, ExtensionFailed)]
+
+
+def test_an_incoming_hook_that_raises_refuses_that_message_only() -> None:
+    w = Wire(extensions=(Broken("incoming", "/meta/subscribe"),))
+    cid = connected(w)
+    batch = [
+        {"channel": "/a", "clientId": cid, "data": 1, "id": "p1"},
+        subscribe(cid, "/b", id="s"),
+        {"channel": "/a", "clientId": cid, "data": 2, "id": "p2"},
+    ]
+    actions = w.send(batch)
+    by_id = {r["id"]: r for r in replies(actions)}
+    assert by_id["s"] == {
+        "id": "s",
+        "channel": "/meta/subscribe",
+        "successful": False,
+        "error": "500::Internal server error",
+    }
+    assert by_id["p1"]["successful"] is True
+    assert by_id["p2"]["successful"] is True
+    assert failures(actions) == [("incoming", "/meta/subscribe", "'bug in incoming'")]
+    assert session(w, cid).subscriptions == set()
+
+
+def test_an_incoming_hook_returning_a_non_dict_is_a_failure() -> None:
+    class ReturnsList(Extension):
+        def incoming(self, message: Message, context: MessageContext) -> Message | None:
+            return [message]  # type: ignore[return-value]
+
+    w = Wire(extensions=(ReturnsList(),))
+    actions = w.send([{"channel": "/a", "data": 1, "id": "p"}])
+    assert replies(actions) == [
+        {"id": "p", "channel": "/a", "successful": False, "error": "500::Internal server error"}
+    ]
+    assert failures(actions) == [("incoming", "/a", "incoming() returned list, not a dict")]
+
+
+def test_an_outgoing_hook_that_raises_on_a_reply_turns_it_into_an_error() -> None:
+    w = Wire(extensions=(Broken("outgoing", "/meta/subscribe", deliveries=False),))
+    cid = connected(w)
+    actions = w.send([subscribe(cid, "/b", id="s"), {"channel": "/a", "data": 1, "id": "p"}])
+    assert replies(actions) == [
+        {
+            "id": "s",
+            "clientId": cid,
+            "channel": "/meta/subscribe",
+            "successful": False,
+            "error": "500::Internal server error",
+        },
+        {"id": "p", "channel": "/a", "successful": True},
+    ]
+    assert failures(actions) == [("outgoing", "/meta/subscribe", "'bug in outgoing'")]
+
+
+def test_an_outgoing_hook_that_makes_a_reply_unencodable_is_a_failure() -> None:
+    class Unencodable(Extension):
+        outgoing_deliveries = False
+
+        def outgoing(self, message: Message, context: MessageContext) -> Message | None:
+            message["ext"] = {1, 2}
+            return message
+
+    w = Wire(extensions=(Unencodable(),))
+    actions = w.send([{"channel": "/a", "data": 1, "id": "p"}])
+    assert replies(actions) == [
+        {"id": "p", "channel": "/a", "successful": False, "error": "500::Internal server error"}
+    ]
+    assert [hook for hook, _, _ in failures(actions)] == ["outgoing"]
+
+
+def test_an_outgoing_hook_that_raises_on_a_delivery_drops_it_for_that_recipient() -> None:
+    class BrokenFor(Extension):
+        def __init__(self) -> None:
+            self.victim: str | None = None
+
+        def outgoing(self, message: Message, context: MessageContext) -> Message | None:
+            if context.is_delivery and context.client_id == self.victim:
+                raise RuntimeError("bug")
+            return message
+
+    broken = BrokenFor()
+    w = Wire(extensions=(broken,))
+    victim, _ = streamed(w, "/x")
+    _, ws2 = streamed(w, "/x")
+    broken.victim = victim
+    actions = w.send([{"channel": "/x", "data": 1, "id": "p"}])
+    assert [d.conns for d in delivers(actions)] == [(ws2,)]
+    assert failures(actions) == [("outgoing", "/x", "bug")]
+    assert replies(actions)[-1]["successful"] is True
+
+
+def test_the_docs_token_check_on_an_array_subscription_gets_a_reply() -> None:
+    """docs/server.md's first version used the subscription as a dict key:
+    a CometD-style array raised TypeError, and the connection was dropped."""
+
+    tokens: dict[Any, str] = {"/private": "s3cret"}
+
+    class NaiveAuth(Extension):
+        def incoming(self, message: Message, context: MessageContext) -> Message | None:
+            if message.get("channel") == "/meta/subscribe":
+                token = (message.get("ext") or {}).get("authToken")
+                if tokens.get(message.get("subscription")) != token:
+                    message["error"] = "Invalid subscription auth token"
+            return message
+
+    w = Wire(extensions=(NaiveAuth(),))
+    cid = w.handshake()
+    actions = w.send([subscribe(cid, ["/a", "/private"], id="s")])
+    (reply,) = replies(actions)
+    assert reply["error"] == "500::Internal server error"
+    assert [hook for hook, _, _ in failures(actions)] == ["incoming"]

@@ -67,7 +67,7 @@ def end_by_disconnect(w: Wire, client_id: str) -> None:
 
 
 def end_by_expiry(w: Wire, client_id: str) -> None:
-    w.advance(w.engine.config.session_timeout + 1)
+    w.advance(w.engine.config.session_expiry + 1)
     assert w.engine.store.get(client_id) is None
 
 

@@ -40,8 +40,8 @@ from .helpers import Wire, events, replies
 LP = "long-polling"
 NOBODY = "nobody" + "0" * 25
 TIMEOUT = 25.0
-#: the default interval (0) plus the default session timeout (30)
-EXPIRY = 30.0
+#: the default interval (0) plus the default session timeout (twice TIMEOUT)
+EXPIRY = 2 * TIMEOUT
 PAIRS = list(itertools.product(SessionState, MessageKind))
 
 _S, _K, _O = SessionState, MessageKind, Outcome
