@@ -70,7 +70,7 @@ _READ_SIZE = 65536
 #: The server is trusted with nesting: a server (Faye, say) may relay data
 #: nested deeper than our server's default limit, and orjson caps it anyway.
 _TRUSTED_DEPTH = 1024
-#: most messages in one WebSocket frame or HTTP body (the server's max_batch is 1000)
+#: most messages in one WebSocket frame or HTTP body (a server may set a max_batch)
 MAX_BATCH = 100
 #: a kept-alive HTTP connection idle longer than this is not reused: servers
 #: close idle connections (Node.js after 5 s) and a request sent into one that

@@ -72,9 +72,12 @@ _PREFLIGHT_HEADERS = [
     (b"access-control-max-age", b"86400"),
 ]
 _READ_SIZE = 65536
-#: how long, and for how many reads, a closing connection's input is discarded
-_LINGER = 1.0
-_LINGER_READS = 64
+#: A closing connection's input is discarded for this long at most, this
+#: long between reads, and up to this many bytes (nginx's lingering close), so
+#: that a client still sending a body we refused reads our 413, not a reset.
+_LINGER_TIME = 10.0
+_LINGER_IDLE = 2.0
+_LINGER_BYTES = 64 * 1024 * 1024
 _REASONS = {status.value: status.phrase.encode() for status in http.HTTPStatus}
 # A Bayeux 200 is written from these bytes rather than through h11.send, whose
 # header validation and framing cost more than the rest of the reply. h11
@@ -495,10 +498,14 @@ class HttpConnection:
             return
         with contextlib.suppress(OSError):
             self.stream.socket.shutdown(socket.SHUT_WR)
-        with trio.move_on_after(_LINGER):
-            for _ in range(_LINGER_READS):
-                if not await self._receive():
-                    break
+        discarded = 0
+        with trio.move_on_after(_LINGER_TIME):
+            while discarded <= _LINGER_BYTES:
+                with trio.move_on_after(_LINGER_IDLE) as idle:
+                    data = await self._receive()
+                if idle.cancelled_caught or not data:
+                    return  # the client went quiet, or closed too
+                discarded += len(data)
 
     def _write_raw(self, data: bytes) -> None:
         output = self.output
@@ -595,7 +602,6 @@ class HttpConnection:
         messages = decode_body(
             payload,
             max_bytes=self.config.max_body,
-            max_messages=engine_config.max_batch,
             max_depth=engine_config.max_json_depth,
         )
         if isinstance(messages, BodyError):

@@ -21,7 +21,7 @@ from typing import Any, Protocol, TypeVar
 
 import trio
 
-from bayeux_core import Engine, Event, Extension, Message, Published
+from bayeux_core import Engine, Event, Extension, ExtensionFailed, Message, Published
 
 from ._admin import Operations, client_info
 from ._config import ServerConfig
@@ -49,8 +49,25 @@ _IDLE_MARGIN = 10.0
 _RECLAIM_PERIOD = 5.0
 
 
+#: what a message an async extension raised on is refused with (as the engine does)
+_EXTENSION_FAILED = "500::Internal server error"
+
+
+def _log_extension_failure(extension: object, hook: str, channel: object, error: Exception) -> None:
+    log.error(
+        "extension %s raised in %s on %r; that message was refused with 500",
+        type(extension).__qualname__,
+        hook,
+        channel,
+        exc_info=error,
+    )
+
+
 def _log_event(event: Event) -> None:
     """Session events at debug level; client ids cut to 6 characters."""
+    if isinstance(event, ExtensionFailed):
+        _log_extension_failure(event.extension, event.hook, event.channel, event.error)
+        return
     if not log.isEnabledFor(logging.DEBUG) or isinstance(event, Published):
         return
     client_id = getattr(event, "client_id", None)
@@ -364,7 +381,16 @@ class BayeuxServer:
                 result: Message | None = message
                 for extension in list(self._async_extensions):
                     assert result is not None
-                    result = await extension.incoming(result, request)
+                    try:
+                        result = await extension.incoming(result, request)
+                    except Exception as exc:
+                        # A bug in the hook refuses this message only.
+                        _log_extension_failure(extension, "incoming", message.get("channel"), exc)
+                        result = {
+                            k: message[k] for k in ("id", "channel", "clientId") if k in message
+                        }
+                        result["error"] = _EXTENSION_FAILED
+                        break
                     if result is None:
                         break
                 if result is not None:

@@ -174,6 +174,21 @@ class _FrameDecoder(FrameDecoder):
 _WHOLE_TEXT = 0x81
 
 
+class _TooBig:
+    """A frame header declared more than the reader's limit."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "TOO_BIG"
+
+
+#: what :meth:`FrameReader.feed` yields for a frame over its limit
+TOO_BIG = _TooBig()
+#: what :meth:`FrameReader.feed` yields: a whole text message, wsproto's events, TOO_BIG
+ReaderEvent = str | Event | _TooBig
+
+
 class FrameReader:
     """Client bytes to events: wsproto's, with whole text frames done here.
 
@@ -190,12 +205,29 @@ class FrameReader:
     Only a frame at most ``hold`` bytes long waits here for its last bytes;
     a longer one streams through wsproto, so a message over the size limit
     is cut off early as before.
+
+    ``limit``: as soon as a frame's header is read, a frame (of any kind)
+    declaring more bytes than this, or a fragment taking its message past
+    it, yields :data:`TOO_BIG` and parsing stops: a header that declares
+    2**62 bytes is refused at once rather than waited for. None: no check.
     """
 
-    __slots__ = ("_bypass", "_hold", "_in_message", "_pending", "_through", "_ws")
+    __slots__ = (
+        "_bypass",
+        "_declared",
+        "_hold",
+        "_in_message",
+        "_limit",
+        "_pending",
+        "_through",
+        "_ws",
+    )
 
-    def __init__(self, hold: int) -> None:
+    def __init__(self, hold: int, limit: int | None = None) -> None:
         self._hold = min(hold, 65535)
+        self._limit = limit
+        #: bytes the frames of the current fragmented message declared so far
+        self._declared = 0
         self._ws: Connection | None = None
         #: bytes of an incomplete frame not yet parsed
         self._pending = b""
@@ -221,7 +253,7 @@ class FrameReader:
     def send(self, event: Event) -> bytes:
         return self.connection.send(event)
 
-    def feed(self, data: bytes | None) -> list[str | Event]:
+    def feed(self, data: bytes | None) -> list[ReaderEvent]:
         """Parse ``data`` (None: the peer closed the socket); the events."""
         if data is None or self._bypass:
             ws = self.connection
@@ -232,7 +264,7 @@ class FrameReader:
             return list(ws.events())
         buf = self._pending + data if self._pending else data
         self._pending = b""
-        events: list[str | Event] = []
+        events: list[ReaderEvent] = []
         at = 0
         end = len(buf)
         while at < end:
@@ -261,6 +293,16 @@ class FrameReader:
                 head = 10
             if second & 0x80:
                 head += 4
+            limit = self._limit
+            if limit is not None:
+                opcode = first & 0x0F
+                declared = length + self._declared if opcode == 0 else length
+                if declared > limit:
+                    events.append(TOO_BIG)
+                    self._bypass = True  # nothing more is parsed: we close
+                    return events
+                if opcode < 8:  # control frames may come between fragments
+                    self._declared = 0 if first & 0x80 else declared
             stop = at + head + length
             if (
                 first == _WHOLE_TEXT
@@ -291,7 +333,7 @@ class FrameReader:
             self._pending = buf[at:]
         return events
 
-    def _to_wsproto(self, data: bytes, events: list[str | Event]) -> bool:
+    def _to_wsproto(self, data: bytes, events: list[ReaderEvent]) -> bool:
         """Feed wsproto; False once it reported a close (then it gets the rest)."""
         ws = self.connection
         ws.receive_data(data)
@@ -350,7 +392,8 @@ async def upgrade(
     output.write(response)
     http.hub.mark_dirty(output)
     leftover = http.h11.trailing_data[0]
-    reader = FrameReader(http.server.config.max_ws_message)
+    limit = http.server.config.max_ws_message
+    reader = FrameReader(limit, limit)
     endpoint = WebSocketEndpoint(http.server, http.stream, reader, output)
     endpoint.address = http.address
     http.output = None  # the socket's output belongs to the WebSocket now
@@ -430,7 +473,7 @@ class WebSocketEndpoint:
             self.output = None
             hub.forget(self.conn)
 
-    async def _events(self, events: list[str | Event]) -> bool:
+    async def _events(self, events: list[ReaderEvent]) -> bool:
         """Handle what the reader parsed; False once the connection is over.
 
         Everything one read brought is handled in one hub batch: what the
@@ -485,6 +528,9 @@ class WebSocketEndpoint:
                 elif isinstance(event, BytesMessage):
                     self._close(1003, "Text frames only")
                     return False
+                elif event is TOO_BIG:
+                    self._close(1009, "Message too big")
+                    return False
         # Pongs and error frames, written outside an engine pass, were sent
         # when the batch ended, with everything else.
         return True
@@ -496,7 +542,6 @@ class WebSocketEndpoint:
         messages = decode_body(
             text,
             max_bytes=server.config.max_ws_message,
-            max_messages=server.hub.engine.config.max_batch,
             max_depth=server.hub.engine.config.max_json_depth,
         )
         if isinstance(messages, BodyError):
