@@ -104,3 +104,41 @@ def test_example_exchange_is_what_the_engine_says() -> None:
             if isinstance(action, Reply)
         ]
     assert not expected, f"replies not shown in the doc: {expected}"
+
+
+def test_the_token_auth_example_in_server_md_works(tmp_path: Path) -> None:
+    """docs/server.md's ServerAuth, run as printed: it must refuse a wrong
+    token on a plain and on a CometD-style array subscription, without
+    raising (its first version raised TypeError on the array)."""
+    text = (DOCS / "server.md").read_text()
+    (code,) = re.findall(r"```python\n# myapp/auth.py\n(.*?)```", text, re.S)
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text('{"/private/ann": "s3cret"}')
+    namespace: dict[str, object] = {}
+    exec(compile(code, "docs/server.md", "exec"), namespace)
+    auth_class = namespace["ServerAuth"]
+    assert isinstance(auth_class, type)
+    engine = Engine(extensions=(auth_class(str(tokens)),))
+    hs = {
+        "channel": "/meta/handshake",
+        "version": "1.0",
+        "supportedConnectionTypes": ["long-polling"],
+    }
+    engine.receive(1, [hs], now=0)
+    (reply,) = orjson.loads(next(a for a in engine.actions_to_send() if isinstance(a, Reply)).body)
+    cid = reply["clientId"]
+
+    def subscribe(subscription: object, ext: object) -> dict[str, object]:
+        message = {"channel": "/meta/subscribe", "clientId": cid, "subscription": subscription}
+        engine.receive(2, [message | {"ext": ext}], now=0)
+        actions = engine.actions_to_send()
+        (answer,) = orjson.loads(next(a for a in actions if isinstance(a, Reply)).body)
+        assert isinstance(answer, dict)
+        return answer
+
+    refused = "Invalid subscription auth token"
+    assert subscribe("/private/ann", {"authToken": "nope"})["error"] == refused
+    assert subscribe(["/public", "/private/ann"], {"authToken": "nope"})["error"] == refused
+    assert subscribe(["/private/ann"], "not a dict")["error"] == refused
+    assert subscribe(["/private/ann"], {"authToken": "s3cret"})["successful"] is True
+    assert subscribe("/public", None)["successful"] is True
