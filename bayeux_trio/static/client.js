@@ -4,8 +4,8 @@
  *   <script src="http://localhost:9292/faye/client.js"></script>
  *   <script>
  *     var client = new Faye.Client('http://localhost:9292/faye');
- *     client.subscribe('/messages', function (data) { console.log(data); });
- *     client.publish('/messages', {text: 'hello'});
+ *     client.subscribe('/messages', function (data) { console.log(data); })
+ *       .then(function () { client.publish('/messages', {text: 'hello'}); });
  *   </script>
  *
  * Written for bayeux-trio (MIT licence) after Faye's documented behaviour; no
@@ -18,7 +18,8 @@
  *      cross-origin-long-polling, callback-polling (in Faye's order)
  *   3. the dispatcher: one envelope per message, timeouts and retries,
  *      transport selection, transport:up / transport:down
- *   4. Faye.Client: handshake, connect loop, subscriptions, publishing
+ *   4. Faye.Client: handshake, connect loop, subscriptions (session:down /
+ *      session:up around a re-subscription), publishing
  */
 (function (global) {
   'use strict';
@@ -954,6 +955,8 @@
     this._dispatcher = new Dispatcher(this, this._endpoint, options);
     this._messageId = 0;
     this._state = UNCONNECTED;
+    // Counts the sessions the server forgot: a 'session:up' is for the latest.
+    this._session = 0;
     this._responseCallbacks = new Map();
     // Service calls sent and waiting for their result: message id ->
     // settle(reply); and every unsettled call, sent or not.
@@ -1040,8 +1043,20 @@
             done = true;
             self._state = CONNECTED;
             // Subscribe again to everything the page listens to (after a
-            // re-handshake the server has forgotten it).
-            self.subscribe(self._channels.keys(), true);
+            // re-handshake the server has forgotten it); 'session:up' once
+            // each of those subscribes is answered.
+            var session = self._session;
+            var restoring = self.subscribe(self._channels.keys(), true);
+            var left = restoring.length;
+            var answered = function () {
+              left -= 1;
+              if (left > 0 || session !== self._session || self._state !== CONNECTED) return;
+              writeLog('info', 'Client', 'session up, subscriptions in place');
+              self.trigger('session:up');
+            };
+            left += 1;
+            restoring.forEach(function (subscription) { subscription.then(answered, answered); });
+            answered();
             if (callback) callback.call(context);
           };
           // Connect once the transport is chosen, or after TRANSPORT_WAIT
@@ -1267,9 +1282,14 @@
         return;
       }
       if (this._advice.reconnect === 'handshake' && this._state !== DISCONNECTED) {
+        var lost = this._state !== UNCONNECTED;
         this._state = UNCONNECTED;
+        this._session += 1;
         this._dispatcher.clientId = null;
         this._cycleConnection();
+        // The server has forgotten the session (a restart, an expiry): the
+        // page's subscriptions are gone until 'session:up'.
+        if (lost) this.trigger('session:down');
       }
     },
 

@@ -31,14 +31,52 @@
 
   // ------------------------------------------------------------ connection
 
+  // "online" once the link works AND the page is subscribed to its rooms:
+  // after a server restart the link comes back first ('transport:up'), then
+  // the client shakes hands and subscribes again ('session:up'). Faye's own
+  // bundle has no session events: there the link alone decides.
   var status = $('status');
-  client.bind('transport:up', function () { showStatus('online', 'online'); });
-  client.bind('transport:down', function () { showStatus('offline', 'offline, reconnecting…'); });
+  var link = null; // null: not known yet, then true (up) or false (down)
+  var session = Faye.implementation !== 'bayeux-trio';
+  client.bind('transport:up', function () { link = true; showStatus(); });
+  client.bind('transport:down', function () { link = false; showStatus(); });
+  client.bind('session:down', function () { session = false; showStatus(); });
+  client.bind('session:up', function () { session = true; showStatus(); });
 
-  function showStatus(state, text) {
+  function showStatus() {
+    var state = link === false ? 'offline' : link && session ? 'online' : 'connecting';
     status.dataset.state = state;
-    status.textContent = text;
+    status.textContent = {
+      offline: 'offline, reconnecting…',
+      online: 'online',
+      connecting: link ? 'joining rooms again…' : 'connecting…'
+    }[state];
   }
+
+  // ---------------------------------------------------------------- history
+
+  // `make run` keeps the latest messages of each room (bayeux serve
+  // --history '/chat/*=100'). After the server lost the page's session, the
+  // client subscribes again from the last position it saw, and the server
+  // replays what was missed. A restarted server has new streams ('epoch
+  // changed'): what it has was all published after the restart, which the
+  // page missed, so the page subscribes once more from the new stream's start.
+  // Copies (a message that came live in between) are dropped by position.
+  client.bind('history:recovery', function (channel, recovered, reason) {
+    var room = channel.slice('/chat/'.length);
+    var entry = rooms.get(room);
+    if (!entry || recovered) return;
+    var position = client.getPosition(channel) || '';
+    var at = position.lastIndexOf(':');
+    if (reason === 'epoch changed' && at > 0) {
+      if (position.slice(at + 1) === '0') return; // nothing published since
+      entry.subscription.cancel();
+      client.setPosition(channel, position.slice(0, at) + ':0');
+      listen(room, entry);
+      return;
+    }
+    note(room, 'messages sent while you were away are lost (' + reason + ')');
+  });
 
   // ----------------------------------------------------------------- rooms
 
@@ -62,12 +100,9 @@
     });
     $('rooms').appendChild(item);
 
-    var entry = {item: item, history: [], unread: 0, subscription: null};
+    var entry = {item: item, history: [], unread: 0, subscription: null, seen: new Set()};
     rooms.set(room, entry);
-    entry.subscription = client.subscribe('/chat/' + room, function (message) {
-      receive(room, message);
-    });
-    entry.subscription.then(function () {
+    listen(room, entry).then(function () {
       item.dataset.state = 'joined';
       note(room, 'you joined #' + room);
     }, function (error) {
@@ -75,6 +110,21 @@
       note(room, 'could not join #' + room + ': ' + error.message);
     });
     show(room);
+  }
+
+  // Subscribes to the room; each message is shown once (by its history
+  // position, when the server keeps history).
+  function listen(room, entry) {
+    var channel = '/chat/' + room;
+    entry.subscription = client.subscribe(channel, function (message) {
+      var position = client.getPosition ? client.getPosition(channel) : undefined;
+      if (position !== undefined) {
+        if (entry.seen.has(position)) return;
+        entry.seen.add(position);
+      }
+      receive(room, message);
+    });
+    return entry.subscription;
   }
 
   function leave(room) {

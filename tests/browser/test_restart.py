@@ -6,17 +6,28 @@ it either way), and starts again on the same port. Each page must notice
 (``transport:down``), come back (``transport:up``), shake hands again,
 subscribe again to its rooms without the page doing anything, and get the
 messages published afterwards.
+
+The server runs as `make run` starts it, with history for the rooms
+(``CHAT_ARGS``). A page says "online" only once it is subscribed again, and a
+message sent while another page is still subscribing again reaches that page
+too, recovered from the history.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from ._support import EXAMPLES, RECONNECT_MS, Browsers, Server, Tab, expect, running, start_server
+from ._support import CHAT_ARGS, RECONNECT_MS, Browsers, Server, Tab, expect, running, start_server
 from ._support import wait_closed as wait_port_closed
 from .test_chat import expect_line, open_chat, say
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Route
 
 #: a backend publish every PROBE_MS until every page shows one (bounded)
 PROBE_MS = 500
@@ -63,7 +74,7 @@ def test_pages_reconnect_and_resubscribe_after_restart(
 ) -> None:
     """``crash``: the server is killed, so connections drop with no answer."""
     room = "restart"
-    server = start_server(tmp_path, ["--static", str(EXAMPLES / "chat")])
+    server = start_server(tmp_path, CHAT_ARGS)
     with running(server):
         alice = open_chat(browsers, server, room=room, name="alice")
         bob = open_chat(browsers, server, room=room, name="bob", transport="long-polling")
@@ -108,3 +119,86 @@ def test_pages_reconnect_and_resubscribe_after_restart(
         assert alice.traffic.connects[-1] == ("websocket", "websocket")
         assert bob.traffic.transports() == {"http-json"}
         assert carol.traffic.transports() == {"callback-polling"}
+
+
+@contextmanager
+def subscribes_held(tab: Tab, server: Server) -> Iterator[list[Route]]:
+    """Hold the page's HTTP requests that carry a ``/meta/subscribe`` until the block ends.
+
+    For a long-polling page: its re-subscription after a restart stays on
+    the way for as long as the test needs, then goes through unchanged.
+    """
+    held: list[Route] = []
+    holding = True
+
+    def handle(route: Route) -> None:
+        if holding and "/meta/subscribe" in (route.request.post_data or ""):
+            held.append(route)
+        else:
+            route.fallback()
+
+    def ours(url: str) -> bool:
+        return url.startswith(server.endpoint)
+
+    tab.page.route(ours, handle)
+    try:
+        yield held
+    finally:
+        holding = False
+        for route in held:
+            route.fallback()
+        tab.page.unroute(ours, handle)
+
+
+def restart(server: Server, tabs: list[Tab]) -> None:
+    server.stop()
+    wait_port_closed(server.port)
+    for tab in tabs:
+        status(tab, "offline")
+    server.start()
+
+
+def test_online_only_once_subscribed_again(browsers: Browsers, tmp_path: Path) -> None:
+    """After a restart the badge stays off "online" while the page subscribes again."""
+    room = "badge"
+    server = start_server(tmp_path, CHAT_ARGS)
+    with running(server):
+        tab = open_chat(browsers, server, room=room, name="dora", transport="long-polling")
+        status(tab, "online")
+        with subscribes_held(tab, server) as held:
+            restart(server, [tab])
+            # The link works again (the server has answered, and the page
+            # shook hands again), but its subscribes are on hold.
+            tab.wait_until(lambda: bool(held), "the page to subscribe again", RECONNECT_MS)
+            badge = tab.page.locator("#status")
+            assert badge.get_attribute("data-state") != "online", badge.text_content()
+        status(tab, "online")
+        say(tab, "back")
+        expect_line(tab, "dora", "back")
+
+
+def test_a_message_sent_once_online_reaches_a_page_still_subscribing(
+    browsers: Browsers, tmp_path: Path
+) -> None:
+    """alice is back and talks while bob's page is still subscribing again: bob gets it."""
+    room = "recover"
+    server = start_server(tmp_path, CHAT_ARGS)
+    with running(server):
+        alice = open_chat(browsers, server, room=room, name="alice")
+        bob = open_chat(browsers, server, room=room, name="bob", transport="long-polling")
+        say(alice, "before the restart")
+        for tab in (alice, bob):
+            expect_line(tab, "alice", "before the restart")
+        with subscribes_held(bob, server) as held:
+            restart(server, [alice, bob])
+            status(alice, "online")
+            bob.wait_until(lambda: bool(held), "bob's page to subscribe again", RECONNECT_MS)
+            say(alice, "while bob is still subscribing")
+            # on alice's page: the server took it, and alice was subscribed again
+            expect_line(alice, "alice", "while bob is still subscribing")
+        status(bob, "online")
+        expect_line(bob, "alice", "while bob is still subscribing")
+        say(bob, "got it")
+        for tab in (alice, bob):
+            expect_line(tab, "bob", "got it")
+            expect_line(tab, "alice", "before the restart")
