@@ -63,7 +63,7 @@ def _serve(factory: pytest.TempPathFactory, name: str, *args: str) -> Iterator[S
 
 @pytest.fixture(scope="package")
 def chat_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """The chat demo, as `make run` serves it (``bayeux serve --static examples/chat --history ...``)."""
+    """The chat demo, as `make run` serves it (``bayeux serve`` with ``CHAT_ARGS``)."""
     yield from _serve(tmp_path_factory, "chat", *CHAT_ARGS)
 
 
