@@ -6,8 +6,9 @@ Exit codes (both commands):
   printed, the ``--timeout`` without ``--count`` ran out, or stdout was closed);
 * 1: the server refused (the publish, a subscription, or the session);
 * 2: bad usage (arguments, JSON that does not parse);
-* 3: no acknowledgement within ``--timeout`` (publish), or fewer than
-  ``--count`` messages within it (subscribe): the server may be unreachable;
+* 3: no acknowledgement within ``--timeout`` (publish); for subscribe, fewer
+  than ``--count`` messages within it, or a ``--timeout`` that ran out before
+  the server acknowledged the subscriptions or while it could not be reached;
 * 130: interrupted (Ctrl-C).
 """
 
@@ -30,6 +31,9 @@ from bayeux_core import (
     MessageReceived,
     SessionEnded,
     SubscribeFailed,
+    is_meta,
+    is_valid_name,
+    is_valid_pattern,
 )
 
 from ._client import TRANSPORTS, SubscribeError, open_client, publish_sync
@@ -125,7 +129,7 @@ def add_client_commands(commands: Any) -> None:
         help="print the messages of channels",
         description='Subscribe and print each message as one JSON line: {"channel": ..., '
         '"data": ...}. Exit status: 0 done, 1 refused, 2 bad usage, 3 fewer than '
-        "--count messages within --timeout.",
+        "--count messages within --timeout, or the server unreachable until it ran out.",
     )
     _add_common(subscribe)
     subscribe.add_argument(
@@ -184,10 +188,28 @@ def _error(message: str) -> None:
     print(f"bayeux: {message}", file=sys.stderr, flush=True)
 
 
+def _channel_problem(channel: str, *, publish: bool) -> str | None:
+    """Why ``channel`` cannot be published (or subscribed) to, or None if it can."""
+    verb = "publish" if publish else "subscribe"
+    if not is_valid_pattern(channel):
+        return f"{channel!r} is not a channel name (one like /chat/room, or /chat/*)"
+    if is_meta(channel):
+        return f"cannot {verb} to {channel!r}: /meta channels belong to the protocol"
+    if publish and not is_valid_name(channel):
+        return f"cannot publish to {channel!r}: a pattern is for subscribing; name one channel"
+    return None
+
+
 def run_client_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    channels = [args.channel] if args.command == "publish" else args.channels
+    for channel in channels:
+        problem = _channel_problem(channel, publish=args.command == "publish")
+        if problem is not None:
+            _error(problem)
+            return EXIT_USAGE
     options = _options(args, parser)
     try:
         if args.command == "publish":
@@ -266,7 +288,7 @@ async def _subscribe_async(args: argparse.Namespace, options: dict[str, Any]) ->
             failure = f"the server ended the session: {event.error}"
             done.set()
 
-    timed_out = False
+    timed_out = unreachable = subscribed = False
     async with open_client(args.url, **options) as client:
         client.on(MessageReceived, on_message)
         client.on(SubscribeFailed, on_refused)
@@ -282,13 +304,22 @@ async def _subscribe_async(args: argparse.Namespace, options: dict[str, Any]) ->
                     return EXIT_REFUSED
                 if not args.quiet:
                     _error(f"subscribed to {channel}")
+            subscribed = True
             await done.wait()
         timed_out = scope.cancelled_caught
         if timed_out and printed == 0 and client.last_error and not client.connected:
+            unreachable = True
             _error(f"could not reach {args.url}: {client.last_error}")
     if failure is not None:
         _error(failure)
         return EXIT_REFUSED
+    if unreachable:
+        return EXIT_TIMEOUT
+    if timed_out and not subscribed:
+        _error(
+            f"timed out after {args.timeout:g} s before the server acknowledged the subscriptions"
+        )
+        return EXIT_TIMEOUT
     if timed_out and count is not None and printed < count:
         _error(f"timed out after {args.timeout:g} s with {printed} of {count} messages")
         return EXIT_TIMEOUT

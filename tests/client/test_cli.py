@@ -222,12 +222,69 @@ async def test_cli_subscribe_timeout_refusal_and_ext(nursery: trio.Nursery) -> N
         assert line == {"channel": "/private/chat", "data": "secret", "ext": {"note": 1}}
         assert await process.wait() == 0
 
-    unreachable = await run(*BAYEUX, "subscribe", nowhere(), "/a", "--timeout", "0.5")
-    assert unreachable.returncode == 0  # no --count: the timeout just ends it
-    assert "could not reach" in unreachable.stderr.decode()
-
     usage = await run(*BAYEUX, "subscribe", server.url, "/a", "--count", "0")
     assert usage.returncode == 2
     usage = await run(*BAYEUX, "subscribe", server.url, "/a", "--ext", "[1]")
     assert usage.returncode == 2
     assert "--ext must be a JSON object" in usage.stderr.decode()
+
+
+@fail_after(30)
+async def test_cli_subscribe_to_an_unreachable_server_fails() -> None:
+    # Even without --count, a --timeout spent never reaching the server is a failure.
+    url = nowhere()
+    unreachable = await run(*BAYEUX, "subscribe", url, "/a", "--timeout", "0.5")
+    assert unreachable.returncode == 3
+    assert unreachable.stdout == b""
+    assert f"could not reach {url}" in unreachable.stderr.decode()
+
+
+@pytest.mark.parametrize(
+    ("command", "channel", "reason"),
+    [
+        ("publish", "/meta/foo", "/meta channels"),
+        ("publish", "/meta", "/meta channels"),
+        ("publish", "/messages/*", "a pattern"),
+        ("publish", "/messages/**", "a pattern"),
+        ("publish", "no-slash", "not a channel"),
+        ("publish", "/a//b", "not a channel"),
+        ("subscribe", "/meta/foo", "/meta channels"),
+        ("subscribe", "/meta/*", "/meta channels"),
+        ("subscribe", "no-slash", "not a channel"),
+        ("subscribe", "/a/*/b", "not a channel"),
+    ],
+)
+@fail_after(30)
+async def test_cli_refuses_an_invalid_channel_in_one_line(
+    command: str, channel: str, reason: str
+) -> None:
+    args = [channel, "1"] if command == "publish" else ["/fine", channel]
+    done = await run(*BAYEUX, command, nowhere(), *args, "--timeout", "5")
+    stderr = done.stderr.decode()
+    assert done.returncode == 2, stderr
+    assert "Traceback" not in stderr
+    (line,) = stderr.splitlines()
+    assert line.startswith("bayeux: ")
+    assert repr(channel) in line
+    assert reason in line
+    assert done.stdout == b""
+
+
+@fail_after(30)
+async def test_cli_subscribe_to_a_server_that_never_answers_fails(nursery: trio.Nursery) -> None:
+    # Connections are accepted but never answered: no subscription is acknowledged.
+    listeners = await trio.open_tcp_listeners(0, host=HOST)
+    port = listeners[0].socket.getsockname()[1]
+
+    async def hold(stream: trio.SocketStream) -> None:
+        async with stream:
+            while await stream.receive_some(65536):
+                pass
+
+    nursery.start_soon(trio.serve_listeners, hold, listeners)
+    silent = await run(*BAYEUX, "subscribe", f"http://{HOST}:{port}/faye", "/a", "--timeout", "1")
+    assert silent.returncode == 3
+    assert silent.stdout == b""
+    assert silent.stderr.decode() == (
+        "bayeux: timed out after 1 s before the server acknowledged the subscriptions\n"
+    )
