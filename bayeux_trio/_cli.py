@@ -10,16 +10,20 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import trio
 
-from bayeux_core import EngineConfig, HistoryPolicy, is_valid_pattern
+from bayeux_core import EngineConfig, HistoryPolicy, __version__, is_valid_pattern
 
 from ._client_cli import add_client_commands, run_client_command
 from ._config import ServerConfig
 from ._extensions import load_extension
 from ._logging import configure_logging
 from ._server import BayeuxServer
+
+if TYPE_CHECKING:
+    from .redis import RedisBus
 
 __all__ = ["main"]
 
@@ -30,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bayeux", description="A Bayeux (Faye/CometD) push messaging server and client."
     )
+    parser.add_argument("--version", action="version", version=f"bayeux {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser(
         "serve",
@@ -57,8 +62,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--session-timeout",
         type=float,
-        default=30.0,
-        help="seconds a session lives without a connect (default: %(default)s)",
+        default=None,
+        metavar="SECONDS",
+        help="seconds a session lives without a connect (default: twice --timeout, Faye's rule)",
+    )
+    serve.add_argument(
+        "--max-batch",
+        type=int,
+        default=None,
+        metavar="N",
+        help="most messages in one request body or WebSocket frame; past it each "
+        "message of the batch gets a Bayeux error reply (400::Too many messages in "
+        "one batch) (default: no limit)",
     )
     serve.add_argument(
         "--engine",
@@ -252,6 +267,7 @@ def _config(args: argparse.Namespace) -> ServerConfig:
         engine=EngineConfig(
             timeout=args.timeout,
             session_timeout=args.session_timeout,
+            max_batch=args.max_batch,
             publish_rate=args.publish_rate,
             max_clients_per_address=args.max_clients_per_address,
             max_json_depth=args.max_json_depth,
@@ -272,6 +288,43 @@ def _config(args: argparse.Namespace) -> ServerConfig:
         metrics_path=args.metrics_path or None,
         reclaim_after=args.reclaim_after or None,
     )
+
+
+def _fail(message: str) -> NoReturn:
+    """Refuse to start: one line on stderr, exit status 2 (bad usage)."""
+    print(f"bayeux: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+def _extra_missing(option: str, module: str, extra: str) -> NoReturn:
+    _fail(
+        f"{option} needs {module}: install the {extra} extra: "
+        f"pip install '.[{extra}]' in a clone of bayeux-trio"
+    )
+
+
+def _check_serve_args(args: argparse.Namespace) -> None:
+    """Refuse, in one line, what would otherwise fail later or silently."""
+    if args.static is not None and not args.static.is_dir():
+        _fail(f"--static {args.static}: not a directory")
+    if args.metrics_path:
+        try:
+            import prometheus_client  # noqa: F401
+        except ImportError:
+            _extra_missing("--metrics-path", "prometheus_client", "metrics")
+
+
+def _redis_bus(url: str, parser: argparse.ArgumentParser) -> RedisBus:
+    if not url.startswith(("redis://", "rediss://", "unix://", "redis+cluster://")):
+        parser.error(f"--engine must be memory or a redis:// URL, not {url!r}")
+    try:
+        from .redis import RedisBus
+    except ImportError as exc:
+        if exc.name is None or exc.name.partition(".")[0] != "coredis":
+            raise
+        # Not the whole URL, which may hold a password.
+        _extra_missing(f"--engine {url.partition(':')[0]}://...", "coredis", "redis")
+    return RedisBus(url)
 
 
 def _admin_token(args: argparse.Namespace) -> str:
@@ -376,6 +429,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command != "serve":
         return run_client_command(args, parser)
     # "auto" re-executes only a real command (argv None), never a caller's process.
+    _check_serve_args(args)
     wanted = args.allocator == "jemalloc" or (
         args.allocator == "auto" and argv is None and find_jemalloc() is not None
     )
@@ -389,16 +443,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not (math.isfinite(args.grace) and args.grace >= 0):
             raise ValueError(f"--grace must be a number of seconds >= 0, not {args.grace}")
         config = _config(args)
+        if args.extension:
+            # As `python -m` does (and so the jemalloc re-execution): an
+            # extension may live in the directory the server is started from.
+            cwd = os.getcwd()
+            if cwd not in sys.path and "" not in sys.path:
+                sys.path.insert(0, cwd)
         extensions = [load_extension(spec) for spec in args.extension]
     except ValueError as exc:
         parser.error(str(exc))
     bus = None
     if args.engine != "memory":
-        if not args.engine.startswith(("redis://", "rediss://", "unix://", "redis+cluster://")):
-            parser.error(f"--engine must be memory or a redis:// URL, not {args.engine!r}")
-        from .redis import RedisBus
-
-        bus = RedisBus(args.engine)
+        bus = _redis_bus(args.engine, parser)
     if args.workers != 1:
         from ._workers import run_workers
 

@@ -110,7 +110,8 @@ class ServerConfig:
                 import prometheus_client  # noqa: F401
             except ImportError:
                 raise ValueError(
-                    "metrics_path needs prometheus_client: pip install 'bayeux-trio[metrics]'"
+                    "metrics_path needs prometheus_client: install the metrics extra: "
+                    "pip install '.[metrics]' in a clone of bayeux-trio"
                 ) from None
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port out of range: {self.port}")

@@ -304,7 +304,13 @@ class BayeuxServer:
         else:
             self._listeners = await trio.open_tcp_listeners(config.port, host=config.host)
         self.port = self._listeners[0].socket.getsockname()[1]
-        log.info("serving Bayeux at %s", self.url)
+        if config.static_dir is None:
+            log.info("serving Bayeux at %s", self.url)
+        else:
+            page = self.url.removesuffix(config.mount) + "/"
+            log.info(
+                "serving Bayeux at %s, and the pages of %s at %s", self.url, config.static_dir, page
+            )
         with self._cancel:
             try:
                 async with trio.open_nursery() as nursery:
