@@ -1,6 +1,6 @@
 """Run many Bayeux server processes as one, on Redis (docs/redis.md).
 
-Needs the ``coredis`` package (``pip install 'bayeux-trio[redis]'``)::
+Needs the ``coredis`` package: the ``redis`` extra (``pip install '.[redis]'`` in a clone)::
 
     from bayeux_trio import BayeuxServer, ServerConfig
     from bayeux_trio.redis import RedisBus
