@@ -2,6 +2,8 @@
 
 No sockets, no clock, no threads, no event loop: inputs (messages, ``now``)
 go in, actions and the next deadline come out. See ``docs/embedding.md``.
+Faye's HTTP and WebSocket wire rules, as pure functions, are in
+:mod:`bayeux_core.wire`.
 """
 
 from ._actions import Action as Action
@@ -73,6 +75,8 @@ from ._timesync import timesync_answer as timesync_answer
 
 __version__ = "0.1.0"
 
+from . import wire as wire
+
 __all__ = (
     "CONNECTION_TYPES",
     "TRANSITIONS",
@@ -140,4 +144,5 @@ __all__ = (
     "random_client_id",
     "refuse",
     "timesync_answer",
+    "wire",
 )
