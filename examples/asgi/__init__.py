@@ -1,0 +1,1 @@
+"""The chat demo served by a Starlette application, Bayeux mounted at /faye."""
