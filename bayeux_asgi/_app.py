@@ -30,6 +30,8 @@ from bayeux_core.wire import (
     BAD_MESSAGE,
     BAD_REQUEST,
     EVENT_PING,
+    NOT_FOUND,
+    TOO_LARGE,
     Answer,
     BayeuxRequest,
     ClientScript,
@@ -61,9 +63,6 @@ Send = Callable[[ASGIMessage], Awaitable[None]]
 
 #: seconds between EventSource comments that keep the stream open through proxies
 EVENTSOURCE_PING = 10.0
-_TEXT = (b"content-type", b"text/plain; charset=utf-8")
-NOT_FOUND = HttpResponse(404, (_TEXT,), b"Not found")
-TOO_LARGE = HttpResponse(413, (_TEXT,), b"Too large")
 _SCRIPT_TYPE = b"text/javascript; charset=utf-8"
 #: characters left as they are when a decoded ASGI path is quoted back
 _PATH_SAFE = "/:@!$&'()*+,;=~"
@@ -189,7 +188,7 @@ class BayeuxASGI:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = http_request(scope)
-        route = classify(_as_http11(request), self.wire)
+        route = classify(request, self.wire)
         if isinstance(route, BayeuxRequest):
             await self._bayeux(route, request, receive, send)
         elif isinstance(route, Answer):
@@ -293,7 +292,7 @@ class BayeuxASGI:
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = http_request(scope)
-        route = classify(_as_http11(request), self.wire)
+        route = classify(request, self.wire)
         message = await receive()
         if message["type"] != "websocket.connect":
             return
@@ -372,19 +371,6 @@ def http_request(scope: Scope) -> HttpRequest:
         headers=tuple((bytes(name).lower(), bytes(value)) for name, value in scope["headers"]),
         http_version=str(scope.get("http_version", "1.1")).encode("ascii"),
     )
-
-
-def _as_http11(request: HttpRequest) -> HttpRequest:
-    """``request`` as :func:`~bayeux_core.wire.classify` should judge it here.
-
-    classify refuses an EventSource that is not HTTP/1.1 because the trio
-    server frames events as HTTP/1.1 chunks itself. An ASGI server frames the
-    body for its own protocol (chunks, HTTP/2 data frames, or the close of an
-    HTTP/1.0 response), so every version can carry a stream.
-    """
-    if request.http_version == b"1.1":
-        return request
-    return HttpRequest(request.method, request.target, request.headers, b"1.1")
 
 
 async def read_body(request: HttpRequest, receive: Receive, limit: int) -> bytes | None:

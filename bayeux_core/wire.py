@@ -46,6 +46,8 @@ __all__ = [
     "BAD_REQUEST",
     "EVENT_PING",
     "FORBIDDEN_ORIGIN",
+    "NOT_FOUND",
+    "TOO_LARGE",
     "Answer",
     "BayeuxRequest",
     "ClientScript",
@@ -64,6 +66,7 @@ __all__ = [
     "decode_request",
     "escape_js",
     "event_bytes",
+    "jsonp_wrap",
     "preflight",
     "reply_response",
     "stream_head",
@@ -150,6 +153,9 @@ def _plain(status: int, text: bytes) -> HttpResponse:
 
 BAD_REQUEST = _plain(400, b"Bad request")
 FORBIDDEN_ORIGIN = _plain(403, b"Forbidden origin")
+NOT_FOUND = _plain(404, b"Not found")
+#: a body over ``max_body`` (what :func:`body_error` says for one)
+TOO_LARGE = _plain(413, b"Too large")
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,14 +167,16 @@ class WireConfig:
         allowed_origins: if set, requests whose ``Origin`` is not listed are
             refused with 403 (CORS, JSON-P, WebSocket, EventSource). None: any
             origin, as Faye.
-        max_body: largest body, query message or WebSocket message, in bytes.
+        max_body: largest request body or query message, in bytes.
         max_json_depth: deepest nesting of arrays and objects in one.
+        max_ws_message: largest WebSocket message, in bytes.
     """
 
     mount: str = "/faye"
     allowed_origins: frozenset[str] | None = None
     max_body: int = 1024 * 1024
     max_json_depth: int = 64
+    max_ws_message: int = 1024 * 1024
     _script: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -273,10 +281,6 @@ def classify(request: HttpRequest, config: WireConfig) -> Route:
     if method == b"OPTIONS" or request.header(b"access-control-request-method") is not None:
         return Answer(preflight(request))
     if method == b"GET" and b"text/event-stream" in (request.header(b"accept") or b""):
-        if request.http_version != b"1.1":
-            # Events go out as HTTP/1.1 chunks; an HTTP/1.0 peer would be
-            # framed by the close, and would see the chunk sizes.
-            return Answer(BAD_REQUEST)
         return EventStream(path.rsplit("/", 1)[-1], origin)
     if b"websocket" in (request.header(b"upgrade") or b"").lower():
         return WebSocketUpgrade()
@@ -307,7 +311,7 @@ def decode_request(
     payload: bytes | str | None
     if route.form:
         message, callback = decode_form(body)
-        payload = message if message is not None else route.query_message
+        payload = message or route.query_message  # an empty field counts as none
         if callback is not None and not valid_callback(callback):
             payload = None
     elif route.query_message is not None:
@@ -324,8 +328,7 @@ def decode_request(
 
 def body_error(error: BodyError) -> HttpResponse:
     """The HTTP answer to a body that is not Bayeux (400, or 413 when too large)."""
-    status = error.http_status
-    return _plain(status, b"Bad request" if status == 400 else b"Too large")
+    return BAD_REQUEST if error.http_status == 400 else TOO_LARGE
 
 
 def reply_response(shape: ReplyShape, body: bytes) -> HttpResponse:
@@ -333,11 +336,20 @@ def reply_response(shape: ReplyShape, body: bytes) -> HttpResponse:
     headers: list[tuple[bytes, bytes]] = list(_NO_CACHE)
     if shape.callback is not None:
         headers.extend(_JSONP)
-        body = b"/**/" + shape.callback.encode() + b"(" + escape_js(body) + b");"
+        body = jsonp_wrap(shape.callback, body)
     else:
         headers.extend(_JSON)
     headers.extend(cors_headers(shape.origin))
     return HttpResponse(200, tuple(headers), body)
+
+
+def jsonp_wrap(callback: str, body: bytes) -> bytes:
+    """A reply body as the JSON-P script that calls ``callback`` with it.
+
+    The leading comment keeps a callback name from being read as the start
+    of a Flash file (Rosetta Flash; faye.md 3.4).
+    """
+    return b"/**/" + callback.encode() + b"(" + escape_js(body) + b");"
 
 
 def cors_headers(origin: bytes | None) -> tuple[tuple[bytes, bytes], ...]:
@@ -393,6 +405,7 @@ def websocket_accept(request: HttpRequest) -> HttpResponse:
     upgrade = b""
     version: bytes | None = None
     try:
+        request.target.decode("ascii")
         for name, value in request.headers:
             if name == b"connection":
                 connection = [t.decode("ascii").strip().lower().encode() for t in value.split(b",")]
@@ -429,10 +442,11 @@ def websocket_accept(request: HttpRequest) -> HttpResponse:
 def websocket_messages(text: str, config: WireConfig) -> list[Message] | bytes:
     """The messages of one WebSocket text message, or the error reply to send.
 
-    A message over ``max_body`` never gets here: the network layer closes the
-    socket with 1009 as soon as a frame header declares too many bytes.
+    The network layer should close the socket with 1009 as soon as a frame
+    header declares more than ``max_ws_message`` bytes; a message over it
+    that gets here anyway is refused with the error reply.
     """
-    messages = decode_body(text, max_bytes=config.max_body, max_depth=config.max_json_depth)
+    messages = decode_body(text, max_bytes=config.max_ws_message, max_depth=config.max_json_depth)
     if isinstance(messages, BodyError):
         return BAD_MESSAGE
     return messages

@@ -7,7 +7,7 @@ publish to ten thousand WebSocket subscribers is framed once.
 
 from __future__ import annotations
 
-__all__ = ["chunk", "sse_event", "ws_text_frame"]
+__all__ = ["chunk", "ws_text_frame"]
 
 
 def ws_text_frame(payload: bytes) -> bytes:
@@ -20,11 +20,6 @@ def ws_text_frame(payload: bytes) -> bytes:
     else:
         header = bytes((0x81, 127)) + size.to_bytes(8, "big")
     return header + payload
-
-
-def sse_event(payload: bytes) -> bytes:
-    """One EventSource event carrying a JSON array (Faye's framing)."""
-    return b"data: " + payload + b"\r\n\r\n"
 
 
 def chunk(data: bytes) -> bytes:

@@ -1,19 +1,10 @@
-"""One HTTP/1.1 connection: parse with h11, route as Faye does, answer.
+"""One HTTP/1.1 connection: parse with h11, let the binding route it, answer.
 
-Routing under the mount path, in Faye's order:
-
-1. ``*.js`` / ``*.map``: the browser client (static);
-2. ``OPTIONS``, or any request with ``Access-Control-Request-Method``: CORS
-   preflight;
-3. ``GET`` accepting ``text/event-stream``: an EventSource stream for the
-   client id in the last path segment;
-4. ``Upgrade: websocket``: hand the socket to :mod:`._websocket`;
-5. ``GET ?message=...[&jsonp=cb]``: callback-polling (JSON-P);
-6. ``POST`` with ``Content-Type: application/json``: the body is JSON;
-7. any other ``POST``: a form body whose ``message`` field is the JSON;
-8. anything else: 400.
-
-Outside the mount, files of ``--static`` are served, else 404.
+What a request under the mount is, how its messages are carried and how the
+answer is shaped are Faye's wire rules, and they live in
+:mod:`bayeux_core.wire`: this module reads and writes bytes. Outside the
+mount it serves the health check, the admin API and metrics, and the files of
+``--static`` (else 404).
 
 A Bayeux request gets a fresh engine connection id. When the engine holds
 its ``/meta/connect``, the task keeps reading the socket so that a client that
@@ -28,19 +19,34 @@ import contextlib
 import http
 import logging
 import math
-import re
 import socket
-from binascii import a2b_qp
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, unquote_to_bytes, urlsplit
 
 import h11
 import trio
 
-from bayeux_core import BodyError, decode_body
+from bayeux_core.wire import (
+    BAD_REQUEST,
+    EVENT_PING,
+    Answer,
+    BayeuxRequest,
+    ClientScript,
+    EventStream,
+    HttpRequest,
+    HttpResponse,
+    NotMounted,
+    ReplyShape,
+    classify,
+    cors_headers,
+    decode_request,
+    event_bytes,
+    jsonp_wrap,
+    reply_response,
+    stream_head,
+)
 
-from ._frames import chunk, sse_event
+from ._frames import chunk
 from ._http_fast import FastParser, may_complete
 from ._hub import Hub, Kind
 from ._output import Output
@@ -49,28 +55,10 @@ from ._static import StaticFile, StaticFiles
 if TYPE_CHECKING:
     from ._server import BayeuxServer
 
-__all__ = ["HttpConnection", "serve_connection"]
+__all__ = ["HttpConnection", "reply_head", "serve_connection"]
 
 log = logging.getLogger("bayeux.server")
 
-# Faye's callback grammar, minus names starting with a Flash file signature
-# (CWS/FWS/ZWS, case-sensitive): Rosetta Flash payloads are alphanumeric, so
-# the grammar alone lets them through; the /**/ prefix is the other defence.
-# ASCII only, as in JavaScript: Unicode case folding would let U+017F, U+0131
-# and the Kelvin sign match [a-z] (found with fuzz/).
-_JSONP_CALLBACK = re.compile(
-    r"(?-i:(?![CFZ]WS))[a-z_$][a-z0-9_$]*(?:\.[a-z_$][a-z0-9_$]*)*", re.IGNORECASE | re.ASCII
-)
-_DEFAULT_CALLBACK = "jsonpcallback"
-_PREFLIGHT_HEADERS = [
-    (b"access-control-allow-credentials", b"true"),
-    (
-        b"access-control-allow-headers",
-        b"Accept, Authorization, Content-Type, Pragma, X-Requested-With",
-    ),
-    (b"access-control-allow-methods", b"POST, GET"),
-    (b"access-control-max-age", b"86400"),
-]
 _READ_SIZE = 65536
 #: A closing connection's input is discarded for this long at most, this
 #: long between reads, and up to this many bytes (nginx's lingering close), so
@@ -85,17 +73,16 @@ _REASONS = {status.value: status.phrase.encode() for status in http.HTTPStatus}
 # Connection header) so that its state moves exactly as for the real one.
 _REPLY_STATE = h11.Response(status_code=200, headers=[(b"content-length", b"0")], reason=b"OK")
 _END = h11.EndOfMessage()
-_REPLY_HEAD = (
-    b"HTTP/1.1 200 OK\r\ncache-control: no-cache, no-store\r\nx-content-type-options: nosniff\r\n"
-)
-_JSON_TYPE = b"content-type: application/json; charset=utf-8\r\n"
-_JSONP_TYPE = (
-    b"content-type: text/javascript; charset=utf-8\r\n"
-    b"content-disposition: attachment; filename=f.txt\r\n"
-)
-_FORM_NAMES = (b"message", b"jsonp")
-#: a "%" that does not start an escape
-_BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+#: the headers of a Bayeux 200 up to its length, rendered once from the binding
+_REPLY_HEAD = {
+    jsonp: b"HTTP/1.1 200 OK\r\n"
+    + b"".join(
+        name + b": " + value + b"\r\n"
+        for name, value in reply_response(ReplyShape("f" if jsonp else None), b"").headers
+    )
+    for jsonp in (False, True)
+}
+_NO_REPLY_SHAPE = ReplyShape()
 
 
 class _Closed(Exception):
@@ -142,8 +129,8 @@ class HttpConnection:
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self.config.max_header)
         #: engine connection id of the request waiting for its reply
         self._waiting: int | None = None
-        self._jsonp: str | None = None
-        self._origin: bytes | None = None
+        #: how the waiting request's reply is shaped (JSON-P, CORS)
+        self._shape = _NO_REPLY_SHAPE
         self._hold_scope: trio.CancelScope | None = None
         self._eventsource: int | None = None
         #: the current request is a HEAD: responses carry headers only
@@ -163,7 +150,6 @@ class HttpConnection:
         self._fast_body = b""
         self._fast_close = False
         self._fast_replied = False
-        self._fast_fields: dict[bytes, bytes] = {}
         #: carries the deadline of the head being read (see _serve)
         self._reads = trio.CancelScope()
         #: bytes of the head being read have arrived
@@ -280,7 +266,6 @@ class HttpConnection:
                     self._fast = data[:size]
                     self._fast_body = taken.body
                     self._fast_close = taken.close
-                    self._fast_fields = taken.fields
                     self._fast_replied = False
                     # The deadline stays armed: see _dispatch_fast.
                     if reads.cancel_called:
@@ -521,98 +506,53 @@ class HttpConnection:
 
     async def _dispatch(self, request: h11.Request, body: bytes) -> bool:
         """Answer one request; True if the socket now belongs to a WebSocket."""
-        target = request.target.decode("latin-1")
-        parts = urlsplit(target)
-        path = parts.path
-        if path == self.config.health_path:
-            from ._health import respond
-
-            respond(self, request)
-            return False
-        ops = self.server.ops  # admin API and metrics (bayeux_trio._admin)
-        if ops is not None and ops.respond(self, request, body, path):
-            return False
-        headers = dict(request.headers) if self._fast is None else self._fast_fields
-        self._origin = headers.get(b"origin")
-        mount = self.config.mount
-        if not _under(path, mount):
-            await self._static_response(request, headers, self.server.static_files, path)
-            return False
-        if path.endswith((".js", ".map")):
-            name = path.rsplit("/", 1)[-1]
-            if name == mount.rsplit("/", 1)[-1] + ".js":
-                name = "client.js"  # /faye.js is an alias, as in Faye
-            await self._static_response(request, headers, self.server.client_files, name)
-            return False
-        if not self._origin_allowed():
-            self._respond_simple(403, b"Forbidden origin")
-            return False
-        method = request.method
-        if method == b"OPTIONS" or b"access-control-request-method" in headers:
-            self._preflight(headers)
-            return False
-        if method == b"GET" and b"text/event-stream" in headers.get(b"accept", b""):
-            await self._eventsource_stream(path)
-            return False
-        if b"websocket" in headers.get(b"upgrade", b"").lower():
-            from ._websocket import upgrade
-
-            self._sync_h11()
-            self._websocket = await upgrade(self, request)
-            return True
-        if method == b"GET":
-            query = parse_qs(parts.query, keep_blank_values=True)
-            message = _first(query, "message")
-            callback = _first(query, "jsonp") or _DEFAULT_CALLBACK
-            if message is None or not _JSONP_CALLBACK.fullmatch(callback):
-                self._respond_simple(400, b"Bad request")
-                return False
-            await self._bayeux(message, callback, request)
-            return False
-        if method == b"POST":
-            content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-            payload: bytes | str | None = body
-            if content_type != b"application/json":
-                # Browsers' CORS requests send text/plain, old IE nothing: any
-                # other type is a form whose "message" field is the JSON.
-                message, jsonp = decode_form(body)
-                payload = message or _first(
-                    parse_qs(parts.query, keep_blank_values=True), "message"
-                )
-                if jsonp is not None and not _JSONP_CALLBACK.fullmatch(jsonp):
-                    payload = None
-            if payload is None:
-                self._respond_simple(400, b"Bad request")
-                return False
-            await self._bayeux(payload, None, request)
-            return False
-        self._respond_simple(400, b"Bad request")
-        return False
-
-    def _origin_allowed(self) -> bool:
-        allowed = self.config.allowed_origins
-        if allowed is None or self._origin is None:
-            return True
-        return self._origin.decode("latin-1") in allowed
-
-    async def _bayeux(
-        self, payload: bytes | str, callback: str | None, request: h11.Request
-    ) -> None:
-        engine_config = self.hub.engine.config
-        messages = decode_body(
-            payload,
-            max_bytes=self.config.max_body,
-            max_depth=engine_config.max_json_depth,
+        wire_request = HttpRequest(
+            request.method, request.target, request.headers, request.http_version
         )
-        if isinstance(messages, BodyError):
-            log.debug("refused a body: %s", messages.detail)
-            status = messages.http_status
-            self._respond_simple(status, b"Bad request" if status == 400 else b"Too large")
-            return
-        self._jsonp = callback
-        conn = self.hub.new_conn(self)
-        self._waiting = conn
-        await self.server.receive(conn, messages, request, self.address)
+        route = classify(wire_request, self.server.wire)
+        kind = type(route)
+        if kind is BayeuxRequest:
+            assert isinstance(route, BayeuxRequest)
+            messages = decode_request(route, body, self.server.wire)
+            if isinstance(messages, HttpResponse):
+                log.debug("refused a Bayeux request: %d", messages.status)
+                self._respond(messages)
+                return False
+            self._shape = route.shape
+            conn = self.hub.new_conn(self)
+            self._waiting = conn
+            await self.server.receive(conn, messages, wire_request, self.address)
+            return False
+        if kind is NotMounted:
+            assert isinstance(route, NotMounted)
+            path = route.path
+            if path == self.config.health_path:
+                from ._health import respond
+
+                respond(self, request)
+                return False
+            ops = self.server.ops  # admin API and metrics (bayeux_trio._admin)
+            if ops is not None and ops.respond(self, request, body, path):
+                return False
+            await self._static_response(request, self.server.static_files, path)
+            return False
+        if kind is ClientScript:
+            assert isinstance(route, ClientScript)
+            await self._static_response(request, self.server.client_files, route.name)
+            return False
+        if kind is Answer:
+            assert isinstance(route, Answer)
+            self._respond(route.response)
+            return False
+        if kind is EventStream:
+            assert isinstance(route, EventStream)
+            await self._eventsource_stream(route)
+            return False
+        from ._websocket import upgrade
+
+        self._sync_h11()
+        self._websocket = await upgrade(self, request)
+        return True
 
     # ----------------------------------------------------- engine callbacks
 
@@ -624,15 +564,16 @@ class HttpConnection:
             return False
         self._waiting = None
         self.hub.release(conn)
-        if self._jsonp is not None:
-            body = b"/**/" + self._jsonp.encode() + b"(" + _escape_js(body) + b");"
+        callback = self._shape.callback
+        if callback is not None:
+            body = jsonp_wrap(callback, body)
         ok = self._send_reply(body)
         if self._hold_scope is not None:
             self._hold_scope.cancel()
         return ok
 
     def _send_reply(self, body: bytes) -> bool:
-        """Write a Bayeux 200 (JSON, or JSON-P when ``_jsonp`` is set).
+        """Write a Bayeux 200 (JSON, or JSON-P when the shape has a callback).
 
         Never for a HEAD (routed to 400), so the body always goes out.
         """
@@ -649,8 +590,9 @@ class HttpConnection:
             # h11 adds Connection: close exactly when it will close after this
             # response (the client asked to, or spoke HTTP/1.0).
             close = state.our_state is h11.MUST_CLOSE
+        shape = self._shape
         ok = output.write(
-            reply_head(self._jsonp is not None, len(body), self._origin, close) + body
+            reply_head(shape.callback is not None, len(body), shape.origin, close) + body
         )
         self.hub.mark_dirty(output)
         return ok
@@ -667,19 +609,10 @@ class HttpConnection:
 
     # ------------------------------------------------------------ responses
 
-    def _cors(self) -> list[tuple[bytes, bytes]]:
-        if self._origin is None:
-            return []
-        return [
-            (b"access-control-allow-origin", self._origin),
-            (b"access-control-allow-credentials", b"true"),
-        ]
-
-    def _preflight(self, headers: dict[bytes, bytes]) -> None:
-        origin = self._origin or headers.get(b"referer") or b"*"
-        response_headers = [(b"access-control-allow-origin", origin), *_PREFLIGHT_HEADERS]
-        response_headers.append((b"content-length", b"0"))
-        self._send(h11.Response(status_code=200, headers=response_headers), b"")
+    def _respond(self, response: HttpResponse) -> None:
+        """Write an answer the binding made (refusals, preflights)."""
+        headers = [*response.headers, (b"content-length", b"%d" % len(response.body))]
+        self._send(h11.Response(status_code=response.status, headers=headers), response.body)
 
     def _respond_simple(self, status: int, text: bytes, *, close: bool = False) -> None:
         headers = [
@@ -691,11 +624,7 @@ class HttpConnection:
         self._send(h11.Response(status_code=status, headers=headers), text)
 
     async def _static_response(
-        self,
-        request: h11.Request,
-        headers: dict[bytes, bytes],
-        files: StaticFiles | None,
-        path: str,
+        self, request: h11.Request, files: StaticFiles | None, path: str
     ) -> None:
         if request.method not in (b"GET", b"HEAD"):
             self._respond_simple(405 if files is not None else 404, b"Not found")
@@ -710,8 +639,12 @@ class HttpConnection:
             (b"etag", found.etag.encode()),
             (b"last-modified", found.last_modified.encode()),
         ]
-        inm = headers.get(b"if-none-match")
-        ims = headers.get(b"if-modified-since")
+        inm = ims = None
+        for name, value in request.headers:
+            if name == b"if-none-match":
+                inm = inm or value
+            elif name == b"if-modified-since":
+                ims = ims or value
         if found.not_modified(
             inm.decode("latin-1") if inm is not None else None,
             ims.decode("latin-1") if ims is not None else None,
@@ -763,22 +696,19 @@ class HttpConnection:
 
     # ----------------------------------------------------------- EventSource
 
-    async def _eventsource_stream(self, path: str) -> None:
+    async def _eventsource_stream(self, route: EventStream) -> None:
         self._sync_h11()
         if self.h11.their_http_version != b"1.1":
             # Events are written as HTTP/1.1 chunks; h11 would frame a 1.0
             # response by closing, so the chunk sizes would show (found with fuzz/).
-            self._respond_simple(400, b"Bad request")
+            self._respond(BAD_REQUEST)
             return
-        client_id = path.rsplit("/", 1)[-1]
+        client_id = route.client_id
         conn = self.hub.new_conn(self)
         self._eventsource = conn
-        headers = [
-            (b"content-type", b"text/event-stream"),
-            (b"cache-control", b"no-cache, no-store"),
-            (b"connection", b"close"),
-            *self._cors(),
-        ]
+        head = stream_head(route)
+        # The stream ends when either side closes it: no keep-alive after it.
+        headers = [*head.headers, (b"connection", b"close")]
         output = self.output
         assert output is not None
         if self.server.bus is not None:
@@ -786,10 +716,10 @@ class HttpConnection:
         if not self.hub.is_known_client(client_id):
             self._eventsource = None
             self.hub.release(conn)
-            self._respond_simple(400, b"Bad request")
+            self._respond(BAD_REQUEST)
             return
-        head = self.h11.send(h11.Response(status_code=200, headers=headers, reason=b"OK")) or b""
-        output.write(head + chunk(b"retry: 5000\r\n\r\n"))
+        data = self.h11.send(h11.Response(status_code=200, headers=headers, reason=b"OK")) or b""
+        output.write(data + chunk(head.body))
         self.hub.mark_dirty(output)
         # The hub frames pushed deliveries by kind: as SSE events from now on.
         self.kind = Kind.EVENTSOURCE
@@ -811,7 +741,7 @@ class HttpConnection:
         output = self.output
         if output is None:
             return False
-        ok = output.write(chunk(sse_event(body)))
+        ok = output.write(chunk(event_bytes(body)))
         self.hub.mark_dirty(output)
         return ok
 
@@ -819,7 +749,7 @@ class HttpConnection:
         """Keep an EventSource stream open through proxies (``:`` comment)."""
         output = self.output
         if output is not None and self._eventsource is not None:
-            output.write(chunk(b":\r\n\r\n"))
+            output.write(chunk(EVENT_PING))
             self.hub.mark_dirty(output)
 
 
@@ -857,77 +787,11 @@ class _Resumed:
                     return result
 
 
-def _under(path: str, mount: str) -> bool:
-    return path == mount or path.startswith((mount.rstrip("/") + "/", mount + "."))
-
-
-def _first(query: dict[str, list[str]], name: str) -> str | None:
-    values = query.get(name)
-    return values[0] if values else None
-
-
 def reply_head(jsonp: bool, length: int, origin: bytes | None, close: bool) -> bytes:
-    """The head h11 writes for a Bayeux 200 with these headers, in this order:
-    cache-control, x-content-type-options, content-type (and for JSON-P
-    content-disposition), content-length, the CORS pair when there is an
+    """The head h11 writes for a Bayeux 200 with the binding's headers, in
+    the binding's order, then content-length, the CORS pair when there is an
     Origin, and the Connection: close h11 adds when it will close."""
-    return b"".join(
-        (
-            _REPLY_HEAD,
-            _JSONP_TYPE if jsonp else _JSON_TYPE,
-            b"content-length: %d\r\n" % length,
-            b""
-            if origin is None
-            else b"access-control-allow-origin: "
-            + origin
-            + b"\r\naccess-control-allow-credentials: true\r\n",
-            b"Connection: close\r\n" if close else b"",
-            b"\r\n",
-        )
-    )
-
-
-def decode_form(body: bytes) -> tuple[str | None, str | None]:
-    """The first ``message`` and ``jsonp`` fields of a form body.
-
-    Exactly what ``parse_qs(body.decode("utf-8"), keep_blank_values=True)``
-    gives (nothing for a body that is not UTF-8), computed with C-level
-    decoding for the usual body: ASCII, whose fields are all named
-    ``message`` or ``jsonp`` literally. Anything else goes to parse_qs.
-    """
-    if body.isascii():
-        found: dict[bytes, str] = {}
-        for field in body.split(b"&"):
-            name, eq, value = field.partition(b"=")
-            if not eq or name not in _FORM_NAMES:
-                break
-            if name not in found:
-                if b"+" in value:
-                    value = value.replace(b"+", b" ")
-                # ASCII in, so unquote's str path decodes exactly these bytes
-                found[name] = _unquote(value).decode("utf-8", "replace")
-        else:
-            return found.get(b"message"), found.get(b"jsonp")
-    try:
-        form = parse_qs(body.decode("utf-8"), keep_blank_values=True)
-    except UnicodeDecodeError:
-        return None, None
-    return _first(form, "message"), _first(form, "jsonp")
-
-
-def _unquote(value: bytes) -> bytes:
-    """``unquote_to_bytes(value)``, in C for the usual value."""
-    if b"%" not in value:
-        return value
-    # The quoted-printable decoder turns each "=XX" into its byte, and is
-    # unquote_to_bytes once every "%" starts an escape and no "=" is there
-    # to be read as one (or as a soft line break). unquote_to_bytes itself
-    # is a Python loop over the escapes.
-    if b"=" in value or _BAD_ESCAPE.search(value) is not None:
-        return unquote_to_bytes(value)
-    return a2b_qp(value.replace(b"%", b"="))
-
-
-def _escape_js(body: bytes) -> bytes:
-    # U+2028 and U+2029 are valid in JSON but end a line in JavaScript.
-    return body.replace(b"\xe2\x80\xa8", b"\\u2028").replace(b"\xe2\x80\xa9", b"\\u2029")
+    head = _REPLY_HEAD[jsonp] + b"content-length: %d\r\n" % length
+    for name, value in cors_headers(origin):
+        head += name + b": " + value + b"\r\n"
+    return head + (b"Connection: close\r\n\r\n" if close else b"\r\n")

@@ -46,8 +46,8 @@ _HEADER_LINE = re.compile(_LINE)
 _DECLINE = frozenset((b"transfer-encoding", b"upgrade", b"expect"))
 _new = object.__new__
 _set = object.__setattr__
-#: a head's request, body length, close, and fields
-_Head = tuple[h11.Request, int, bool, dict[bytes, bytes]]
+#: a head's request, body length and close
+_Head = tuple[h11.Request, int, bool]
 
 
 class FastRequest(NamedTuple):
@@ -60,8 +60,6 @@ class FastRequest(NamedTuple):
     size: int
     #: the client sent ``Connection: close``: h11 would close after the response
     close: bool
-    #: ``dict(request.headers)``, made once per distinct head: read it only
-    fields: dict[bytes, bytes]
 
 
 class FastParser:
@@ -98,11 +96,11 @@ class FastParser:
                 return None
             self._head = head
             self._parsed = parsed
-        request, length, close, fields = parsed
+        request, length, close = parsed
         size = body + length
         if len(data) < size:
             return None
-        return FastRequest(request, data[body:size], size, close, fields)
+        return FastRequest(request, data[body:size], size, close)
 
 
 def parse(data: bytes, max_head: int, max_body: int) -> FastRequest | None:
@@ -116,7 +114,6 @@ def _parse_head(data: bytes, end: int, max_body: int) -> _Head | None:
     if first is None:
         return None
     items = []
-    fields = {}
     length = 0
     seen_length = False
     host = False
@@ -152,7 +149,6 @@ def _parse_head(data: bytes, end: int, max_body: int) -> _Head | None:
         elif lower in _DECLINE:
             return None
         items.append((name, lower, value))
-        fields[lower] = value
     if not host:
         return None
     # What h11.Request(..., _parsed=True) builds, without its checks: the
@@ -162,7 +158,7 @@ def _parse_head(data: bytes, end: int, max_body: int) -> _Head | None:
     _set(request, "target", first[2])
     _set(request, "headers", Headers(items))
     _set(request, "http_version", b"1.1")
-    return request, length, close, fields
+    return request, length, close
 
 
 def may_complete(data: bytes, max_head: int) -> bool:

@@ -42,8 +42,9 @@ from bayeux_core import (
     Message,
     Reply,
 )
+from bayeux_core.wire import event_bytes
 
-from ._frames import chunk, sse_event, ws_text_frame
+from ._frames import chunk, ws_text_frame
 from ._output import DrainCount, Output
 from ._wallclock import wall_clock_ms
 
@@ -315,5 +316,5 @@ def _frame(kind: Kind, payload: bytes) -> bytes:
     if kind is Kind.WEBSOCKET:
         return ws_text_frame(body)
     if kind is Kind.EVENTSOURCE:
-        return chunk(sse_event(body))
+        return chunk(event_bytes(body))
     return body

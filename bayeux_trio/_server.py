@@ -22,6 +22,7 @@ from typing import Any, Protocol, TypeVar
 import trio
 
 from bayeux_core import Engine, Event, Extension, ExtensionFailed, Message, Published
+from bayeux_core.wire import WireConfig
 
 from ._admin import Operations, client_info
 from ._config import ServerConfig
@@ -138,6 +139,14 @@ class BayeuxServer:
         self.config = config if config is not None else ServerConfig()
         self.bus = bus
         self.engine = Engine(self.config.engine, local_routing=bus is None)
+        #: Faye's wire rules for this server's mount and limits (bayeux_core.wire)
+        self.wire = WireConfig(
+            mount=self.config.mount,
+            allowed_origins=self.config.allowed_origins,
+            max_body=self.config.max_body,
+            max_json_depth=self.config.engine.max_json_depth,
+            max_ws_message=self.config.max_ws_message,
+        )
         self.hub = Hub(self.engine)
         if bus is not None:
             bus.attach(self.hub)

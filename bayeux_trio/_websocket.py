@@ -20,10 +20,8 @@ connection with 1009.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import functools
-import hashlib
 import logging
 import socket
 from collections.abc import Awaitable, Callable
@@ -43,7 +41,7 @@ from wsproto.events import (
 from wsproto.frame_protocol import FrameDecoder, XorMaskerSimple
 from wsproto.utilities import LocalProtocolError
 
-from bayeux_core import BodyError, decode_body
+from bayeux_core.wire import BAD_MESSAGE, HttpRequest, websocket_accept, websocket_messages
 
 from ._frames import ws_text_frame
 from ._hub import Kind
@@ -65,11 +63,10 @@ __all__ = [
 log = logging.getLogger("bayeux.server")
 
 _PING = b"\x89\x00"
-_BAD_BODY = ws_text_frame(b'[{"successful":false,"error":"400::Bad request"}]')
+_BAD_BODY = ws_text_frame(BAD_MESSAGE)
 _READ_SIZE = 65536
 #: what wsproto's handshake writes for ``RejectConnection(status_code=400)``
 _REFUSED = b"HTTP/1.1 400 \r\ncontent-length: 0\r\n\r\n"
-_ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _ACCEPT_HEAD = (
     b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     b"Sec-WebSocket-Accept: "
@@ -86,54 +83,16 @@ class HandshakeRefused(Exception):
 def accept_response(request: h11.Request) -> bytes:
     """The 101 response to a WebSocket upgrade request, or HandshakeRefused.
 
-    The checks and the bytes are those of wsproto 1.x's ``H11Handshake`` for
-    a server that accepts no extension and no subprotocol; wsproto raises
-    where this raises (a missing or wrong header, and the ``UnicodeError`` or
-    h11 error it would hit on a header that is not ASCII, a Host that is not
-    IDNA, or an HTTP/1.0 request without Host).
+    The binding decides (:func:`bayeux_core.wire.websocket_accept`, the checks
+    of wsproto 1.x's server handshake); these are the bytes wsproto would
+    write for its answer.
     """
-    if request.method != b"GET":
-        raise HandshakeRefused("Request method must be GET")
-    upgrade_tokens: list[bytes] | None = None
-    host: bytes | None = None
-    keys: list[bytes] = []
-    upgrade = b""
-    version: bytes | None = None
-    try:
-        for name, value in request.headers:
-            # h11 gives lower-case names
-            if name == b"connection":
-                upgrade_tokens = [
-                    t.decode("ascii").strip().lower().encode() for t in value.split(b",")
-                ]
-            elif name == b"host":
-                value.decode("idna")
-                host = value
-            elif name in (b"sec-websocket-extensions", b"sec-websocket-protocol"):
-                for piece in value.split(b","):
-                    piece.decode("ascii")
-            elif name == b"sec-websocket-key":
-                keys.append(value)
-            elif name == b"sec-websocket-version":
-                version = value
-            elif name == b"upgrade":
-                upgrade = value
-        request.target.decode("ascii")
-    except UnicodeError as exc:
-        raise HandshakeRefused(f"undecodable header: {exc}") from None
-    if upgrade_tokens is None or b"upgrade" not in upgrade_tokens:
-        raise HandshakeRefused("Missing header, 'Connection: Upgrade'")
-    if version != b"13":
-        raise HandshakeRefused("Missing header, 'Sec-WebSocket-Version'")
-    if not keys:
-        raise HandshakeRefused("Missing header, 'Sec-WebSocket-Key'")
-    if upgrade.lower() != b"websocket":
-        raise HandshakeRefused("Missing header, 'Upgrade: websocket'")
-    if host is None:
-        raise HandshakeRefused("Missing header, 'Host'")
-    # Repeated keys are joined with ", " before hashing, as wsproto does.
-    token = base64.b64encode(hashlib.sha1(b", ".join(keys) + _ACCEPT_GUID).digest())
-    return _ACCEPT_HEAD + token + b"\r\n\r\n"
+    answer = websocket_accept(
+        HttpRequest(request.method, request.target, request.headers, request.http_version)
+    )
+    if answer.status != 101:
+        raise HandshakeRefused("not an upgrade wsproto would accept")
+    return _ACCEPT_HEAD + dict(answer.headers)[b"sec-websocket-accept"] + b"\r\n\r\n"
 
 
 class _IntXorMasker(XorMaskerSimple):
@@ -539,13 +498,9 @@ class WebSocketEndpoint:
         if self.ws.state is not ConnectionState.OPEN:
             return  # after our close frame: unanswered, so the client sends it again
         server = self.server
-        messages = decode_body(
-            text,
-            max_bytes=server.config.max_ws_message,
-            max_depth=server.hub.engine.config.max_json_depth,
-        )
-        if isinstance(messages, BodyError):
-            log.debug("refused a WebSocket message: %s", messages.detail)
+        messages = websocket_messages(text, server.wire)
+        if isinstance(messages, bytes):
+            log.debug("refused a WebSocket message that is not Bayeux")
             self._write(_BAD_BODY)
             return
         await server.receive(self.conn, messages, None, self.address)

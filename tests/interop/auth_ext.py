@@ -53,7 +53,7 @@ class ServerAuth(Extension):
 class TransportProbe(Extension):
     """Reports in connect replies whether the connect came over a WebSocket.
 
-    The trio driver passes the h11 request as ``context.request`` for HTTP
+    The trio driver passes the ``wire.HttpRequest`` as ``context.request`` for HTTP
     requests and ``None`` for WebSocket frames.
     """
 

@@ -12,7 +12,8 @@ import h11
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from bayeux_trio._http import _END, _REPLY_STATE, decode_form, reply_head
+from bayeux_core.wire import decode_form
+from bayeux_trio._http import _END, _REPLY_STATE, reply_head
 
 
 def _reference(body: bytes) -> tuple[str | None, str | None]:

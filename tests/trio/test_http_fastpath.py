@@ -23,6 +23,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bayeux_core import Message
+from bayeux_core.wire import HttpRequest
 from bayeux_trio import AsyncExtension
 from bayeux_trio._http_fast import FastParser, may_complete, parse
 
@@ -411,7 +412,7 @@ class _Slow(AsyncExtension):
         self.seen = 0
 
     async def incoming(self, message: Message, request: object) -> Message | None:
-        assert isinstance(request, h11.Request)
+        assert isinstance(request, HttpRequest)
         await trio.sleep(self.delay)
         self.seen += 1
         return message

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import h11
 import pytest
 import trio
 
@@ -21,6 +20,7 @@ from bayeux_core import (
     Subscribed,
     Unsubscribed,
 )
+from bayeux_core.wire import HttpRequest
 from bayeux_trio import AsyncExtension, BayeuxServer, ServerConfig
 
 from .helpers import (
@@ -187,7 +187,7 @@ async def test_async_extension_refuses_a_subscribe(nursery: trio.Nursery, yields
     assert session.subscriptions == {"/public/x"}
     # it saw each message with its HTTP request (handshake, then the two subscribes)
     assert len(refuser.requests) == 3
-    assert all(isinstance(r, h11.Request) and r.target == b"/faye" for r in refuser.requests)
+    assert all(isinstance(r, HttpRequest) and r.target == b"/faye" for r in refuser.requests)
     # and over a WebSocket too
     async with await WsClient.connect(server.port) as ws:
         await ws.send_json(
