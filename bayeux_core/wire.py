@@ -127,7 +127,11 @@ class HttpRequest:
     http_version: bytes = b"1.1"
 
     def header(self, name: bytes) -> bytes | None:
-        """The first value of header ``name`` (lower-case), or None."""
+        """The first value of header ``name`` (lower-case), or None.
+
+        The first, as Node.js (and so Faye) keeps the first of a repeated
+        Content-Type; a repeated Origin is checked value by value.
+        """
         for key, value in self.headers:
             if key == name:
                 return value
@@ -275,8 +279,11 @@ def classify(request: HttpRequest, config: WireConfig) -> Route:
         return ClientScript("client.js" if name == config._script else name)
     origin = request.header(b"origin")
     allowed = config.allowed_origins
-    if allowed is not None and origin is not None and origin.decode("latin-1") not in allowed:
-        return Answer(FORBIDDEN_ORIGIN)
+    if allowed is not None and origin is not None:
+        # Every Origin must be allowed: a repeated one cannot slip past.
+        for key, value in request.headers:
+            if key == b"origin" and value.decode("latin-1") not in allowed:
+                return Answer(FORBIDDEN_ORIGIN)
     method = request.method
     if method == b"OPTIONS" or request.header(b"access-control-request-method") is not None:
         return Answer(preflight(request))
