@@ -8,11 +8,11 @@ than as a separate ``bayeux serve`` process. It is the same
 (:mod:`bayeux_core.wire`) as the trio server, driven with anyio::
 
     from starlette.applications import Starlette
-    from starlette.routing import Mount
     from bayeux_asgi import BayeuxASGI
 
     bayeux = BayeuxASGI()
-    app = Starlette(routes=[Mount("/faye", bayeux)], lifespan=bayeux.lifespan)
+    # routes(): the mount, plus /faye itself, which a Mount alone misses
+    app = Starlette(routes=bayeux.routes(), lifespan=bayeux.lifespan)
 
 See ``docs/asgi.md`` for what it supports and what it leaves to the trio
 server.

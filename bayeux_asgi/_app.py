@@ -303,7 +303,7 @@ class BayeuxASGI:
         await send({"type": "websocket.accept"})
         driver = self.driver
         conn, stream = driver.new_stream(StreamKind.WEBSOCKET)
-        limit = self.wire.max_body
+        limit = self.wire.max_ws_message
         try:
             driver.open_stream(conn)
             async with anyio.create_task_group() as group:

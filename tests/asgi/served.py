@@ -8,7 +8,7 @@
   with the first request.
 
 All of them hold a ``/meta/connect`` for ``TIMEOUT`` seconds and take bodies
-and WebSocket messages up to ``MAX_BODY`` bytes.
+and WebSocket messages (max_ws_message) up to ``MAX_BODY`` bytes.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def _config() -> EngineConfig:
     return EngineConfig(timeout=TIMEOUT, history={"/chat/*": HistoryPolicy(100)})
 
 
-_WIRE = WireConfig(mount="/faye", max_body=MAX_BODY)
+_WIRE = WireConfig(mount="/faye", max_body=MAX_BODY, max_ws_message=MAX_BODY)
 
 
 def _extensions() -> list[Extension]:
