@@ -279,7 +279,9 @@ class Engine:
         A WebSocket is bound to a session by the first ``/meta/connect`` it
         carries. An EventSource names its client up front (``<mount>/<id>``):
         pass ``client_id`` and the stream is bound at once, after the id has
-        been checked. Returns False (and binds nothing) for an unknown client.
+        been checked. Returns False for an unknown client: the connection is
+        still announced but bound to nothing; answer with an error and
+        :meth:`close` it as any other.
         """
         self._tick(now)
         self._run_due_timers(now)
