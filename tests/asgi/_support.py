@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from tests.interop._support import HANDSHAKE, REPO_ROOT, ServerProcess, free_port, post_json
-
-START_TIMEOUT = 20.0
+from tests._support.ports import free_port
+from tests._support.processes import HANDSHAKE, START_TIMEOUT, post_json, wait_serving
+from tests.interop._support import REPO_ROOT, ServerProcess
 
 
 @dataclass(frozen=True)
@@ -80,16 +80,9 @@ def start(flavour: Flavour, log: Path) -> ServerProcess:
                 flavour.argv(port), cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
             )
         server = ServerProcess(flavour.name, process, log, port)
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                status, replies = post_json(port, [HANDSHAKE], timeout=1.0)
-                if status == 200 and replies[0].get("successful") is True:
-                    return server
-                last = (status, replies)
-            except OSError as exc:
-                last = exc
-            time.sleep(0.05)
+        last = wait_serving(process, port, deadline=time.monotonic() + START_TIMEOUT)
+        if last is None:
+            return server
         server.stop()
         # The port may have been taken between free_port() and the bind: retry.
     pytest.fail(

@@ -4,7 +4,7 @@ The browser is Debian's ``chromium`` (``/usr/bin/chromium``, or the path in
 ``BAYEUX_CHROMIUM``) driven by Playwright for Python with ``executable_path``:
 Playwright never downloads a browser here. Without Playwright or Chromium the
 tests are skipped with the reason, or fail when ``CI`` is ``true`` (CI must
-run them; ``.ci/run`` installs both).
+run them; ``.ci/run`` installs both): the rule of :mod:`tests._support.ci`.
 
 Servers are ``python -m bayeux_trio serve`` subprocesses on 127.0.0.1, started
 from the repository root so that ``--static examples/...`` and
@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,7 +29,16 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.interop._support import free_port, post_json
+from tests._support.ci import in_ci, unavailable
+from tests._support.ports import HOST, free_port
+from tests._support.processes import (
+    MOUNT,
+    START_TIMEOUT,
+    post_json,
+    stop_process,
+    wait_closed,
+    wait_serving,
+)
 
 if TYPE_CHECKING:
     from playwright.sync_api import (
@@ -56,7 +64,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         """Stands in for playwright's Error."""
 
     def expect(*args: object, **kwargs: object) -> Any:  # type: ignore[misc]
-        unavailable(f"Playwright for Python is not installed ({PLAYWRIGHT_IMPORT_ERROR})")
+        _browser_unavailable(f"Playwright for Python is not installed ({PLAYWRIGHT_IMPORT_ERROR})")
 
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -65,9 +73,6 @@ PAGES = Path(__file__).resolve().parent / "pages"
 #: the chat demo's server arguments, as `make run` has them (test_make_run.py
 #: checks): rooms keep history, so a page away during a restart recovers
 CHAT_ARGS = ["--static", "examples/chat", "--history", "/chat/*=100"]
-MOUNT = "/faye"
-HOST = "127.0.0.1"
-START_TIMEOUT = 20.0
 #: how long a page may take to show something the test waits for (ms); a
 #: reconnection after a server restart takes a few `retry` periods (5 s each)
 WAIT_MS = 15_000
@@ -90,15 +95,9 @@ TRANSPORTS = (
 )
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
-
-
-def unavailable(reason: str) -> NoReturn:
-    """Skip (or, under ``CI=true``, fail) because a tool the test needs is missing."""
-    if in_ci():
-        pytest.fail(f"browser tests cannot run under CI=true: {reason}", pytrace=False)
-    pytest.skip(f"browser tests need it: {reason}")
+def _browser_unavailable(reason: str) -> NoReturn:
+    """A tool the browser tests need is missing: skip, or fail under ``CI=true``."""
+    unavailable(f"browser tests cannot run: {reason}")
 
 
 def chromium_path() -> str:
@@ -107,13 +106,13 @@ def chromium_path() -> str:
         return configured
     found = shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(found).exists():
-        unavailable("Chromium is not installed (Debian: apt-get install chromium)")
+        _browser_unavailable("Chromium is not installed (Debian: apt-get install chromium)")
     return found
 
 
 def check_playwright() -> None:
     if PLAYWRIGHT_IMPORT_ERROR is not None:
-        unavailable(
+        _browser_unavailable(
             f"Playwright for Python is not installed ({PLAYWRIGHT_IMPORT_ERROR}); "
             "pip install -e '.[test]'"
         )
@@ -175,29 +174,9 @@ class Server:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + START_TIMEOUT
-        last: object = None
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                break
-            try:
-                status, replies = post_json(
-                    self.port,
-                    [
-                        {
-                            "channel": "/meta/handshake",
-                            "version": "1.0",
-                            "supportedConnectionTypes": ["long-polling"],
-                        }
-                    ],
-                    timeout=1.0,
-                )
-                if status == 200 and replies and replies[0].get("successful") is True:
-                    return
-                last = (status, replies)
-            except OSError as exc:
-                last = exc
-            time.sleep(0.05)
+        last = wait_serving(self.process, self.port, deadline=time.monotonic() + START_TIMEOUT)
+        if last is None:
+            return
         self.stop()
         pytest.fail(
             f"the server did not answer a handshake (last: {last!r}); log:\n{self.log_tail()}",
@@ -209,19 +188,9 @@ class Server:
 
         ``crash``: SIGKILL instead, so every connection just drops.
         """
-        process = self.process
-        if process is None:
+        if self.process is None:
             return
-        if process.poll() is None:
-            if process.stdin is not None:
-                with contextlib.suppress(OSError):
-                    process.stdin.close()
-            process.send_signal(signal.SIGKILL if crash else signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        stop_process(self.process, sig=signal.SIGKILL if crash else signal.SIGTERM)
         self.process = None
 
     def write_line(self, line: str) -> None:
@@ -250,19 +219,6 @@ def running(server: Server) -> Iterator[Server]:
         yield server
     finally:
         server.stop()
-
-
-def wait_closed(port: int, timeout: float = 10.0) -> None:
-    """Until nothing accepts connections on ``port`` (the old server is gone)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((HOST, port), timeout=0.5):
-                pass
-        except OSError:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"port {port} still accepts connections")
 
 
 # ------------------------------------------------------------------- pages
@@ -434,7 +390,7 @@ def launch_chromium() -> Iterator[Browser]:
                 executable_path=executable, args=CHROMIUM_ARGS, headless=True
             )
         except Error as exc:
-            unavailable(f"Chromium at {executable} did not start: {exc}")
+            _browser_unavailable(f"Chromium at {executable} did not start: {exc}")
         try:
             yield browser
         finally:

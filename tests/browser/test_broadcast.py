@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import itertools
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from tests._support.ci import require_tool
+from tests._support.ports import free_port
 
-from ._support import HOST, REPO_ROOT, Browsers, Server, Tab, expect, free_port, in_ci, running
+from ._support import HOST, REPO_ROOT, Browsers, Server, Tab, expect, running
 
 _texts = itertools.count(1)
 SUBPROCESS_TIMEOUT = 30.0
@@ -51,11 +51,7 @@ def run(command: list[str]) -> subprocess.CompletedProcess[str]:
 
 
 def test_curl_reaches_open_pages(browsers: Browsers, broadcast_server: Server) -> None:
-    curl = shutil.which("curl")
-    if curl is None:
-        if in_ci():
-            pytest.fail("curl is missing under CI=true", pytrace=False)
-        pytest.skip("curl is not installed")
+    require_tool("curl", "apt-get install curl")
     pages = [
         open_feed(browsers, broadcast_server),
         open_feed(browsers, broadcast_server, "?transport=long-polling"),
@@ -112,10 +108,7 @@ def test_server_side_publish_from_python(browsers: Browsers, tmp_path: Path) -> 
 
 def test_send_one_commands_work_as_shown(browsers: Browsers, broadcast_server: Server) -> None:
     """The page's "Send one" commands name this server and run as printed, from the clone."""
-    if shutil.which("curl") is None:
-        if in_ci():
-            pytest.fail("curl is missing under CI=true", pytrace=False)
-        pytest.skip("curl is not installed")
+    require_tool("curl", "apt-get install curl")
     tab = open_feed(browsers, broadcast_server)
     tab.page.click("details summary")
     shown_text = "\n".join(tab.page.locator("details pre").all_inner_texts())

@@ -10,21 +10,18 @@ run nothing).
 from __future__ import annotations
 
 import shlex
-import shutil
 import subprocess
 
 import pytest
 
-from ._support import CHAT_ARGS, REPO_ROOT, in_ci
+from tests._support.ci import require_tool
+
+from ._support import CHAT_ARGS, REPO_ROOT
 
 
 def dry_run(target: str) -> list[str]:
     """The commands `make <target>` would run from a fresh clone."""
-    make = shutil.which("make")
-    if make is None:
-        if in_ci():
-            pytest.fail("make is missing under CI=true", pytrace=False)
-        pytest.skip("make is not installed")
+    make = require_tool("make", "apt-get install make")
     result = subprocess.run(
         [make, "-n", "-B", target],
         cwd=REPO_ROOT,

@@ -1,7 +1,8 @@
 """Test plumbing for the client: a faulty TCP proxy, a restartable server, waits.
 
 Everything listens on 127.0.0.1, port 0; every wait is bounded (the tests also
-run under ``fail_after``).
+run under ``fail_after``). ``HOST`` and ``eventually`` come from
+:mod:`tests._support` and are re-exported for the client tests.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import trio
 
 from bayeux_core import ClientEvent, EngineConfig, Event, Extension, Message, MessageContext
 from bayeux_trio import BayeuxClient, BayeuxServer, ServerConfig, open_client
+from tests._support.ports import HOST
+from tests._support.waiting import eventually
 
 __all__ = [
     "HOST",
@@ -28,19 +31,9 @@ __all__ = [
     "eventually",
 ]
 
-HOST = "127.0.0.1"
 _READ = 65536
 #: fast reconnection for tests (the defaults are 1 s doubling up to 30 s)
 FAST = {"retry": 0.05, "max_retry": 0.2, "connect_timeout": 2.0}
-
-
-async def eventually(predicate: Callable[[], bool], *, seconds: float = 10.0) -> None:
-    """Wait (polling, bounded) until ``predicate()`` holds; fail after ``seconds``."""
-    with trio.move_on_after(seconds):
-        while not predicate():  # noqa: ASYNC110 - the conditions live in other tasks' state
-            await trio.sleep(0.01)
-        return
-    raise AssertionError("the condition never became true")
 
 
 @contextlib.asynccontextmanager

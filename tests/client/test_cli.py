@@ -16,8 +16,9 @@ import pytest
 import trio
 
 from bayeux_trio import PublishError, publish_sync
+from tests._support.ports import free_port
 from tests.interop.auth_ext import TOKENS, WRONG_TOKEN_ERROR, ServerAuth
-from tests.trio.helpers import fail_after, free_port, start_server
+from tests.trio.helpers import fail_after, start_server
 
 from .support import HOST
 from .test_client import RefuseLocked

@@ -8,19 +8,18 @@ invariant fails the ordinary test run.
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from tests._support.ci import unavailable
+
 try:
     import atheris  # noqa: F401  (the targets import it; make installs the fuzz extra)
 except ImportError:  # pragma: no cover - depends on the environment
-    if os.environ.get("CI") == "true":
-        raise
-    pytest.skip("atheris is not installed (pip install -e '.[fuzz]')", allow_module_level=True)
+    unavailable("atheris is not installed (pip install -e '.[fuzz]')", allow_module_level=True)
 
 FUZZ_DIR = Path(__file__).resolve().parents[2] / "fuzz"
 SEEDS = sorted(p for p in (FUZZ_DIR / "seeds").iterdir() if p.is_file())

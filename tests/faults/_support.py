@@ -13,7 +13,9 @@ import orjson
 import trio
 
 from bayeux_trio import BayeuxServer
-from tests.trio.helpers import HANDSHAKE, HttpClient, WsClient, free_port
+from tests._support.ports import free_port
+from tests._support.processes import until_serving
+from tests.trio.helpers import HANDSHAKE, HttpClient, WsClient
 
 __all__ = [
     "JSON",
@@ -156,22 +158,12 @@ class ServeProcess:
 
     async def wait_serving(self) -> None:
         """Until a handshake is answered (bounded: slow when the box is busy)."""
-        for _ in range(600):
-            assert self.process.poll() is None, f"the server exited:\n{self.log}"
-            try:
-                async with await HttpClient.connect(self.port) as client:
-                    response = await client.request(
-                        "POST",
-                        "/faye",
-                        headers=[("content-type", "application/json")],
-                        body=orjson.dumps([HANDSHAKE]),
-                    )
-                if response.status == 200:
-                    return
-            except OSError:
-                pass
-            await trio.sleep(0.05)
-        raise AssertionError(f"the server never answered:\n{self.log}")
+        await until_serving(
+            self.port,
+            alive=lambda: self.process.poll() is None,
+            seconds=30.0,
+            describe=lambda: self.log,
+        )
 
     def signal(self, signum: int = signal.SIGTERM) -> None:
         self.process.send_signal(signum)

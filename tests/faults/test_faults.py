@@ -22,9 +22,10 @@ from wsproto.events import TextMessage
 
 from bayeux_core import EngineConfig
 from bayeux_trio import BayeuxServer
+from tests._support.ports import HOST
+from tests._support.waiting import wait_for
 from tests.trio.helpers import (
     HANDSHAKE,
-    HOST,
     LongPoller,
     WsClient,
     deliveries,
@@ -32,7 +33,6 @@ from tests.trio.helpers import (
     handshake,
     make_config,
     start_server,
-    wait_for,
 )
 
 from ._support import server_state, wait_for_baseline
@@ -135,13 +135,16 @@ async def _half_body(port: int, reset: bool) -> None:
     await stream.aclose()
 
 
-async def _held_connect(port: int, reset: bool) -> None:
-    poller = LongPoller(port)
+async def _held_connect(server: BayeuxServer, reset: bool) -> None:
+    assert server.port is not None
+    poller = LongPoller(server.port)
     await poller.start("/gone")
-    stream = await _open(port, reset=reset)
+    stream = await _open(server.port, reset=reset)
     message = [poller.connect_message()]
     await stream.send_all(_json_request(orjson.dumps(message)))
-    await trio.sleep(0.05)  # held now
+    session = server.engine.store.get(poller.client_id)
+    assert session is not None
+    await wait_for(lambda: session.held is not None)  # killed while held, not before
     await stream.aclose()
 
 
@@ -164,12 +167,25 @@ async def _half_upgrade(port: int, reset: bool) -> None:
     await stream.aclose()
 
 
-FAULTS: dict[str, Callable[[int, bool], Awaitable[None]]] = {
-    "half-head": _half_head,
-    "half-body": _half_body,
+_Fault = Callable[[BayeuxServer, bool], Awaitable[None]]
+
+
+def _on_port(fault: Callable[[int, bool], Awaitable[None]]) -> _Fault:
+    """A fault that needs only the port."""
+
+    async def run(server: BayeuxServer, reset: bool) -> None:
+        assert server.port is not None
+        await fault(server.port, reset)
+
+    return run
+
+
+FAULTS: dict[str, _Fault] = {
+    "half-head": _on_port(_half_head),
+    "half-body": _on_port(_half_body),
     "held-connect": _held_connect,
-    "half-websocket-frame": _half_websocket_frame,
-    "half-upgrade": _half_upgrade,
+    "half-websocket-frame": _on_port(_half_websocket_frame),
+    "half-upgrade": _on_port(_half_upgrade),
 }
 
 
@@ -180,7 +196,7 @@ async def test_client_killed_mid_request(nursery: trio.Nursery, fault: str, clos
     server, bystander, baseline = await _setup(nursery)
     assert server.port is not None
     for _ in range(3):  # a leak would show as growth
-        await FAULTS[fault](server.port, close == "reset")
+        await FAULTS[fault](server, close == "reset")
         await bystander.still_served(server)
         await wait_for_baseline(server, baseline)
 

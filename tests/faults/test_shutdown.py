@@ -14,6 +14,7 @@ import trio
 from wsproto.events import CloseConnection
 
 from bayeux_trio import BayeuxServer
+from tests._support.waiting import wait_for
 from tests.trio.helpers import (
     HANDSHAKE,
     EventSourceReader,
@@ -22,7 +23,6 @@ from tests.trio.helpers import (
     WsClient,
     fail_after,
     make_config,
-    wait_for,
 )
 
 from ._support import fd_count, task_count

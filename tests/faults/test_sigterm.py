@@ -20,7 +20,9 @@ import trio
 from wsproto.events import CloseConnection, TextMessage
 
 from bayeux_trio._cli import main
-from tests.trio.helpers import HANDSHAKE, HttpClient, WsClient, fail_after, free_port, wait_for
+from tests._support.ports import free_port
+from tests._support.waiting import wait_for
+from tests.trio.helpers import HANDSHAKE, HttpClient, WsClient, fail_after
 
 from ._support import JSON, ServeProcess, check_clean_log, held_long_poller, held_websocket
 

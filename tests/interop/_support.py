@@ -8,7 +8,8 @@ makes a fresh install, and an unchanged list reuses the cached one. Set
 ``BAYEUX_NPM_CACHE`` to use another cache folder.
 
 When node or npm is missing or the install fails, the tests are skipped, or
-fail when the environment variable ``CI`` is ``true`` (CI must run them).
+fail when the environment variable ``CI`` is ``true`` (CI must run them): the
+rule of :mod:`tests._support.ci`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import os
 import re
 import selectors
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -33,31 +33,51 @@ from typing import Any, NoReturn
 
 import pytest
 
+from tests._support.ci import unavailable
+from tests._support.ports import free_port
+from tests._support.processes import (
+    HANDSHAKE,
+    MOUNT,
+    START_TIMEOUT,
+    post_json,
+    stop_process,
+    wait_listening,
+    wait_serving,
+)
+
+__all__ = [
+    "HANDSHAKE",
+    "JS_DIR",
+    "MOUNT",
+    "REPO_ROOT",
+    "TIMEOUT",
+    "RawWebSocket",
+    "ServerProcess",
+    "ensure_node_modules",
+    "free_port",
+    "of",
+    "post_json",
+    "raw_request",
+    "run_node",
+    "running",
+    "start_faye_server",
+    "start_our_server",
+]
+
 INTEROP_DIR = Path(__file__).resolve().parent
 JS_DIR = INTEROP_DIR / "js"
 REPO_ROOT = INTEROP_DIR.parents[1]
 PACKAGE_JSON = INTEROP_DIR / "package.json"
 PACKAGE_LOCK = INTEROP_DIR / "package-lock.json"
 
-MOUNT = "/faye"
 TIMEOUT = 25  # seconds a /meta/connect is held, on both servers
 MIN_NODE = 20  # the lock file's dependencies (agent-base 9) want Node >= 20
 INSTALL_TIMEOUT = 300.0
-START_TIMEOUT = 20.0
-
-HANDSHAKE = {
-    "channel": "/meta/handshake",
-    "version": "1.0",
-    "supportedConnectionTypes": ["long-polling"],
-    "id": "1",
-}
 
 
-def unavailable(reason: str) -> NoReturn:
-    """Skip (or, under ``CI=true``, fail) because a third-party peer is missing."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"interop peers unavailable under CI=true: {reason}", pytrace=False)
-    pytest.skip(f"interop peers unavailable: {reason}")
+def _peers_unavailable(reason: str) -> NoReturn:
+    """A third-party peer is missing: skip, or fail under ``CI=true``."""
+    unavailable(f"interop peers unavailable: {reason}")
 
 
 # --------------------------------------------------------------------- npm
@@ -103,7 +123,7 @@ def installed_versions(node_modules: Path, names: Sequence[str]) -> dict[str, st
 def _tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        unavailable(f"{name} is not on PATH (install Node.js >= {MIN_NODE} with npm)")
+        _peers_unavailable(f"{name} is not on PATH (install Node.js >= {MIN_NODE} with npm)")
     return path
 
 
@@ -113,10 +133,10 @@ def _check_node(node: str) -> None:
             [node, "--version"], capture_output=True, text=True, timeout=30, check=True
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError) as exc:
-        unavailable(f"`node --version` failed: {exc}")
+        _peers_unavailable(f"`node --version` failed: {exc}")
     match = re.match(r"v(\d+)\.", out)
     if match is None or int(match.group(1)) < MIN_NODE:
-        unavailable(f"Node.js >= {MIN_NODE} is needed, found {out!r}")
+        _peers_unavailable(f"Node.js >= {MIN_NODE} is needed, found {out!r}")
 
 
 def ensure_node_modules() -> Path:
@@ -153,17 +173,17 @@ def ensure_node_modules() -> Path:
                 check=False,
             )
         except subprocess.TimeoutExpired:
-            unavailable(f"`{' '.join(command)}` took more than {INSTALL_TIMEOUT:.0f} s")
+            _peers_unavailable(f"`{' '.join(command)}` took more than {INSTALL_TIMEOUT:.0f} s")
         except OSError as exc:
-            unavailable(f"`{' '.join(command)}` could not run: {exc}")
+            _peers_unavailable(f"`{' '.join(command)}` could not run: {exc}")
         if result.returncode != 0:
-            unavailable(
+            _peers_unavailable(
                 f"`{' '.join(command)}` in {staging} failed ({result.returncode}):\n"
                 f"{result.stderr[-2000:]}"
             )
         got = installed_versions(staging / "node_modules", list(pins))
         if got != pins:
-            unavailable(f"npm installed {got}, expected {pins}")
+            _peers_unavailable(f"npm installed {got}, expected {pins}")
         try:
             staging.rename(target)
         except OSError:
@@ -176,13 +196,6 @@ def ensure_node_modules() -> Path:
 
 
 # ------------------------------------------------------------------ servers
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -206,36 +219,9 @@ class ServerProcess:
             return "<no log>"
 
     def stop(self) -> None:
-        process = self.process
-        if process.poll() is None:
-            if process.stdin is not None:
-                with contextlib.suppress(OSError):
-                    process.stdin.close()
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-        if process.stdout is not None:
-            process.stdout.close()
-
-
-def post_json(port: int, body: Any, *, timeout: float = 5.0, path: str = MOUNT) -> tuple[int, Any]:
-    """POST ``body`` as JSON; (status, decoded JSON or the raw text)."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        connection.request(
-            "POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"}
-        )
-        response = connection.getresponse()
-        data = response.read()
-    finally:
-        connection.close()
-    try:
-        return response.status, json.loads(data)
-    except ValueError:
-        return response.status, data.decode("utf-8", "replace")
+        stop_process(self.process)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
 
 
 def raw_request(
@@ -325,18 +311,9 @@ class RawWebSocket:
 
 
 def _wait_for_handshake(server: ServerProcess, deadline: float) -> None:
-    last: object = None
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            break
-        try:
-            status, replies = post_json(server.port, [HANDSHAKE], timeout=1.0)
-            if status == 200 and replies and replies[0].get("successful") is True:
-                return
-            last = (status, replies)
-        except OSError as exc:
-            last = exc
-        time.sleep(0.05)
+    last = wait_serving(server.process, server.port, deadline=deadline)
+    if last is None:
+        return
     server.stop()
     pytest.fail(
         f"{server.name} did not answer a handshake (last: {last!r}); "
@@ -377,10 +354,7 @@ def start_our_server(log: Path, extra_args: Sequence[str] = ()) -> ServerProcess
         server = ServerProcess("bayeux-trio server", process, log, port)
         deadline = time.monotonic() + START_TIMEOUT
         # The port may have been taken between free_port() and the bind.
-        while time.monotonic() < deadline and process.poll() is None:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-                break
-            time.sleep(0.05)
+        wait_listening(port, timeout=START_TIMEOUT, process=process)
         if process.poll() is not None and attempt < 2 and "cannot listen" in server.log_tail():
             continue
         _wait_for_handshake(server, deadline)

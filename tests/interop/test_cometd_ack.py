@@ -21,7 +21,8 @@ import pytest
 import trio
 
 from bayeux_trio import BayeuxServer
-from tests.client.support import Proxy, eventually
+from tests._support.waiting import eventually
+from tests.client.support import Proxy
 from tests.trio.helpers import fail_after, make_config, start_server
 
 from ._support import JS_DIR

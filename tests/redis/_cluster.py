@@ -5,10 +5,10 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
 
-from tests.trio.helpers import free_port
+from tests._support.ports import HOST, free_port
+from tests._support.waiting import wait_until
 
 __all__ = ["REDIS_CLI", "LocalCluster"]
 
@@ -16,7 +16,7 @@ REDIS_CLI = shutil.which("redis-cli")
 
 
 def _ask(port: int, command: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+    with socket.create_connection((HOST, port), timeout=1) as sock:
         sock.sendall(command)
         return sock.recv(4096)
 
@@ -68,15 +68,13 @@ class LocalCluster:
             self._wait(port, b"CLUSTER INFO\r\n", b"cluster_state:ok")
 
     def _wait(self, port: int, command: bytes, expect: bytes) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        def answered() -> bool:
             try:
-                if expect in _ask(port, command):
-                    return
+                return expect in _ask(port, command)
             except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"redis cluster node {port} never answered {expect!r}")
+                return False
+
+        wait_until(answered, f"redis cluster node {port} to answer {expect!r}", timeout=30)
 
     def stop(self) -> None:
         for process in self.processes:

@@ -1,22 +1,23 @@
 """A real redis-server for the cluster tests, started here on a free port.
 
 Under CI (``CI=true``) a missing ``redis-server`` fails the tests; elsewhere
-they are skipped with the reason. ``.ci/run`` installs the Debian package.
+they are skipped with the reason (:mod:`tests._support.ci`). ``.ci/run``
+installs the Debian package.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.trio.helpers import free_port
+from tests._support.ci import unavailable
+from tests._support.ports import HOST, free_port
+from tests._support.waiting import wait_until
 
 REDIS_SERVER = shutil.which("redis-server")
 
@@ -58,17 +59,15 @@ class RedisProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(64).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            time.sleep(0.02)
-        raise RuntimeError("redis-server did not start")
+        wait_until(self._pong, "redis-server to answer PING", timeout=10, interval=0.02)
+
+    def _pong(self) -> bool:
+        try:
+            with socket.create_connection((HOST, self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -80,9 +79,7 @@ class RedisProcess:
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
     if REDIS_SERVER is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is not installed (apt-get install redis-server)")
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+        unavailable("redis-server is not installed (apt-get install redis-server)")
     server = RedisProcess(tmp_path_factory.mktemp("redis"))
     server.start()
     try:

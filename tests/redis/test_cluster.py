@@ -11,7 +11,6 @@ them at every request.
 from __future__ import annotations
 
 import gc
-import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ import pytest
 import trio
 
 from bayeux_trio.redis._bus import _connect
+from tests._support.ci import unavailable
 from tests.interop._support import ServerProcess, start_our_server
 from tests.trio.helpers import HANDSHAKE, WsClient, fail_after
 
@@ -37,10 +37,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     if REDIS_SERVER is None or REDIS_CLI is None:
-        reason = "redis-server and redis-cli are needed (apt-get install redis-server)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        unavailable("redis-server and redis-cli are needed (apt-get install redis-server)")
     local = LocalCluster(REDIS_SERVER, tmp_path_factory.mktemp("cluster"))
     try:
         local.start()

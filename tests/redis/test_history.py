@@ -13,7 +13,8 @@ from typing import Any
 import trio
 
 from bayeux_core import EngineConfig, HistoryPolicy, SubscriptionRecovered
-from tests.client.support import Proxy, Recorder, client, eventually
+from tests._support.waiting import eventually
+from tests.client.support import Proxy, Recorder, client
 from tests.trio.helpers import fail_after
 
 from ._support import RoundRobin, namespace, start_nodes

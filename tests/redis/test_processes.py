@@ -10,10 +10,8 @@ from __future__ import annotations
 import gc
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,7 +19,9 @@ import h11
 import pytest
 import trio
 
-from tests.trio.helpers import HANDSHAKE, HOST, WsClient, fail_after, free_port
+from tests._support.ports import free_port
+from tests._support.processes import wait_listening
+from tests.trio.helpers import HANDSHAKE, WsClient, fail_after
 
 from ._support import RoundRobin, check_exactly_once_in_order
 from .conftest import RedisProcess
@@ -47,15 +47,10 @@ class Node:
         )  # fmt: skip
 
     def wait_listening(self) -> None:
-        deadline = time.monotonic() + 60  # slow under load
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, "the server exited"
-            try:
-                socket.create_connection((HOST, self.port), timeout=0.5).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError("the server never listened")
+        # slow under load
+        listening = wait_listening(self.port, timeout=60, process=self.process)
+        assert self.process.poll() is None, "the server exited"
+        assert listening, "the server never listened"
 
     def kill(self) -> None:
         if self.process.poll() is None:

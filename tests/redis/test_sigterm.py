@@ -24,13 +24,14 @@ import trio
 from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection, TextMessage
 
+from tests._support.waiting import wait_for
 from tests.faults._support import (
     ServeProcess,
     check_clean_log,
     held_long_poller,
     held_websocket,
 )
-from tests.trio.helpers import HANDSHAKE, WsClient, bayeux, deliveries, fail_after, wait_for
+from tests.trio.helpers import HANDSHAKE, WsClient, bayeux, deliveries, fail_after
 
 from ._support import check_exactly_once_in_order
 from .conftest import RedisProcess

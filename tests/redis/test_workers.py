@@ -14,7 +14,9 @@ import pytest
 import trio
 
 from bayeux_trio._cli import main
-from tests.trio.helpers import HOST, bayeux, fail_after, free_port
+from tests._support.ports import HOST, free_port, listening_sockets
+from tests._support.waiting import wait_for
+from tests.trio.helpers import bayeux, fail_after
 
 from ._support import RoundRobin
 from .conftest import RedisProcess
@@ -62,7 +64,8 @@ async def test_workers_share_the_port_and_the_sessions(redis_server: RedisProces
                 break
             except OSError:
                 await trio.sleep(0.05)
-        await trio.sleep(2.0)  # the second worker too (slow machines)
+        # the second worker too: two listening sockets share the port
+        await wait_for(lambda: listening_sockets(port) == 2, attempts=6000, delay=0.01)
         # Many fresh connections: the kernel spreads them over both workers,
         # and a session made on one is known to the other.
         client = RoundRobin([port])

@@ -19,11 +19,12 @@ import trustme
 from wsproto.events import CloseConnection
 
 from bayeux_core import Extension, Message, MessageContext, TransportDown
-from tests.client.support import Recorder, client, eventually
+from tests._support.ports import HOST
+from tests._support.waiting import eventually
+from tests.client.support import Recorder, client
 from tests.client.test_tls import tls_proxy
 from tests.trio.helpers import (
     HANDSHAKE,
-    HOST,
     EventSourceReader,
     LongPoller,
     WsClient,

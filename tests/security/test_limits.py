@@ -20,9 +20,10 @@ import trio
 from bayeux_core import EngineConfig
 from bayeux_trio import BayeuxServer
 from bayeux_trio._cli import _config, _parser
+from tests._support.ports import HOST
+from tests._support.waiting import wait_for
 from tests.trio.helpers import (
     HANDSHAKE,
-    HOST,
     HttpClient,
     LongPoller,
     WsClient,
@@ -33,7 +34,6 @@ from tests.trio.helpers import (
     make_config,
     request,
     start_server,
-    wait_for,
 )
 
 from .helpers import still_serving, ws_session

@@ -3,13 +3,15 @@
 Rules (from trio-websocket's test suite, see /work/shared/STYLE.md): localhost
 only, port 0, and a ``fail_after`` on every test that does I/O so that a hang
 fails instead of stalling the suite. Every loop here is bounded.
+
+``HOST``, ``free_port`` and ``wait_for`` come from :mod:`tests._support`
+(shared by every folder) and are re-exported here for the trio tests.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import socket
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
@@ -33,6 +35,8 @@ from wsproto.events import (
 
 from bayeux_core import EngineConfig, Extension
 from bayeux_trio import AsyncExtension, BayeuxServer, ServerConfig
+from tests._support.ports import HOST, free_port
+from tests._support.waiting import wait_for
 
 __all__ = [
     "HOST",
@@ -54,7 +58,6 @@ __all__ = [
     "wait_for",
 ]
 
-HOST = "127.0.0.1"
 _READ = 65536
 #: what a long-polling client says it supports
 CONNECTION_TYPES = ["long-polling", "callback-polling", "websocket", "eventsource"]
@@ -113,25 +116,6 @@ async def start_server(
     assert server.port is not None
     assert server.port > 0
     return server
-
-
-def free_port() -> int:
-    """A port that was free a moment ago (for subprocesses, which cannot report theirs)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-async def wait_for(
-    predicate: Callable[[], bool], *, attempts: int = 1000, delay: float = 0.005
-) -> None:
-    """Poll a condition the server reaches on its own (bounded)."""
-    for _ in range(attempts):
-        if predicate():
-            return
-        await trio.sleep(delay)
-    raise AssertionError("condition never became true")
 
 
 # ---------------------------------------------------------------------- HTTP

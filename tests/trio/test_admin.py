@@ -18,7 +18,8 @@ from bayeux_core import (
 )
 from bayeux_trio import BayeuxServer, ServerConfig, SubscribeError
 from bayeux_trio._cli import _config, _parser
-from tests.client.support import Recorder, client, eventually
+from tests._support.waiting import eventually
+from tests.client.support import Recorder, client
 
 from .helpers import (
     LongPoller,

@@ -14,6 +14,7 @@ import trio
 
 import bayeux_core
 from bayeux_trio import ServerConfig, _cli
+from tests._support.processes import until_serving
 
 from .ext_module import TOKEN
 from .helpers import HOST, LongPoller, bayeux, fail_after, free_port, handshake, wait_for
@@ -31,15 +32,7 @@ async def _run(*args: str) -> subprocess.CompletedProcess[bytes]:
 
 async def _wait_until_serving(port: int, process: trio.Process, mount: str) -> None:
     """Poll until the server answers a handshake (bounded)."""
-    for _ in range(200):
-        assert process.returncode is None, "the server exited early"
-        try:
-            await handshake(port, mount=mount)
-        except OSError:
-            await trio.sleep(0.05)
-            continue
-        return
-    raise AssertionError("the server never answered")
+    await until_serving(port, alive=lambda: process.returncode is None, seconds=15, path=mount)
 
 
 class _Server:
@@ -310,15 +303,10 @@ async def test_an_extension_from_the_current_directory(allocator: str, tmp_path:
             stderr=err,
         )
     try:
-        for _ in range(400):
-            assert process.returncode is None, log.read_text()
-            try:
-                client_id = await handshake(port)
-                break
-            except OSError:
-                await trio.sleep(0.05)
-        else:
-            raise AssertionError("the server never answered")
+        await until_serving(
+            port, alive=lambda: process.returncode is None, seconds=20, describe=log.read_text
+        )
+        client_id = await handshake(port)
         message = {"channel": "/meta/subscribe", "clientId": client_id, "subscription": "/a"}
         (reply,) = await bayeux(port, [message])
         assert reply["successful"] is False

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from typing import Any
 from urllib.parse import urlencode
 
@@ -12,6 +10,7 @@ import pytest
 import trio
 
 from bayeux_trio import BayeuxServer
+from tests._support.ci import require_tool
 
 from .helpers import (
     HANDSHAKE,
@@ -149,10 +148,7 @@ async def test_held_connect_gets_a_publish(nursery: trio.Nursery) -> None:
 @fail_after(20)
 async def test_curl_seed_command(nursery: trio.Nursery) -> None:
     """The README's command, run verbatim by the real curl, reaches a subscriber."""
-    if shutil.which("curl") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("curl is required under CI=true")
-        pytest.skip("curl is not installed")
+    require_tool("curl", "apt-get install curl")
     server = await start_server(nursery)
     assert server.port is not None
     _, results = await _subscribed_and_held(nursery, server, "/messages/new")

@@ -106,7 +106,15 @@ async def test_the_server_reclaims_after_connections_leave(
     nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[int] = []
+    samples: list[int] = []
+
+    class Recorded(ReclaimPolicy):
+        def sample(self, connections: int) -> bool:
+            samples.append(connections)
+            return super().sample(connections)
+
     monkeypatch.setattr(server_module, "_RECLAIM_PERIOD", 0.05)
+    monkeypatch.setattr(server_module, "ReclaimPolicy", Recorded)
     server = await start_server(nursery, make_config(reclaim_after=6))
 
     def record() -> int:
@@ -116,7 +124,8 @@ async def test_the_server_reclaims_after_connections_leave(
     monkeypatch.setattr(server_module, "reclaim", record)
     streams = await _burst(server.port or 0, 8)
     await wait_for(lambda: server._connections == 8)
-    await trio.sleep(0.2)  # several samples at the peak: nothing to reclaim yet
+    # several samples at the peak: nothing to reclaim yet
+    await wait_for(lambda: samples.count(8) >= 3, attempts=2000, delay=0.01)
     assert calls == []
     for stream in streams:
         await stream.aclose()
