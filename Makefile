@@ -35,11 +35,19 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# Core coverage must be 100% (branches included); the whole run is reported.
+# Core coverage must be 100% (branches included), measured with the core's
+# own tests alone (tests/core, data in .coverage.core): a line of bayeux_core
+# that only the server's tests reach does not count. The rest of the suite
+# runs once, under coverage too (.coverage.rest); the two are combined into
+# .coverage for the whole report, which is not gated. PYTEST_ARGS (options
+# such as -x) go to both runs.
 unit: $(STAMP)
 	$(BIN)/coverage erase
-	$(BIN)/coverage run -m pytest -p no:cacheprovider $(PYTEST_ARGS)
-	$(BIN)/coverage report --include='bayeux_core/*' --fail-under=100
+	rm -f .coverage.core .coverage.rest
+	$(BIN)/coverage run --data-file=.coverage.core -m pytest -p no:cacheprovider $(PYTEST_ARGS) tests/core
+	$(BIN)/coverage run --data-file=.coverage.rest -m pytest -p no:cacheprovider $(PYTEST_ARGS) --ignore=tests/core
+	$(BIN)/coverage report --data-file=.coverage.core --include='bayeux_core/*' --fail-under=100
+	$(BIN)/coverage combine --keep --quiet --data-file=.coverage .coverage.core .coverage.rest
 	$(BIN)/coverage report
 
 FUZZ_SECONDS ?= 60
