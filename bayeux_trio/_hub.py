@@ -11,6 +11,16 @@ thread there is no lock and no race. Actions run in one pass:
 * events go to the application's listeners;
 
 then every output buffer that got bytes is flushed with one non-blocking send.
+
+The hub is the engine's only caller, and it is never re-entered. An engine
+input made while a pass runs (a listener that calls ``server.publish`` or
+``server.disconnect``, an endpoint that gives up its connection) is not made
+at once: it waits in a queue and runs when the pass has executed every action
+it had, in the order the inputs were made, in that same pump; what it
+produces then runs as more of the pass. So a listener's publish on
+:class:`~bayeux_core.Subscribed` reaches the client after the subscribe reply,
+never before. The queue is one attribute test when empty.
+
 Inside :meth:`Hub.batch` the flush waits for the end of the block, so that a
 WebSocket read holding many messages costs one send per connection, not one
 per message.
@@ -27,7 +37,8 @@ import contextlib
 import enum
 import logging
 import math
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Sequence
+from functools import partial
 from typing import Any, Protocol
 
 import trio
@@ -37,10 +48,16 @@ from bayeux_core import (
     Close,
     Deliver,
     Engine,
+    ErrorCode,
     Event,
+    Extension,
     LocalProtocolError,
     Message,
     Reply,
+    Session,
+    is_meta,
+    is_service,
+    is_valid_name,
 )
 from bayeux_core.wire import event_bytes
 
@@ -111,6 +128,10 @@ class Hub:
         self.responses = 0
         #: called after each write pass that had output (metrics' latency)
         self.after_flush: Callable[[], None] | None = None
+        #: True while a pass executes actions: engine inputs made then wait
+        self._pumping = False
+        #: those inputs, run in order once the pass has run its actions
+        self._deferred: list[Callable[[], object]] = []
 
     # ------------------------------------------------------------- lifecycle
 
@@ -125,13 +146,20 @@ class Hub:
                     await trio.sleep_forever()
                 self._timer_scope = trio.CancelScope()
                 self._timer_deadline = math.inf
+                # A pass never spans an await: no task runs inside one.
                 self.engine.handle_timer(trio.current_time())
                 self._pump()
 
     def release_held(self) -> None:
         """Answer every held connect (shutdown): clients reconnect later."""
-        self.engine.release_held(now=trio.current_time())
+        if self._pumping:
+            self._deferred.append(self._release_held)
+            return
+        self._release_held()
         self._pump()
+
+    def _release_held(self) -> None:
+        self.engine.release_held(now=trio.current_time())
 
     # ------------------------------------------------------------ endpoints
 
@@ -144,8 +172,14 @@ class Hub:
     def forget(self, conn: int) -> None:
         """``conn`` is gone: the engine drops what it held on it."""
         if self._endpoints.pop(conn, None) is not None:
-            self.engine.close(conn, now=trio.current_time())
+            if self._pumping:
+                self._deferred.append(partial(self._close, conn))
+                return
+            self._close(conn)
             self._pump()
+
+    def _close(self, conn: int) -> None:
+        self.engine.close(conn, now=trio.current_time())
 
     def start_soon(self, fn: Callable[[], Awaitable[object]]) -> None:
         """Run ``fn`` in the hub's nursery (for work that must not nest in a pump)."""
@@ -195,30 +229,203 @@ class Hub:
         self._listeners.remove(listener)
 
     # ---------------------------------------------------------------- inputs
+    #
+    # Each input calls the engine and pumps, unless a pass is running: then it
+    # is deferred (see the module docstring) and what it returns is what the
+    # engine would say now. Exceptions of a deferred input are logged.
 
-    def receive(self, conn: int, messages: Sequence[Message], request: object = None) -> None:
+    def add_extension(self, extension: Extension) -> None:
+        self.engine.add_extension(extension)
+
+    def remove_extension(self, extension: Extension) -> None:
+        self.engine.remove_extension(extension)
+
+    def receive(
+        self,
+        conn: int,
+        messages: Sequence[Message],
+        request: object = None,
+        address: str | None = None,
+    ) -> None:
+        """A batch arrived on ``conn``; ``address`` counts toward a per-address limit."""
+        if self._pumping:
+            self._deferred.append(partial(self._receive, conn, messages, request, address))
+            return
+        # The engine call inline (not through _receive): this is the hot path.
         self.engine.receive(
-            conn, messages, now=trio.current_time(), request=request, wall=wall_clock_ms()
+            conn,
+            messages,
+            now=trio.current_time(),
+            request=request,
+            address=address,
+            wall=wall_clock_ms(),
         )
         self._pump()
 
+    def _receive(
+        self, conn: int, messages: Sequence[Message], request: object, address: str | None
+    ) -> None:
+        self.engine.receive(
+            conn,
+            messages,
+            now=trio.current_time(),
+            request=request,
+            address=address,
+            wall=wall_clock_ms(),
+        )
+
     def open_stream(self, conn: int, client_id: str | None = None) -> bool:
-        ok = self.engine.open_stream(conn, now=trio.current_time(), client_id=client_id)
+        if self._pumping:
+            self._deferred.append(partial(self._open_stream, conn, client_id))
+            return client_id is None or self.engine.store.get(client_id) is not None
+        ok = self._open_stream(conn, client_id)
         self._pump()
         return ok
 
+    def _open_stream(self, conn: int, client_id: str | None) -> bool:
+        return self.engine.open_stream(conn, now=trio.current_time(), client_id=client_id)
+
     def publish(self, channel: str, data: Any, ext: Any = None) -> None:
+        """Publish from the server (see :meth:`bayeux_core.Engine.publish`).
+
+        Inside a pass the publish is deferred: an invalid channel still
+        raises at once, data that is not JSON is logged when it runs.
+        """
+        if self._pumping:
+            _check_publishable(channel)
+            self._deferred.append(partial(self._publish, channel, data, ext))
+            return
         self.engine.publish(channel, data, now=trio.current_time(), ext=ext)
         self._pump()
 
+    def _publish(self, channel: str, data: Any, ext: Any) -> None:
+        self.engine.publish(channel, data, now=trio.current_time(), ext=ext)
+
+    def disconnect(self, client_id: str) -> bool:
+        """End a session from the server; False if there is none here."""
+        if self._pumping:
+            self._deferred.append(partial(self._disconnect, client_id))
+            return self.engine.store.get(client_id) is not None
+        done = self._disconnect(client_id)
+        self._pump()
+        return done
+
+    def _disconnect(self, client_id: str) -> bool:
+        return self.engine.disconnect(client_id, now=trio.current_time())
+
+    def unsubscribe(self, client_id: str, pattern: str) -> bool:
+        """Drop one subscription from the server; False if there is no such one."""
+        if self._pumping:
+            self._deferred.append(partial(self._unsubscribe, client_id, pattern))
+            session = self.engine.store.get(client_id)
+            return session is not None and pattern in session.subscriptions
+        done = self._unsubscribe(client_id, pattern)
+        self._pump()
+        return done
+
+    def _unsubscribe(self, client_id: str, pattern: str) -> bool:
+        return self.engine.unsubscribe(client_id, pattern, now=trio.current_time())
+
+    def answer_call(
+        self,
+        client_id: str,
+        channel: str,
+        message_id: Any,
+        *,
+        data: Any = None,
+        error: str | None = None,
+    ) -> bool:
+        """A service call's result (see :meth:`bayeux_core.Engine.answer_call`)."""
+        if self._pumping:
+            self._deferred.append(
+                partial(self._answer_call, client_id, channel, message_id, data, error)
+            )
+            return self.engine.store.get(client_id) is not None
+        done = self._answer_call(client_id, channel, message_id, data, error)
+        self._pump()
+        return done
+
+    def _answer_call(
+        self, client_id: str, channel: str, message_id: Any, data: Any, error: str | None
+    ) -> bool:
+        return self.engine.answer_call(
+            client_id, channel, message_id, now=trio.current_time(), data=data, error=error
+        )
+
+    # ------------------------------------------------------ a cluster bus's
+
+    def route(
+        self, channel: str, payload: bytes, *, now: float, offset: int | None = None
+    ) -> Collection[Session]:
+        """Route a delivery from the bus; call :meth:`pump` after a run of them.
+
+        A bus reads in a task of its own, never inside a pass; ``now`` is
+        ``trio.current_time()``, read once for the run.
+        """
+        if self._pumping:
+            raise LocalProtocolError("route() inside a pass")
+        return self.engine.route(channel, payload, now=now, offset=offset)
+
+    def adopt(
+        self,
+        client_id: str,
+        *,
+        subscriptions: Iterable[str] = (),
+        backlog: Iterable[bytes] = (),
+        connected: bool = True,
+    ) -> None:
+        """Take over a session from another node (see :meth:`bayeux_core.Engine.adopt`)."""
+        if self._pumping:
+            raise LocalProtocolError("adopt() inside a pass")
+        self.engine.adopt(
+            client_id,
+            now=trio.current_time(),
+            subscriptions=subscriptions,
+            backlog=backlog,
+            connected=connected,
+        )
+        self._pump()
+
+    def evict(self, client_id: str) -> bool:
+        """Drop a session another node took over; False if there is none here."""
+        if self._pumping:
+            self._deferred.append(partial(self._evict, client_id))
+            return self.engine.store.get(client_id) is not None
+        done = self._evict(client_id)
+        if done:
+            self._pump()
+        return done
+
+    def _evict(self, client_id: str) -> bool:
+        return self.engine.evict(client_id, now=trio.current_time())
+
+    def share_history(self, epoch: str, start: int) -> bool:
+        """Number history from the bus's log (no actions follow)."""
+        return self.engine.share_history(epoch, start)
+
+    def numbered(self, channel: str, payload: bytes, offset: int) -> bytes:
+        """``payload`` as :meth:`route` would number it (a read: no state changes)."""
+        return self.engine.numbered(channel, payload, offset)
+
     # ------------------------------------------------------------ execution
 
-    def _pump(self) -> None:
+    def _pump(self, held: list[Action] | None = None) -> None:
+        """Run the engine's actions (``held`` first), then deferred inputs, until none are left."""
         engine = self.engine
-        while actions := engine.actions_to_send():
-            if self.intercept is not None:
-                actions = self.intercept(actions)
-            self._run(actions)
+        self._pumping = True
+        try:
+            if held:
+                self._run(held)
+            while True:
+                while actions := engine.actions_to_send():
+                    if self.intercept is not None:
+                        actions = self.intercept(actions)
+                    self._run(actions)
+                if not self._deferred:
+                    break
+                self._run_deferred()
+        finally:
+            self._pumping = False
         batch_task = self._batch_task
         if batch_task is None or batch_task is not trio.lowlevel.current_task():
             self._flush()
@@ -235,6 +442,7 @@ class Hub:
                 reply: Reply = action  # type: ignore[assignment]
                 endpoint = endpoints.get(reply.conn)
                 if endpoint is None or not endpoint.reply(reply.conn, reply.body):
+                    # Part of executing the action, not a new input: made now.
                     engine.reply_failed(reply, now=trio.current_time())
                 else:
                     self.responses += 1
@@ -246,14 +454,25 @@ class Hub:
             else:
                 self._notify(action)  # type: ignore[arg-type]
 
+    def _run_deferred(self) -> None:
+        deferred = self._deferred
+        self._deferred = []
+        for work in deferred:
+            try:
+                work()
+            except Exception:
+                log.exception("deferred engine input %r failed", work)
+
     def pump(self) -> None:
-        """Run what the engine has to send (after a bus fed it)."""
-        self._pump()
+        """Run what the engine has to send (after :meth:`route`)."""
+        if not self._pumping:
+            self._pump()
 
     def execute(self, actions: list[Action]) -> None:
         """Run actions that :attr:`intercept` held back, then pump."""
-        self._run(actions)
-        self._pump()
+        if self._pumping:  # pragma: no cover - the bus executes from its own tasks
+            raise LocalProtocolError("execute() inside a pass")
+        self._pump(actions)
 
     def _deliver(self, action: Deliver) -> None:
         endpoints = self._endpoints
@@ -309,6 +528,14 @@ class Hub:
         if deadline != self._timer_deadline:
             self._timer_deadline = deadline
             self._timer_scope.deadline = deadline
+
+
+def _check_publishable(channel: str) -> None:
+    """Raise as :meth:`bayeux_core.Engine.publish` does for a channel it refuses."""
+    if not is_valid_name(channel):
+        raise LocalProtocolError(f"invalid channel {channel!r}", ErrorCode.CHANNEL_INVALID)
+    if is_meta(channel) or is_service(channel):
+        raise LocalProtocolError(f"cannot publish to {channel!r}", ErrorCode.CHANNEL_FORBIDDEN)
 
 
 def _frame(kind: Kind, payload: bytes) -> bytes:

@@ -2,20 +2,52 @@
 
 It is a real Bayeux client of the server's engine: its messages go through the
 server's extensions (with ``request=None``) and it has a session and
-subscriptions like any other client, but nothing crosses a socket. Its
-connection is a stream, so deliveries arrive as soon as they are routed.
+subscriptions like any other client, but nothing crosses a socket.
+
+The protocol is :class:`bayeux_core.ClientSession`'s, as for the network
+client (``bayeux_trio._client``): it decides what to send, when to connect
+again and when to handshake again. This module only moves its messages:
+
+* one task (in the hub's nursery) hands what the session has to send to
+  :meth:`BayeuxServer.receive`, and calls the session's timer;
+* ``/meta/connect`` goes on the client's stream connection, so deliveries
+  arrive as soon as they are routed;
+* every other batch goes on a request connection of its own, which the engine
+  always answers with one body: a message of the batch missing from that body
+  was dropped by a server extension, and the session is told it was refused
+  (``Dropped by a server extension``), as it is when a client extension drops
+  a message.
+
+Replies and deliveries come from the hub, inside its pass: they are fed to the
+session there and then, and callbacks run there (so they must not block).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
 import trio
 
-from bayeux_core import BayeuxError, Message, matches
+from bayeux_core import (
+    BayeuxError,
+    ClientEvent,
+    ClientSession,
+    ClientState,
+    HandshakeFailed,
+    LocalProtocolError,
+    Message,
+    MessageReceived,
+    PublishFailed,
+    PublishSucceeded,
+    SessionEnded,
+    SubscribeFailed,
+    SubscribeSucceeded,
+    matches,
+)
 
 from ._hub import Kind
 from ._output import Output
@@ -23,11 +55,18 @@ from ._output import Output
 if TYPE_CHECKING:
     from ._server import BayeuxServer
 
-__all__ = ["LocalClient", "PublishError"]
+__all__ = ["DROPPED", "LocalClient", "PublishError"]
+
+_CONNECT = "/meta/connect"
 
 log = logging.getLogger("bayeux.server")
 
 Callback = Callable[[str, Any], None]
+
+#: the error of a message a server extension dropped (no reply came)
+DROPPED = "Dropped by a server extension"
+#: seconds before a message lost in the server (its receive raised) is sent again
+_RETRY = 1.0
 
 
 class PublishError(BayeuxError):
@@ -38,156 +77,327 @@ class PublishError(BayeuxError):
         self.error = error
 
 
+class _Waiter:
+    __slots__ = ("done", "error")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.error: str | None = None
+
+    def settle(self, error: str | None) -> None:
+        if not self.done.is_set():
+            self.error = error
+            self.done.set()
+
+
 class LocalClient:
-    """A client of the server it lives in. Get one with ``server.get_client()``."""
+    """A client of the server it lives in. Get one with ``server.get_client()``.
+
+    The first call handshakes. ``publish`` returns once the server accepted
+    the message and raises :class:`PublishError` with the server's error
+    string if it refused it, or with :data:`DROPPED` if a server extension
+    dropped it (returned None from ``incoming``: no reply comes, so the
+    publish fails, as when a client extension drops one). ``subscribe`` does
+    the same for its subscription. A refused handshake fails the call that
+    needed it; the next call tries again. If the server ends the session
+    (``server.disconnect``), the next call starts a new one and subscribes
+    again to every channel that has callbacks. After :meth:`disconnect` the
+    client is done: calls raise :class:`PublishError`.
+    """
 
     kind = Kind.LOCAL
     output: Output | None = None
 
     def __init__(self, server: BayeuxServer) -> None:
         self._server = server
-        self._conn = server.hub.new_conn(self)
-        server.hub.open_stream(self._conn)
-        self._client_id: str | None = None
-        self._next_id = 0
-        self._waiting: dict[str, trio.Event] = {}
-        self._replies: dict[str, Message] = {}
+        self._hub = server.hub
+        self._conn = self._hub.new_conn(self)
+        self._hub.open_stream(self._conn)
+        self._session = self._new_session()
         self._callbacks: dict[str, list[Callback]] = {}
+        #: publishes waiting for their result, by message id
+        self._results: dict[str, _Waiter] = {}
+        #: first subscriptions to a channel waiting for the server's answer
+        self._subscribing: dict[str, _Waiter] = {}
+        #: request connections with a batch in the server -> that batch
+        self._requests: dict[int, list[Message]] = {}
+        #: what the session gave to send, not yet handed to the server
+        self._outbox: list[Message] = []
+        #: messages handed to the outbox, and those the server has taken
+        self._queued = 0
+        self._taken = 0
+        self._wake = trio.Event()
+        self._progress = trio.Event()
+        self._driver: trio.CancelScope | None = None
+        #: the driver task is running (it ends when the hub stops)
+        self._driving = False
         self._closed = False
 
     @property
     def client_id(self) -> str | None:
-        return self._client_id
+        """The current session's id; None before the handshake and once it ended."""
+        session = self._session
+        return session.client_id if session.state is ClientState.CONNECTED else None
 
     async def publish(self, channel: str, data: Any, *, ext: Any = None) -> None:
         """Publish through the server's extensions; raises PublishError if refused."""
-        message: Message = {"channel": channel, "data": data}
-        if ext is not None:
-            message["ext"] = ext
-        await self._request(message)
+        self._start()
+        try:
+            message_id = self._session.publish(channel, data, now=trio.current_time(), ext=ext)
+        except LocalProtocolError as exc:
+            raise PublishError(str(exc)) from None
+        waiter = self._results[message_id] = _Waiter()
+        try:
+            self._pump()
+            await waiter.done.wait()
+        finally:
+            del self._results[message_id]
+        if waiter.error is not None:
+            raise PublishError(waiter.error)
 
     async def subscribe(self, channel: str, callback: Callback) -> None:
         """Call ``callback(channel, data)`` for each message matching ``channel``."""
-        first = channel not in self._callbacks
-        self._callbacks.setdefault(channel, []).append(callback)
-        if first:
-            try:
-                await self._request({"channel": "/meta/subscribe", "subscription": channel})
-            except BaseException:
-                self._callbacks.pop(channel, None)
-                raise
+        self._start()
+        callbacks = self._callbacks.get(channel)
+        if callbacks is not None:
+            callbacks.append(callback)
+            return
+        try:
+            self._session.subscribe(channel, now=trio.current_time())
+        except LocalProtocolError as exc:
+            raise PublishError(str(exc)) from None
+        self._callbacks[channel] = [callback]
+        waiter = self._subscribing[channel] = _Waiter()
+        try:
+            self._pump()
+            await waiter.done.wait()
+        except BaseException:
+            self._drop(channel)
+            raise
+        finally:
+            if self._subscribing.get(channel) is waiter:
+                del self._subscribing[channel]
+        if waiter.error is not None:
+            self._callbacks.pop(channel, None)
+            raise PublishError(waiter.error)
 
     async def unsubscribe(self, channel: str, callback: Callback | None = None) -> None:
-        """Remove ``callback`` (or every callback) from ``channel``."""
+        """Remove ``callback`` (or every callback) from ``channel``.
+
+        Returns once the server has handled the unsubscribe, when one was due.
+        """
         callbacks = self._callbacks.get(channel)
         if callbacks is None:
             return
         if callback is not None and callback in callbacks:
             callbacks.remove(callback)
         if callback is None or not callbacks:
-            del self._callbacks[channel]
-            await self._request({"channel": "/meta/unsubscribe", "subscription": channel})
+            self._drop(channel)
+            await self._until_taken()
 
     async def disconnect(self) -> None:
-        """End the session."""
-        if self._client_id is not None and not self._closed:
-            self._closed = True
-            await self._request({"channel": "/meta/disconnect"})
-        self._server.hub.forget(self._conn)
+        """End the session; the client cannot be used afterwards."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._session.state is ClientState.CONNECTED:
+            self._session.disconnect(now=trio.current_time())
+            self._pump()
+            await self._until_taken()
+        else:
+            self._session.disconnect(now=trio.current_time())
+            self._pump()
+        if self._driver is not None:
+            self._driver.cancel()
+        self._hub.forget(self._conn)
 
     # ------------------------------------------------------------- internals
 
-    async def _ensure_session(self) -> None:
-        if self._client_id is not None:
-            return
-        reply = await self._send(
-            {
-                "channel": "/meta/handshake",
-                "version": "1.0",
-                "supportedConnectionTypes": ["in-process"],
-            }
+    def _new_session(self) -> ClientSession:
+        return ClientSession(
+            connection_types=("in-process",),
+            retry=_RETRY,
+            timeout=self._server.config.engine.timeout,
         )
-        if reply.get("successful") is not True:
-            raise PublishError(str(reply.get("error")))
-        self._client_id = str(reply["clientId"])
-        await self._send_connect()
-        for channel in self._callbacks:
-            await self._send(
-                {"channel": "/meta/subscribe", "subscription": channel, "clientId": self._client_id}
-            )
 
-    async def _request(self, message: Message) -> Message:
+    def _start(self) -> None:
+        """Refuse calls once disconnected; start (again) a session and the driver."""
         if self._closed:
             raise PublishError("the client is disconnected")
-        await self._ensure_session()
-        message["clientId"] = self._client_id
-        reply = await self._send(message)
-        if reply.get("successful") is not True:
-            raise PublishError(str(reply.get("error")))
-        return reply
+        if self._session.state is ClientState.DISCONNECTED:
+            # The server ended the session: a new one takes the callbacks' channels.
+            self._session = self._new_session()
+            for channel in self._callbacks:
+                self._session.subscribe(channel, now=trio.current_time())
+        if self._session.state is ClientState.UNCONNECTED:
+            self._session.handshake(now=trio.current_time())
+        if self._driver is None:
+            self._driver = trio.CancelScope()
+            self._driving = True  # from now: it starts before anything awaits it
+            self._hub.start_soon(self._drive)
+        self._pump()
 
-    async def _send(self, message: Message) -> Message:
-        self._next_id += 1
-        message_id = format(self._next_id, "x")
-        message["id"] = message_id
-        done = self._waiting[message_id] = trio.Event()
-        await self._server.receive(self._conn, [message], None)
-        await done.wait()
-        return self._replies.pop(message_id)
+    def _drop(self, channel: str) -> None:
+        self._callbacks.pop(channel, None)
+        if self._session.state is not ClientState.DISCONNECTED:
+            self._session.unsubscribe(channel, now=trio.current_time())
+            self._pump()
 
-    async def _send_connect(self) -> None:
-        if self._closed or self._client_id is None:
-            return
-        message = {
-            "channel": "/meta/connect",
-            "clientId": self._client_id,
-            "connectionType": "in-process",
-        }
-        await self._server.receive(self._conn, [message], None)
+    def _pump(self) -> None:
+        """Act on the session's events, then queue its messages for the driver."""
+        session = self._session
+        while True:
+            events = session.events()
+            for event in events:
+                self._handle(event)
+            messages = session.messages_to_send()
+            if messages:
+                self._outbox.extend(messages)
+                self._queued += len(messages)
+            if not events and not messages:
+                break
+        self._wake.set()  # the driver looks at its outbox and the timer again
 
-    async def _rehandshake(self) -> None:
-        self._client_id = None
-        await self._ensure_session()
+    def _handle(self, event: ClientEvent) -> None:
+        if isinstance(event, MessageReceived):
+            self._dispatch(event.channel, event.data)
+        elif isinstance(event, PublishSucceeded):
+            waiter = self._results.get(event.id)
+            if waiter is not None:
+                waiter.settle(None)
+        elif isinstance(event, PublishFailed):
+            waiter = self._results.get(event.id)
+            if waiter is not None:
+                waiter.settle(event.error)
+        elif isinstance(event, SubscribeSucceeded):
+            waiter = self._subscribing.get(event.channel)
+            if waiter is not None:
+                waiter.settle(None)
+        elif isinstance(event, SubscribeFailed):
+            waiter = self._subscribing.get(event.channel)
+            if waiter is not None:
+                waiter.settle(event.error)
+            elif self._callbacks.pop(event.channel, None) is not None:
+                log.warning(
+                    "local client: subscription to %s refused: %s", event.channel, event.error
+                )
+        elif isinstance(event, HandshakeFailed):
+            # In-process, a refusal is not a network fault that a retry may
+            # get past: fail what waits for the session, end it, and let the
+            # next call try again.
+            log.warning("local client: handshake refused: %s", event.error)
+            for waiter in [*self._results.values(), *self._subscribing.values()]:
+                waiter.settle(event.error)
+            self._session.disconnect(now=trio.current_time())
+        elif isinstance(event, SessionEnded) and event.error is not None:
+            log.info("local client: the server ended the session: %s", event.error)
 
-    # ------------------------------------------------------ the hub's calls
-
-    def reply(self, conn: int, body: bytes) -> bool:
-        for message in orjson.loads(body):
-            self._handle(message)
-        return True
-
-    def push(self, frame: bytes) -> None:
-        for message in orjson.loads(frame):
-            self._handle(message)
-
-    def close_stream(self) -> None:
-        self._client_id = None
-
-    def _handle(self, message: Message) -> None:
-        if "successful" not in message:
-            self._dispatch(message)
-            return
-        if message.get("channel") == "/meta/connect":
-            start = self._server.hub.start_soon
-            if message.get("successful") is True:
-                start(self._send_connect)
-            elif not self._closed:
-                start(self._rehandshake)
-            return
-        message_id = message.get("id")
-        event = self._waiting.pop(str(message_id), None)
-        if event is not None:
-            self._replies[str(message_id)] = message
-            event.set()
-
-    def _dispatch(self, message: Message) -> None:
-        channel = message.get("channel")
-        if type(channel) is not str or "data" not in message:
-            return
+    def _dispatch(self, channel: str, data: Any) -> None:
         for pattern, callbacks in list(self._callbacks.items()):
             if matches(pattern, channel):
                 for callback in list(callbacks):
                     try:
-                        callback(channel, message["data"])
+                        callback(channel, data)
                     except Exception:
                         log.exception("local client callback %r failed", callback)
+
+    async def _until_taken(self) -> None:
+        """Wait until the server has taken every message queued so far."""
+        target = self._queued
+        while self._taken < target and self._driving:
+            progress = self._progress
+            await progress.wait()
+
+    # ------------------------------------------------------------ the driver
+
+    async def _drive(self) -> None:
+        assert self._driver is not None
+        self._driving = True
+        try:
+            await self._drive_loop(self._driver)
+        finally:
+            self._driving = False
+            self._progress.set()
+
+    async def _drive_loop(self, scope: trio.CancelScope) -> None:
+        with scope:
+            while True:
+                if self._outbox:
+                    messages, self._outbox = self._outbox, []
+                    await self._send(messages)
+                    self._taken += len(messages)
+                    self._progress.set()
+                    self._progress = trio.Event()
+                    continue
+                session = self._session
+                deadline = session.get_timer()
+                now = trio.current_time()
+                if deadline is not None and deadline <= now:
+                    session.handle_timer(now)
+                    self._pump()
+                    continue
+                wake = self._wake = trio.Event()
+                with trio.move_on_at(math.inf if deadline is None else deadline):
+                    await wake.wait()
+
+    async def _send(self, messages: list[Message]) -> None:
+        others = [message for message in messages if message.get("channel") != _CONNECT]
+        if others:
+            conn = self._hub.new_conn(self)
+            self._requests[conn] = others
+            try:
+                await self._server.receive(conn, others, None)
+            except Exception:
+                log.exception("local client: the server failed on a batch")
+                self._lost(conn)
+            except BaseException:
+                self._lost(conn)
+                raise
+        for message in messages:
+            if message.get("channel") == _CONNECT:
+                try:
+                    await self._server.receive(self._conn, [message], None)
+                except Exception:
+                    log.exception("local client: the server failed on a connect")
+                    self._session.transport_failed(now=trio.current_time())
+                    self._pump()
+
+    def _lost(self, conn: int) -> None:
+        """``conn``'s batch got no reply (the server raised): it is sent again."""
+        if self._requests.pop(conn, None) is not None:
+            self._hub.forget(conn)
+            self._session.transport_failed(now=trio.current_time())
+            self._pump()
+
+    # ------------------------------------------------------ the hub's calls
+
+    def reply(self, conn: int, body: bytes) -> bool:
+        messages = orjson.loads(body)
+        if conn != self._conn:
+            self._hub.release(conn)
+            sent = self._requests.pop(conn, None)
+            if sent is not None:
+                answered = {
+                    str(m.get("id")) for m in messages if type(m) is dict and "successful" in m
+                }
+                for message in sent:
+                    if str(message.get("id")) not in answered:
+                        messages.append(_dropped(message))
+        self._session.receive(messages, now=trio.current_time())
+        self._pump()
+        return True
+
+    def push(self, frame: bytes) -> None:
+        self._session.receive(orjson.loads(frame), now=trio.current_time())
+        self._pump()
+
+    def close_stream(self) -> None:
+        """The session bound to the stream ended; the stream stays for the next one."""
+
+
+def _dropped(message: Message) -> Message:
+    """The refusal a message gets when a server extension dropped it."""
+    refusal: Message = {"id": message.get("id"), "successful": False, "error": DROPPED}
+    if "channel" in message:
+        refusal["channel"] = message["channel"]
+    return refusal

@@ -33,7 +33,6 @@ from ._local import LocalClient
 from ._reclaim import ReclaimPolicy, reclaim
 from ._services import ServiceHandler, Services
 from ._static import StaticFiles
-from ._wallclock import wall_clock_ms
 
 __all__ = ["BayeuxServer"]
 
@@ -182,7 +181,7 @@ class BayeuxServer:
         if isinstance(extension, AsyncExtension):
             self._async_extensions.append(extension)
         elif isinstance(extension, Extension):
-            self.engine.add_extension(extension)
+            self.hub.add_extension(extension)
         else:
             raise TypeError(f"{extension!r} is not an Extension or AsyncExtension")
 
@@ -190,13 +189,15 @@ class BayeuxServer:
         if isinstance(extension, AsyncExtension):
             self._async_extensions.remove(extension)
         else:
-            self.engine.remove_extension(extension)
+            self.hub.remove_extension(extension)
 
     def publish(self, channel: str, data: Any, *, ext: Any = None) -> None:
         """Publish from the server to every subscriber of ``channel``.
 
         Raises :class:`bayeux_core.LocalProtocolError` for a channel one cannot
-        publish to or data that is not JSON.
+        publish to or data that is not JSON. Called from a listener, it runs
+        once the pass that fired the event has run (after the reply that
+        caused it); data that is not JSON is then logged, not raised.
         """
         self.hub.publish(channel, data, ext)
 
@@ -264,18 +265,14 @@ class BayeuxServer:
         See :meth:`bayeux_core.Engine.disconnect`. False if this node has no
         such session. The server must be serving.
         """
-        done = self.engine.disconnect(client_id, now=trio.current_time())
-        self.hub.pump()
-        return done
+        return self.hub.disconnect(client_id)
 
     def unsubscribe(self, client_id: str, channel: str) -> bool:
         """Drop one subscription of a client; it is not told, only stops receiving.
 
         False if this node has no such session or subscription.
         """
-        done = self.engine.unsubscribe(client_id, channel, now=trio.current_time())
-        self.hub.pump()
-        return done
+        return self.hub.unsubscribe(client_id, channel)
 
     def get_client(self) -> LocalClient:
         """The server's in-process client (one per server, made on first use).
@@ -413,19 +410,7 @@ class BayeuxServer:
             messages = kept
         if self.bus is not None:
             await self.bus.prepare(messages)
-        if address is not None:
-            # Hub.receive, with the address its signature has no room for.
-            self.engine.receive(
-                conn,
-                messages,
-                now=trio.current_time(),
-                request=request,
-                address=address,
-                wall=wall_clock_ms(),
-            )
-            self.hub.pump()
-            return
-        self.hub.receive(conn, messages, request)
+        self.hub.receive(conn, messages, request, address)
 
     # ------------------------------------------------------------ internals
 

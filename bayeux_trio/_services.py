@@ -21,8 +21,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import trio
-
 from bayeux_core import Event, LocalProtocolError, Published, is_pattern, is_service, is_valid_name
 
 from ._hub import Hub
@@ -106,27 +104,23 @@ class Services:
             error = "500::Service failed"
         if context.message_id is None:
             return
-        engine = self._hub.engine
-        now = trio.current_time()
+        hub = self._hub
         try:
-            engine.answer_call(
+            hub.answer_call(
                 context.client_id,
                 context.channel,
                 context.message_id,
-                now=now,
                 data=None if error else result,
                 error=error,
             )
         except LocalProtocolError:
             log.error("service handler for %s returned %r, not JSON", context.channel, result)
-            engine.answer_call(
+            hub.answer_call(
                 context.client_id,
                 context.channel,
                 context.message_id,
-                now=now,
                 error="500::Service reply is not JSON",
             )
-        self._hub.pump()
 
 
 async def _await(awaitable: Awaitable[Any]) -> Any:

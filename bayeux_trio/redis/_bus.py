@@ -299,7 +299,7 @@ class RedisBus:
                 epoch = await self._retry("history", lambda: client.get(key))
                 if epoch is not None:
                     self._history_epoch = epoch.decode()
-                    self._hub.engine.share_history(self._history_epoch, _offset(self._pos))
+                    self._hub.share_history(self._history_epoch, _offset(self._pos))
             log.info("node %s on %s, log at %s", self.node, self.url, self._pos_str)
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -394,15 +394,8 @@ class RedisBus:
         # where the backlog ends.
         if engine.store.get(client_id) is not None:
             self._evict(client_id)
-        engine.adopt(
-            client_id,
-            now=trio.current_time(),
-            subscriptions=list(subs),
-            backlog=backlog,
-            connected=connected,
-        )
         self._epochs[client_id] = new_epoch
-        hub.pump()
+        hub.adopt(client_id, subscriptions=list(subs), backlog=backlog, connected=connected)
 
     async def _wait_position(self, target: StreamId) -> None:
         """Wait (a little) until the reader has passed ``target``."""
@@ -419,7 +412,7 @@ class RedisBus:
         assert client is not None
         assert self._hub is not None
         # With shared history, as the reader's route() numbers them.
-        number = self._hub.engine.numbered
+        number = self._hub.numbered
         out: list[bytes] = []
         pos = cursor
 
@@ -461,8 +454,7 @@ class RedisBus:
         assert hub is not None
         self._epochs.pop(client_id, None)
         self._pushed.pop(client_id, None)
-        if hub.engine.evict(client_id, now=trio.current_time()):
-            hub.pump()
+        hub.evict(client_id)
 
     # ------------------------------------------------------- the hub's pass
 
@@ -695,7 +687,6 @@ class RedisBus:
         hub = self._hub
         assert client is not None
         assert hub is not None
-        engine = hub.engine
         ring = self._ring
         while True:
             pos = self._pos_str
@@ -722,7 +713,7 @@ class RedisBus:
                             self._floor = ring[0][0]
                         ring.append((entry_id, name, payload))
                         self._set_pos(entry_id)
-                        routed = engine.route(name, payload, now=now, offset=_offset(entry_id))
+                        routed = hub.route(name, payload, now=now, offset=_offset(entry_id))
                         for session in routed:
                             if session.stream is not None:
                                 self._pushed[session.client_id] = entry_id
