@@ -7,13 +7,15 @@ RUN_STAMP := $(VENV)/.run-installed
 
 .PHONY: run test lint typecheck unit fuzz bench-core bench-redis bench soak clean
 
-# Two stamps: `make run` needs only the package (RUN_STAMP, `pip install -e .`);
-# the checks, tests and fuzzing also need the `test` and `fuzz` extras
-# (STAMP: playwright, mypy, atheris, ...). Each bootstraps a fresh clone.
+# Two stamps: `make run` needs only what running needs (RUN_STAMP: the package
+# with its `asgi` extra and uvicorn, so that the ASGI example runs too:
+# `.venv/bin/uvicorn examples.asgi.app:app --port 9292`, docs/asgi.md); the
+# checks, tests and fuzzing also need the `test` and `fuzz` extras (STAMP:
+# playwright, mypy, atheris, ...). Each bootstraps a fresh clone.
 $(RUN_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e '.[asgi]' 'uvicorn>=0.30'
 	touch $(RUN_STAMP)
 
 $(STAMP): $(RUN_STAMP)

@@ -37,18 +37,23 @@ def installs(commands: list[str]) -> list[str]:
     return [command for command in commands if "pip install" in command]
 
 
-def test_make_run_installs_only_the_package() -> None:
-    commands = dry_run("run")
-    assert any(command.endswith("pip install --quiet -e .") for command in commands), commands
-    for command in installs(commands):
-        assert "[" not in command, f"make run installs extras: {command}"
+#: what running needs: the package, and the ASGI example's server (issue 15)
+RUN_INSTALL = "pip install --quiet -e '.[asgi]' 'uvicorn>=0.30'"
+
+
+def test_make_run_installs_only_what_running_needs() -> None:
+    commands = installs(dry_run("run"))
+    assert any(command.endswith(RUN_INSTALL) for command in commands), commands
+    for command in commands:
+        for tool in ("test", "fuzz", "bench", "playwright", "mypy", "atheris"):
+            assert tool not in command.split("pip install", 1)[1], command
 
 
 @pytest.mark.parametrize("target", ["test", "lint", "typecheck", "unit", "fuzz"])
 def test_checks_install_the_test_and_fuzz_tooling(target: str) -> None:
     commands = installs(dry_run(target))
-    # from a fresh clone: the package first, then the extras
-    assert any(command.endswith("-e .") for command in commands), commands
+    # from a fresh clone: what running needs first, then the extras
+    assert any(command.endswith(RUN_INSTALL) for command in commands), commands
     assert any(command.endswith("-e '.[test,fuzz]'") for command in commands), commands
 
 
