@@ -172,6 +172,14 @@ def _parser() -> argparse.ArgumentParser:
         "is counted, X-Forwarded-For is not read)",
     )
     serve.add_argument(
+        "--max-service-calls",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="service calls whose handlers run at once (default: %(default)s; "
+        "beyond it: 503::Too many service calls)",
+    )
+    serve.add_argument(
         "--max-clients-per-address",
         type=int,
         default=None,
@@ -287,6 +295,7 @@ def _config(args: argparse.Namespace) -> ServerConfig:
         admin_token=_admin_token(args) if args.admin_path else None,
         metrics_path=args.metrics_path or None,
         reclaim_after=args.reclaim_after or None,
+        max_service_calls=args.max_service_calls,
     )
 
 

@@ -51,6 +51,9 @@ class ServerConfig:
         reclaim_after: once open connections have fallen by at least this
             many, to half their peak or less, collect garbage cycles and trim
             the C heap (``bayeux_trio._reclaim``); None: never.
+        max_service_calls: service calls (``BayeuxServer.add_service``) whose
+            handlers run at once; a call past it gets the result
+            ``503::Too many service calls`` at once, and runs no handler.
     """
 
     host: str = "127.0.0.1"
@@ -75,6 +78,7 @@ class ServerConfig:
     admin_token: str | None = field(default=None, repr=False)
     metrics_path: str | None = None
     reclaim_after: int | None = 500
+    max_service_calls: int = 1000
 
     def __post_init__(self) -> None:
         if not self.mount.startswith("/") or (len(self.mount) > 1 and self.mount.endswith("/")):
@@ -117,7 +121,14 @@ class ServerConfig:
             raise ValueError(f"port out of range: {self.port}")
         if self.ping is not None and not (math.isfinite(self.ping) and self.ping > 0):
             raise ValueError(f"ping must be a positive number of seconds: {self.ping!r}")
-        for name in ("max_body", "max_ws_message", "max_header", "max_connections", "max_buffer"):
+        for name in (
+            "max_body",
+            "max_ws_message",
+            "max_header",
+            "max_connections",
+            "max_buffer",
+            "max_service_calls",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.reclaim_after is not None and self.reclaim_after < 1:

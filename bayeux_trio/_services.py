@@ -10,7 +10,9 @@ result is ``{channel, id, successful: false, error, data: null}``.
 
 Handlers run in tasks of their own, one per call, so a slow (async) handler
 holds back nothing else. The publish itself is acknowledged at once, as any
-publish; the result follows as a separate message.
+publish; the result follows as a separate message. At most ``max_calls``
+calls run at once (``ServerConfig.max_service_calls``); a call past that
+fails at once with ``503::Too many service calls`` and runs no handler.
 """
 
 from __future__ import annotations
@@ -25,9 +27,13 @@ from bayeux_core import Event, LocalProtocolError, Published, is_pattern, is_ser
 
 from ._hub import Hub
 
-__all__ = ["ServiceContext", "ServiceError", "ServiceHandler", "Services"]
+__all__ = ["MAX_SERVICE_CALLS", "ServiceContext", "ServiceError", "ServiceHandler", "Services"]
 
 log = logging.getLogger("bayeux.server")
+
+#: calls running at once, by default (``ServerConfig.max_service_calls``)
+MAX_SERVICE_CALLS = 1000
+TOO_MANY_CALLS = "503::Too many service calls"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +68,15 @@ class ServiceError(Exception):
 class Services:
     """The handlers of a server's service channels (see :meth:`BayeuxServer.add_service`)."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, *, max_calls: int = MAX_SERVICE_CALLS) -> None:
+        if max_calls < 1:
+            raise ValueError("max_calls must be at least 1")
         self._hub = hub
         self._handlers: dict[str, ServiceHandler] = {}
+        #: calls that may run at once; past it a call fails with 503 at once
+        self.max_calls = max_calls
+        #: calls whose handler task has been started and has not ended
+        self.in_flight = 0
         hub.add_listener(self._on_event)
 
     def add(self, channel: str, handler: ServiceHandler) -> None:
@@ -82,13 +94,29 @@ class Services:
         if type(event) is not Published or event.client_id is None:
             return
         handler = self._handlers.get(event.channel)
-        if handler is not None:
-            context = ServiceContext(event.client_id, event.channel, event.ext, event.message_id)
+        if handler is None:
+            return
+        if self.in_flight >= self.max_calls:
+            log.warning(
+                "service call to %s refused: %d calls in flight", event.channel, self.in_flight
+            )
+            if event.message_id is not None:
+                # Inside the pass: the hub runs this answer once the pass ends.
+                self._hub.answer_call(
+                    event.client_id, event.channel, event.message_id, error=TOO_MANY_CALLS
+                )
+            return
+        context = ServiceContext(event.client_id, event.channel, event.ext, event.message_id)
 
-            async def run() -> None:
+        async def run() -> None:
+            try:
                 await self._call(handler, event.data, context)
+            finally:
+                self.in_flight -= 1
 
-            self._hub.start_soon(run)
+        self._hub.start_soon(run)
+        # Counted once started: start_soon raises when the hub is not running.
+        self.in_flight += 1
 
     async def _call(self, handler: ServiceHandler, data: Any, context: ServiceContext) -> None:
         result: Any = None
