@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlsplit
 
 import coredis
 import coredis.exceptions
+import orjson
 import trio
 from coredis.connection import TCPLocation
 from coredis.retry import NoRetryPolicy
@@ -70,6 +71,11 @@ _PAGE = 1000
 _SEQ_SPAN = 1 << 20
 #: entries scanned at the log's tail to find our own appends after a failed write
 _RECOVERY_SCAN = 10_000
+#: what a request gets when Redis cannot be reached in time (docs/redis.md, Faults)
+PUBLISH_REFUSED = "407::Redis unreachable"
+REFUSED = "503::Redis unreachable"
+#: refused while Redis is unreachable: publishes need the log, these the record
+_REFUSABLE_META = frozenset({"/meta/handshake", *_CLAIMING})
 
 
 _Client = coredis.Redis[bytes] | coredis.RedisCluster[bytes]
@@ -141,6 +147,48 @@ def _fmt(stream_id: StreamId) -> str:
     return f"{stream_id[0]}-{stream_id[1]}"
 
 
+def _refuse(messages: Sequence[Message]) -> None:
+    """Mark the messages that need Redis refused, as an extension would.
+
+    Publishes get ``407::Redis unreachable``; handshakes and the messages that
+    claim a session ``503::Redis unreachable``. Service calls and what the
+    engine refuses anyway are left alone.
+    """
+    for message in messages:
+        if type(message) is not dict or "error" in message:
+            continue
+        channel = message.get("channel")
+        if type(channel) is not str:
+            continue
+        if channel in _REFUSABLE_META:
+            message["error"] = REFUSED
+        elif not channel.startswith(("/meta/", "/service/")):
+            message["error"] = PUBLISH_REFUSED
+
+
+def _refused_reply(reply: Reply) -> Reply:
+    """``reply`` (without deliveries) with each acknowledgement that needed
+    Redis turned into a failure, as the engine words one."""
+    if reply.messages:
+        reply = _strip(reply)
+    answers = orjson.loads(reply.body)
+    for answer in answers:
+        if type(answer) is not dict or answer.get("successful") is not True:
+            continue
+        channel = answer.get("channel")
+        if type(channel) is not str or channel in ("/meta/connect", "/meta/disconnect"):
+            continue
+        if channel in _REFUSABLE_META:
+            answer["error"] = REFUSED
+        elif not channel.startswith(("/meta/", "/service/")):
+            answer["error"] = PUBLISH_REFUSED
+        else:
+            continue
+        answer["successful"] = False
+        answer.pop("clientId", None)
+    return Reply(reply.conn, orjson.dumps(answers))
+
+
 def _strip(reply: Reply) -> Reply:
     """The reply without its deliveries (they are at the end of the array)."""
     joined = b",".join(reply.messages)
@@ -186,6 +234,10 @@ class RedisBus:
         retention: seconds of log kept; default twice the session TTL.
         ttl_margin: seconds a session record outlives the engine's own expiry
             (which is ``timeout + interval + session_timeout`` after a connect).
+        request_timeout: longest a request waits for Redis: a claim that has
+            not got through by then, or a pass whose writes have not, is
+            answered with an error (``503::Redis unreachable``, a publish
+            ``407::Redis unreachable``). A shorter outage is waited out.
     """
 
     def __init__(
@@ -197,8 +249,12 @@ class RedisBus:
         cursor_interval: float = 0.05,
         retention: float | None = None,
         ttl_margin: float = 10.0,
+        request_timeout: float = 5.0,
     ) -> None:
+        if not (math.isfinite(request_timeout) and request_timeout > 0):
+            raise ValueError("request_timeout must be a positive number of seconds")
         self.url = url
+        self.request_timeout = request_timeout
         self.namespace = namespace
         self.node = secrets.token_hex(8)
         self.log_key = f"{namespace}:{{log}}"
@@ -219,6 +275,8 @@ class RedisBus:
         )
         #: every entry after this id, up to _pos, is in the ring
         self._floor: StreamId = (0, 0)
+        #: set (and dropped) when the reader's position moves, if anyone waits
+        self._advanced: trio.Event | None = None
         self._epochs: dict[str, int] = {}
         self._locks: dict[str, trio.Lock] = {}
         self._outbox: list[_Pass] = []
@@ -311,8 +369,13 @@ class RedisBus:
     # ---------------------------------------------------- before the engine
 
     async def prepare(self, messages: Sequence[Message]) -> None:
-        """Own every session a batch names before the engine sees it."""
+        """Own every session a batch names before the engine sees it.
+
+        Should the claims not get through to Redis within ``request_timeout``,
+        the messages that need Redis are refused instead (:func:`_refuse`).
+        """
         connecting: dict[str, bool] = {}
+        recover: StreamId | None = None
         for message in messages:
             if type(message) is not dict:
                 continue
@@ -321,23 +384,42 @@ class RedisBus:
             if channel == "/meta/subscribe" and self._history_epoch is not None:
                 since = _since(message, self._history_epoch)
                 if since is not None and since[0] <= self._pos[0] + 60_000:
-                    # Recover only once this node has read as far as the
-                    # position (it may come from a node further along); a
-                    # position beyond is refused by the engine as bad.
-                    with trio.move_on_after(1.0):
-                        while self._pos < since:  # noqa: ASYNC110 - rare, and short
-                            await trio.sleep(0.002)
+                    recover = since if recover is None else max(recover, since)
             if channel in _CLAIMING and type(client_id) is str and 0 < len(client_id) <= 128:
                 connecting[client_id] = connecting.get(client_id, False) or (
                     channel == "/meta/connect"
                 )
-        for client_id, connect in connecting.items():
-            await self.claim(client_id, connect=connect)
+        if recover is None and not connecting:
+            return  # publishes: nothing to await
+        try:
+            with trio.fail_after(self.request_timeout):
+                if recover is not None:
+                    # Recover only once this node has read as far as the
+                    # position (it may come from a node further along); a
+                    # position beyond is refused by the engine as bad.
+                    with trio.move_on_after(1.0):
+                        await self._reach(recover)
+                for client_id, connect in connecting.items():
+                    await self._take(client_id, connect=connect)
+        except trio.TooSlowError:
+            _refuse(messages)
 
-    async def claim(
+    async def claim(self, client_id: str, *, connect: bool = False) -> None:
+        """Make this node the owner of ``client_id``'s session, if it exists.
+
+        Gives up after ``request_timeout`` while Redis is unreachable (logged):
+        the session is then here only if it was already.
+        """
+        try:
+            with trio.fail_after(self.request_timeout):
+                await self._take(client_id, connect=connect)
+        except trio.TooSlowError:
+            log.warning("claim of session %s... given up: Redis unreachable", client_id[:6])
+
+    async def _take(
         self, client_id: str, *, connect: bool = False, subs: Sequence[str] = ()
     ) -> None:
-        """Make this node the owner of ``client_id``'s session, if it exists.
+        """Claim ``client_id`` (see :meth:`claim`), retrying until Redis answers.
 
         ``subs`` are subscription changes (as in the ``UPDATE`` script) to
         record in the same atomic step.
@@ -400,8 +482,15 @@ class RedisBus:
     async def _wait_position(self, target: StreamId) -> None:
         """Wait (a little) until the reader has passed ``target``."""
         with trio.move_on_after(5.0):
-            while self._pos < target:  # noqa: ASYNC110 - rare, and short
-                await trio.sleep(0.002)
+            await self._reach(target)
+
+    async def _reach(self, target: StreamId) -> None:
+        """Wait until the reader has passed ``target`` (woken by each read)."""
+        while self._pos < target:
+            advanced = self._advanced
+            if advanced is None:
+                advanced = self._advanced = trio.Event()
+            await advanced.wait()
 
     async def _backlog(self, cursor: StreamId, subs: dict[str, StreamId]) -> list[bytes]:
         """The publishes after ``cursor`` the session wants, up to the reader's position.
@@ -542,19 +631,78 @@ class RedisBus:
             passes, self._outbox = self._outbox, []
             if not passes:
                 continue
-            attempt = 0
-
-            async def write(passes: list[_Pass] = passes) -> dict[str, bool]:
-                nonlocal attempt
-                attempt += 1
-                return await self._write(passes, recovering=attempt > 1)
-
             self._writing = len(passes)  # counted in stats until their replies are out
             try:
-                failed = await self._retry("write", write)
+                failed = await self._write_all(passes)
                 self._finish(passes, failed)
             finally:
                 self._writing = 0
+
+    async def _write_all(self, passes: list[_Pass]) -> dict[str, bool]:
+        """Write ``passes`` until Redis takes them; give their replies up in time.
+
+        Once the writes have failed for ``request_timeout``, the held replies
+        go out refused (:meth:`_give_up`), and so do, at each further failed
+        attempt (backoff up to 2 s), those of the passes that came meanwhile,
+        which join ``passes``; the writes that remain are retried until Redis
+        answers.
+        """
+        delay = 0.1
+        recovering = False
+        give_up_at = trio.current_time() + self.request_timeout
+        given_up = False
+        while True:
+            try:
+                result = await self._write(passes, recovering=recovering)
+            except _RETRYABLE as exc:
+                self._down("write", exc)
+                recovering = True
+                if given_up or trio.current_time() >= give_up_at:
+                    given_up = True
+                    more, self._outbox = self._outbox, []
+                    passes += more
+                    self._writing = len(passes)
+                    self._give_up(passes)
+                with trio.move_on_at(give_up_at if not given_up else math.inf):
+                    await trio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            self._up()
+            return result
+
+    def _give_up(self, passes: list[_Pass]) -> None:
+        """Answer the held replies of ``passes`` now, refused; undo what they announced.
+
+        A refused publish is not appended later, a refused handshake or
+        subscription change not recorded, a connect's cursor not moved past
+        the messages it no longer carries: those sessions are dropped here (a
+        claim takes them back from their record). Deletions, evictions and
+        passes that hold no reply (cursors of pushes) are still written.
+        """
+        released: list[Action] = []
+        dropped: list[str] = []
+        for work in passes:
+            if not work.held:
+                continue
+            work.xadds = [fields for fields in work.xadds if b"c" not in fields]
+            for client_id, ops in work.ops.items():
+                if ops.create is not None or ops.subs or ops.cursor:
+                    ops.create = None
+                    ops.subs = []
+                    ops.cursor = ""
+                    dropped.append(client_id)
+            for action in work.held:
+                released.append(_refused_reply(action) if type(action) is Reply else action)
+            work.held = []
+        if not released:
+            return
+        hub = self._hub
+        assert hub is not None
+        log.warning("%d replies refused: Redis unreachable", len(released))
+        hub.execute(released)
+        for client_id in dropped:
+            if client_id in self._epochs:
+                self._evict(client_id)
 
     async def _write(self, passes: list[_Pass], *, recovering: bool) -> dict[str, bool]:
         """One pipeline for these passes; the sessions whose fenced writes failed."""
@@ -654,7 +802,7 @@ class RedisBus:
         try:
             for client_id, subs in changes.items():
                 log.debug("taking session %s... back to record its subscriptions", client_id[:6])
-                await self.claim(client_id, subs=subs)
+                await self._take(client_id, subs=subs)
         finally:
             self._resubscribing -= 1
             if replies:
@@ -725,6 +873,10 @@ class RedisBus:
                     if fields.get(b"k") == b"evict":
                         self._on_evict(fields)
             hub.pump()
+            advanced = self._advanced
+            if advanced is not None:
+                self._advanced = None
+                advanced.set()
 
     def _on_evict(self, fields: dict[bytes, bytes]) -> None:
         if fields.get(b"n") == self.node.encode():
@@ -737,23 +889,32 @@ class RedisBus:
     # ------------------------------------------------------------- outages
 
     async def _retry(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
-        """Run ``call`` until Redis answers; log the outage once each way."""
+        """Run ``call`` until Redis answers; log the outage once each way.
+
+        On a request's path, the caller bounds this with a deadline.
+        """
         delay = 0.1
         while True:
             try:
                 result = await call()
             except _RETRYABLE as exc:
-                self._error = f"{what}: {type(exc).__name__}: {exc}"
-                if self.healthy:
-                    self.healthy = False
-                    self._down_since = time.time()
-                    log.warning("Redis unreachable (%s); retrying", self._error)
+                self._down(what, exc)
                 await trio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
-            if not self.healthy:
-                self.healthy = True
-                down = time.time() - (self._down_since or time.time())
-                self._down_since = None
-                log.warning("Redis reachable again after %.1f s", down)
+            self._up()
             return result
+
+    def _down(self, what: str, exc: BaseException) -> None:
+        self._error = f"{what}: {type(exc).__name__}: {exc}"
+        if self.healthy:
+            self.healthy = False
+            self._down_since = time.time()
+            log.warning("Redis unreachable (%s); retrying", self._error)
+
+    def _up(self) -> None:
+        if not self.healthy:
+            self.healthy = True
+            down = time.time() - (self._down_since or time.time())
+            self._down_since = None
+            log.warning("Redis reachable again after %.1f s", down)
