@@ -211,7 +211,7 @@ class BayeuxServer:
         See docs/protocol.md, "Service calls".
         """
         if self._services is None:
-            self._services = Services(self.hub)
+            self._services = Services(self.hub, max_calls=self.config.max_service_calls)
         self._services.add(channel, handler)
 
     def remove_service(self, channel: str) -> None:

@@ -31,10 +31,7 @@ async def test_a_call_past_the_limit_fails_at_once_and_the_others_complete(
     server.add_service("/service/slow", blocking)
     services = server._services
     assert services is not None
-    # ServerConfig.max_service_calls reaches the server's Services
-    # (test_the_config_setting_reaches_the_services below); set here so that
-    # this test checks the bound itself either way.
-    services.max_calls = LIMIT
+    assert services.max_calls == LIMIT  # from ServerConfig.max_service_calls
     poller = LongPoller(server.port or 0)
     await poller.start()
     calls = [
@@ -71,11 +68,6 @@ async def test_a_call_past_the_limit_fails_at_once_and_the_others_complete(
     assert services.in_flight == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BayeuxServer.add_service builds Services(self.hub) without the limit: "
-    "bayeux_trio/_server.py must pass max_calls=self.config.max_service_calls",
-)
 def test_the_config_setting_reaches_the_services() -> None:
     server = BayeuxServer(make_config(max_service_calls=7))
     server.add_service("/service/x", lambda data, context: data)
