@@ -148,6 +148,7 @@ class HttpConnection:
         #: the current request's bytes, when the fast path took it
         self._fast: bytes | None = None
         self._fast_body = b""
+        self._fast_pairs: list[tuple[bytes, bytes]] = []
         self._fast_close = False
         self._fast_replied = False
         #: carries the deadline of the head being read (see _serve)
@@ -265,6 +266,7 @@ class HttpConnection:
                     self._input = data[size:]
                     self._fast = data[:size]
                     self._fast_body = taken.body
+                    self._fast_pairs = taken.pairs
                     self._fast_close = taken.close
                     self._fast_replied = False
                     # The deadline stays armed: see _dispatch_fast.
@@ -506,9 +508,11 @@ class HttpConnection:
 
     async def _dispatch(self, request: h11.Request, body: bytes) -> bool:
         """Answer one request; True if the socket now belongs to a WebSocket."""
-        wire_request = HttpRequest(
-            request.method, request.target, request.headers, request.http_version
-        )
+        if self._fast is not None:
+            pairs = self._fast_pairs
+        else:
+            pairs = [(name.lower(), value) for name, value in request.headers.raw_items()]
+        wire_request = HttpRequest(request.method, request.target, pairs, request.http_version)
         route = classify(wire_request, self.server.wire)
         kind = type(route)
         if kind is BayeuxRequest:

@@ -46,8 +46,8 @@ _HEADER_LINE = re.compile(_LINE)
 _DECLINE = frozenset((b"transfer-encoding", b"upgrade", b"expect"))
 _new = object.__new__
 _set = object.__setattr__
-#: a head's request, body length and close
-_Head = tuple[h11.Request, int, bool]
+#: a head's request, body length, close, and (lower-case name, value) pairs
+_Head = tuple[h11.Request, int, bool, list[tuple[bytes, bytes]]]
 
 
 class FastRequest(NamedTuple):
@@ -60,6 +60,9 @@ class FastRequest(NamedTuple):
     size: int
     #: the client sent ``Connection: close``: h11 would close after the response
     close: bool
+    #: the headers as (lower-case name, value) pairs, made once per distinct
+    #: head: what bayeux_core.wire reads (iterating h11's Headers costs more)
+    pairs: list[tuple[bytes, bytes]]
 
 
 class FastParser:
@@ -96,11 +99,11 @@ class FastParser:
                 return None
             self._head = head
             self._parsed = parsed
-        request, length, close = parsed
+        request, length, close, pairs = parsed
         size = body + length
         if len(data) < size:
             return None
-        return FastRequest(request, data[body:size], size, close)
+        return FastRequest(request, data[body:size], size, close, pairs)
 
 
 def parse(data: bytes, max_head: int, max_body: int) -> FastRequest | None:
@@ -114,6 +117,7 @@ def _parse_head(data: bytes, end: int, max_body: int) -> _Head | None:
     if first is None:
         return None
     items = []
+    pairs: list[tuple[bytes, bytes]] = []
     length = 0
     seen_length = False
     host = False
@@ -149,6 +153,7 @@ def _parse_head(data: bytes, end: int, max_body: int) -> _Head | None:
         elif lower in _DECLINE:
             return None
         items.append((name, lower, value))
+        pairs.append((lower, value))
     if not host:
         return None
     # What h11.Request(..., _parsed=True) builds, without its checks: the
@@ -158,7 +163,7 @@ def _parse_head(data: bytes, end: int, max_body: int) -> _Head | None:
     _set(request, "target", first[2])
     _set(request, "headers", Headers(items))
     _set(request, "http_version", b"1.1")
-    return request, length, close
+    return request, length, close, pairs
 
 
 def may_complete(data: bytes, max_head: int) -> bool:

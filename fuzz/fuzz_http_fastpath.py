@@ -73,6 +73,7 @@ def _check_request(
     assert type(request) is h11.Request
     assert request == event, (request, event)
     assert request.headers.raw_items() == event.headers.raw_items()
+    assert taken.pairs == list(event.headers)
     assert not conn.they_are_waiting_for_100_continue
     body = b""
     event = conn.next_event()
