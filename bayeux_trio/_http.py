@@ -514,9 +514,7 @@ class HttpConnection:
             pairs = [(name.lower(), value) for name, value in request.headers.raw_items()]
         wire_request = HttpRequest(request.method, request.target, pairs, request.http_version)
         route = classify(wire_request, self.server.wire)
-        kind = type(route)
-        if kind is BayeuxRequest:
-            assert isinstance(route, BayeuxRequest)
+        if isinstance(route, BayeuxRequest):
             messages = decode_request(route, body, self.server.wire)
             if isinstance(messages, HttpResponse):
                 log.debug("refused a Bayeux request: %d", messages.status)
@@ -527,8 +525,7 @@ class HttpConnection:
             self._waiting = conn
             await self.server.receive(conn, messages, wire_request, self.address)
             return False
-        if kind is NotMounted:
-            assert isinstance(route, NotMounted)
+        if isinstance(route, NotMounted):
             path = route.path
             if path == self.config.health_path:
                 from ._health import respond
@@ -540,16 +537,13 @@ class HttpConnection:
                 return False
             await self._static_response(request, self.server.static_files, path)
             return False
-        if kind is ClientScript:
-            assert isinstance(route, ClientScript)
+        if isinstance(route, ClientScript):
             await self._static_response(request, self.server.client_files, route.name)
             return False
-        if kind is Answer:
-            assert isinstance(route, Answer)
+        if isinstance(route, Answer):
             self._respond(route.response)
             return False
-        if kind is EventStream:
-            assert isinstance(route, EventStream)
+        if isinstance(route, EventStream):
             await self._eventsource_stream(route)
             return False
         from ._websocket import upgrade
