@@ -1286,6 +1286,13 @@ class Engine:
         self._end(session)
         self._actions.append(Disconnected(session.client_id, DisconnectReason.OVERFLOW))
 
+    @property
+    def answers_due(self) -> bool:
+        """True when a held connect got messages: the next :meth:`actions_to_send`
+        answers it (a driver's metrics tell a publish that goes out now from
+        one that waits in a queue)."""
+        return bool(self._dirty)
+
     def _mark_dirty(self, session: Session) -> None:
         if session.held is not None and not session.dirty:
             session.dirty = True

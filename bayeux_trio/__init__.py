@@ -1,23 +1,27 @@
-"""bayeux_trio: a Bayeux (Faye/CometD) server and client on trio, h11 and wsproto."""
+"""bayeux_trio: a Bayeux (Faye/CometD) server and client on trio, h11 and wsproto.
 
-from ._client import TRANSPORTS as TRANSPORTS
-from ._client import BayeuxClient as BayeuxClient
-from ._client import BufferFull as BufferFull
-from ._client import CallError as CallError
-from ._client import ClientError as ClientError
-from ._client import SessionEndedError as SessionEndedError
-from ._client import SubscribeError as SubscribeError
-from ._client import Subscription as Subscription
-from ._client import open_client as open_client
-from ._client import publish_sync as publish_sync
-from ._config import ServerConfig as ServerConfig
-from ._extensions import AsyncExtension as AsyncExtension
-from ._extensions import load_extension as load_extension
-from ._local import LocalClient as LocalClient
-from ._local import PublishError as PublishError
-from ._server import BayeuxServer as BayeuxServer
-from ._services import ServiceContext as ServiceContext
-from ._services import ServiceError as ServiceError
+The rooms (docs/architecture.md): ``server``, ``client``, ``ops``, ``redis``
+and ``cli``. The names below are the public API.
+"""
+
+from .client import TRANSPORTS as TRANSPORTS
+from .client import BayeuxClient as BayeuxClient
+from .client import BufferFull as BufferFull
+from .client import CallError as CallError
+from .client import ClientError as ClientError
+from .client import SessionEndedError as SessionEndedError
+from .client import SubscribeError as SubscribeError
+from .client import Subscription as Subscription
+from .client import open_client as open_client
+from .client import publish_sync as publish_sync
+from .server import AsyncExtension as AsyncExtension
+from .server import BayeuxServer as BayeuxServer
+from .server import LocalClient as LocalClient
+from .server import PublishError as PublishError
+from .server import ServerConfig as ServerConfig
+from .server import ServiceContext as ServiceContext
+from .server import ServiceError as ServiceError
+from .server import load_extension as load_extension
 
 __all__ = (
     "TRANSPORTS",

@@ -613,7 +613,7 @@ def _server_env(allocator: str) -> dict[str, str]:
     """The server's environment: ``--allocator jemalloc`` as ``bayeux serve`` sets it up."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONMALLOC", "LD_PRELOAD")}
     if allocator == "jemalloc":
-        from bayeux_trio._cli import find_jemalloc
+        from bayeux_trio.cli._main import find_jemalloc
 
         path = find_jemalloc()
         if path is None:

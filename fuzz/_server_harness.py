@@ -6,7 +6,7 @@ Each input runs in a fresh :class:`BayeuxServer` (its hub and engine, not its
 listener) under ``trio.run`` with a :class:`trio.testing.MockClock` that only
 moves when the input says so, or when the harness waits for a deadline. Every
 client connection is a ``socket.socketpair()``: the server side is wrapped in
-a ``trio.SocketStream`` and served by :func:`bayeux_trio._http.serve_connection`
+a ``trio.SocketStream`` and served by :func:`bayeux_trio.server._connection.serve_connection`
 exactly as an accepted TCP socket is (its output buffer writes to the stdlib
 socket without blocking, which a socketpair supports as it is). No exception
 handler is in between, so anything that escapes a connection is a crash.
@@ -80,7 +80,7 @@ from wsproto.frame_protocol import FrameProtocol, Opcode, ParseFailed
 
 from bayeux_core import EngineConfig, random_client_id
 from bayeux_trio import BayeuxServer, ServerConfig
-from bayeux_trio._http import serve_connection
+from bayeux_trio.server._connection import serve_connection
 
 __all__ = [
     "END_WITHIN",

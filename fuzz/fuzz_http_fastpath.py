@@ -1,7 +1,7 @@
 """Fuzz target: the HTTP fast path against h11, on arbitrary byte streams.
 
 Invariant (issue 6: h11 stays the parser of record): for any bytes a client
-may send on one connection, :class:`bayeux_trio._http_fast.FastParser`
+may send on one connection, :class:`bayeux_trio.server._http_fast.FastParser`
 either declines, or yields exactly what h11 yields for the same bytes: the
 same ``Request`` (method, target, version, header names as sent and
 lowercased, values, and their dict), the same body, the same framing (where the next request
@@ -28,7 +28,7 @@ import sys
 
 import h11
 
-from bayeux_trio._http_fast import FastParser, FastRequest, may_complete, parse
+from bayeux_trio.server._http_fast import FastParser, FastRequest, may_complete, parse
 
 _MAX_HEAD = 8192
 _MAX_BODY = 1024 * 1024
@@ -107,7 +107,7 @@ def _instrument() -> None:
     import h11._readers
     import h11._receivebuffer
 
-    from bayeux_trio import _http_fast
+    from bayeux_trio.server import _http_fast
 
     for module in (_http_fast, h11._readers, h11._headers, h11._receivebuffer):
         for value in list(vars(module).values()):

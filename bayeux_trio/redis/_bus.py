@@ -46,7 +46,7 @@ from ._scripts import CLAIM, UPDATE
 if TYPE_CHECKING:
     from coredis.response.types import StreamEntry
 
-    from bayeux_trio._hub import Hub
+    from bayeux_trio.server import Hub
 
 __all__ = ["RedisBus"]
 

@@ -13,7 +13,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Ping, Pong, Request, TextMessage
 
 from bayeux_core import Message
-from bayeux_trio._client_transports import (
+from bayeux_trio.client._transports import (
     Endpoint,
     HttpSettings,
     LongPollingTransport,

@@ -27,11 +27,11 @@ PACKAGES = ("bayeux_core", "bayeux_trio")
 #: (module path, function) -> why a wall-clock reading is right there
 ALLOWED = {
     # Last-Modified / If-Modified-Since of static files: HTTP dates are wall-clock
-    ("bayeux_trio/_static.py", "last_modified"): "HTTP date header",
+    ("bayeux_trio/server/_static.py", "last_modified"): "HTTP date header",
     # Log lines are stamped with the wall-clock time, for people reading them
-    ("bayeux_trio/_logging.py", "format"): "log timestamp",
+    ("bayeux_trio/ops/_logging.py", "format"): "log timestamp",
     # Timesync (CometD's extension) tells clients the server's wall-clock time
-    ("bayeux_trio/_wallclock.py", "wall_clock_ms"): "timesync answer",
+    ("bayeux_trio/server/_wallclock.py", "wall_clock_ms"): "timesync answer",
     # The Redis outage start shown in health stats, for people reading them
     ("bayeux_trio/redis/_bus.py", "stats"): "reported timestamp",
     ("bayeux_trio/redis/_bus.py", "_down"): "reported timestamp",

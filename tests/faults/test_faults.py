@@ -317,7 +317,7 @@ async def test_silent_websocket_is_reclaimed(
     nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A WebSocket peer that stopped sending (no connects, no pongs) is closed."""
-    monkeypatch.setattr("bayeux_trio._server._IDLE_MARGIN", 0.0)
+    monkeypatch.setattr("bayeux_trio.server._server._IDLE_MARGIN", 0.0)
     server, bystander, baseline = await _setup(nursery, idle_timeout=1.0)
     assert server.port is not None
     ws = await WsClient.connect(server.port)

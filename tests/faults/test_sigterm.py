@@ -19,7 +19,7 @@ import pytest
 import trio
 from wsproto.events import CloseConnection, TextMessage
 
-from bayeux_trio._cli import main
+from bayeux_trio.cli._main import main
 from tests._support.ports import free_port
 from tests._support.waiting import wait_for
 from tests.trio.helpers import HANDSHAKE, HttpClient, WsClient, fail_after

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from bayeux_trio._cli import _config, _parser
+from bayeux_trio.cli._main import _config, _parser
 from tests.trio.helpers import fail_after, handshake, make_config, request, start_server
 
 from ._support import start_nodes

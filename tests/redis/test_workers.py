@@ -13,7 +13,7 @@ import time
 import pytest
 import trio
 
-from bayeux_trio._cli import main
+from bayeux_trio.cli._main import main
 from tests._support.ports import HOST, free_port, listening_sockets
 from tests._support.waiting import wait_for
 from tests.trio.helpers import bayeux, fail_after

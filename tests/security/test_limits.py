@@ -19,7 +19,7 @@ import trio
 
 from bayeux_core import EngineConfig
 from bayeux_trio import BayeuxServer
-from bayeux_trio._cli import _config, _parser
+from bayeux_trio.cli._main import _config, _parser
 from tests._support.ports import HOST
 from tests._support.waiting import wait_for
 from tests.trio.helpers import (

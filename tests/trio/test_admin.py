@@ -17,7 +17,7 @@ from bayeux_core import (
     Unsubscribed,
 )
 from bayeux_trio import BayeuxServer, ServerConfig, SubscribeError
-from bayeux_trio._cli import _config, _parser
+from bayeux_trio.cli._main import _config, _parser
 from tests._support.waiting import eventually
 from tests.client.support import Recorder, client
 

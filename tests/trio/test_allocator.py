@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from bayeux_trio import _cli
+from bayeux_trio.cli import _main as _cli
 from tests._support.ci import unavailable
 from tests._support.processes import until_serving
 

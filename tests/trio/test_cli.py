@@ -13,7 +13,8 @@ import pytest
 import trio
 
 import bayeux_core
-from bayeux_trio import ServerConfig, _cli
+from bayeux_trio import ServerConfig
+from bayeux_trio.cli import _main as _cli
 from tests._support.processes import until_serving
 
 from .ext_module import TOKEN
@@ -212,7 +213,7 @@ async def _run_without(module: str, *args: str) -> subprocess.CompletedProcess[b
     script = (
         "import sys\n"
         f"sys.modules[{module!r}] = None\n"
-        "from bayeux_trio._cli import main\n"
+        "from bayeux_trio.cli._main import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
     return await trio.run_process(

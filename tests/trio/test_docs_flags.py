@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bayeux_trio._cli import _parser
+from bayeux_trio.cli._main import _parser
 
 SERVER_MD = Path(__file__).resolve().parents[2] / "docs" / "server.md"
 

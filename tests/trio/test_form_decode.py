@@ -13,7 +13,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bayeux_core.wire import decode_form
-from bayeux_trio._http import _END, _REPLY_STATE, reply_head
+from bayeux_trio.server._http import _END, _REPLY_STATE, reply_head
 
 
 def _reference(body: bytes) -> tuple[str | None, str | None]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bayeux_core import HistoryPolicy
-from bayeux_trio._cli import _config, _parser
+from bayeux_trio.cli._main import _config, _parser
 
 
 def test_history_options_become_policies() -> None:

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from bayeux_core import Message
 from bayeux_core.wire import HttpRequest
 from bayeux_trio import AsyncExtension
-from bayeux_trio._http_fast import FastParser, may_complete, parse
+from bayeux_trio.server._http_fast import FastParser, may_complete, parse
 
 from .helpers import HOST, fail_after, make_config, raw_exchange, start_server
 

@@ -16,7 +16,7 @@ import trio
 
 from bayeux_core import Subscribed
 from bayeux_trio import BayeuxServer
-from bayeux_trio._http import HttpConnection
+from bayeux_trio.server._http import HttpConnection
 
 from .helpers import LongPoller, WsClient, fail_after, handshake, start_server, wait_for
 

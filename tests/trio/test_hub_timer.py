@@ -9,7 +9,7 @@ import trio
 import trio.testing
 
 from bayeux_core import Engine, EngineConfig
-from bayeux_trio._hub import TIMER_TICK, Hub
+from bayeux_trio.server._hub import TIMER_TICK, Hub
 from tests.trio.helpers import WsClient, make_config, start_server
 
 

@@ -11,7 +11,7 @@ import threading
 import orjson
 import pytest
 
-from bayeux_trio._logging import JsonFormatter, configure_logging
+from bayeux_trio.ops._logging import JsonFormatter, configure_logging
 
 
 def _record(**extra: object) -> logging.LogRecord:

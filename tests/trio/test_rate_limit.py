@@ -8,7 +8,7 @@ from pathlib import Path
 import trio
 
 from bayeux_core import EngineConfig
-from bayeux_trio._cli import _config, _parser
+from bayeux_trio.cli._main import _config, _parser
 
 from .helpers import HOST, LongPoller, deliveries, fail_after, make_config, start_server
 

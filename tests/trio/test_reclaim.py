@@ -1,4 +1,4 @@
-"""Memory is handed back once a burst of connections has gone (bayeux_trio._reclaim)."""
+"""Memory is handed back once a burst of connections has gone (bayeux_trio.server._reclaim)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
-import bayeux_trio._server as server_module
+import bayeux_trio.server._server as server_module
 from bayeux_trio import ServerConfig
-from bayeux_trio._reclaim import ReclaimPolicy, reclaim
+from bayeux_trio.server._reclaim import ReclaimPolicy, reclaim
 
 from .helpers import HOST, fail_after, make_config, start_server, wait_for
 

@@ -9,7 +9,7 @@ import trio
 import trio.testing
 
 from bayeux_trio import BayeuxServer, ServerConfig, ServiceContext
-from bayeux_trio._cli import _config, _parser
+from bayeux_trio.cli._main import _config, _parser
 from tests.trio.helpers import LongPoller, deliveries, fail_after, make_config, start_server
 
 LIMIT = 3

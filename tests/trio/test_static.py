@@ -210,7 +210,7 @@ async def test_client_files_only_by_basename(nursery: trio.Nursery, www: Path, p
 @fail_after(10)
 async def test_browser_client_routing(nursery: trio.Nursery, tmp_path: Path) -> None:
     """With client files present: both aliases, the source map, and 304s."""
-    from bayeux_trio._static import StaticFiles
+    from bayeux_trio.server._static import StaticFiles
 
     (tmp_path / "client.js").write_text("var Faye={}")
     (tmp_path / "client.js.map").write_text('{"version":3}')

@@ -1,6 +1,6 @@
 """The WebSocket endpoint's own handshake and unmasking agree with wsproto's.
 
-``bayeux_trio._websocket`` checks upgrade requests itself and unmasks client
+``bayeux_trio.server._websocket`` checks upgrade requests itself and unmasks client
 frames with an integer XOR; both must give exactly what wsproto gives. These
 tests compare them with wsproto on many generated inputs (seeded, so a
 failure repeats).
@@ -20,7 +20,8 @@ from wsproto.connection import Connection
 from wsproto.events import AcceptConnection, CloseConnection, Event, Message
 from wsproto.frame_protocol import XorMaskerSimple
 
-from bayeux_trio._websocket import (
+from bayeux_core.wire import HttpRequest
+from bayeux_trio.server._websocket import (
     _INT_XOR_MAX,
     FrameReader,
     HandshakeRefused,
@@ -52,7 +53,9 @@ def wsproto_response(request: h11.Request) -> bytes | None:
 
 def ours(request: h11.Request) -> bytes | None:
     try:
-        return accept_response(request)
+        return accept_response(
+            HttpRequest(request.method, request.target, list(request.headers), request.http_version)
+        )
     except HandshakeRefused:
         return None
 

@@ -13,7 +13,7 @@ import pytest
 import trio
 from wsproto.events import TextMessage
 
-from bayeux_trio._websocket import TOO_BIG, FrameReader
+from bayeux_trio.server._websocket import TOO_BIG, FrameReader
 
 from .helpers import WsClient, fail_after, handshake, make_config, start_server
 

@@ -10,24 +10,28 @@ and, during an outage, since when and why.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import h11
 import orjson
 
-if TYPE_CHECKING:
-    from ._http import HttpConnection
-    from ._server import BayeuxServer
+from bayeux_core.wire import HttpRequest, HttpResponse
 
-__all__ = ["health", "respond"]
+from ._view import ServerView
 
-_HEADERS = [
+__all__ = ["health", "health_response", "method_not_allowed"]
+
+_HEADERS = (
     (b"content-type", b"application/json; charset=utf-8"),
     (b"cache-control", b"no-cache, no-store"),
-]
+)
+_READ_ONLY = HttpResponse(
+    405,
+    ((b"allow", b"GET, HEAD"), (b"content-type", b"text/plain; charset=utf-8")),
+    b"Method not allowed",
+)
 
 
-def health(server: BayeuxServer) -> tuple[int, dict[str, Any]]:
+def health(server: ServerView) -> tuple[int, dict[str, Any]]:
     """The status code and the body of a health check of ``server``."""
     body: dict[str, Any] = {"status": "ok", "sessions": len(server.engine.store)}
     bus = server.bus
@@ -43,18 +47,15 @@ def health(server: BayeuxServer) -> tuple[int, dict[str, Any]]:
     return 200, body
 
 
-def respond(conn: HttpConnection, request: h11.Request) -> None:
-    """Answer ``request`` (to the health path) on ``conn``."""
-    if request.method not in (b"GET", b"HEAD"):
-        text = b"Method not allowed"
-        headers = [
-            (b"allow", b"GET, HEAD"),
-            (b"content-type", b"text/plain; charset=utf-8"),
-            (b"content-length", b"%d" % len(text)),
-        ]
-        conn._send(h11.Response(status_code=405, headers=headers), text)
-        return
-    status, body = health(conn.server)
-    data = orjson.dumps(body)
-    headers = [*_HEADERS, (b"content-length", b"%d" % len(data))]
-    conn._send(h11.Response(status_code=status, headers=headers), data)
+def method_not_allowed(request: HttpRequest) -> HttpResponse | None:
+    """The 405 of a read-only endpoint for anything but GET and HEAD, else None."""
+    return None if request.method in (b"GET", b"HEAD") else _READ_ONLY
+
+
+def health_response(server: ServerView, request: HttpRequest) -> HttpResponse:
+    """The answer to ``request`` (to the health path)."""
+    refused = method_not_allowed(request)
+    if refused is not None:
+        return refused
+    status, body = health(server)
+    return HttpResponse(status, _HEADERS, orjson.dumps(body))

@@ -3,7 +3,7 @@
 A transport moves batches of Bayeux messages and nothing else: it never
 decides what to send, when to retry or what a reply means. That is the
 :class:`~bayeux_core.ClientSession`'s job, driven by
-:class:`~bayeux_trio._client.BayeuxClient`, which the transport calls back
+:class:`~bayeux_trio.client._client.BayeuxClient`, which the transport calls back
 through :class:`TransportHooks`:
 
 * ``transport_received(transport, messages)`` for every batch the server sent;

@@ -24,36 +24,29 @@ import math
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-import h11
 import orjson
 import trio
 
 from bayeux_core import LocalProtocolError, Session
+from bayeux_core.wire import HttpRequest, HttpResponse
 
-from ._hub import Kind
+from ._health import method_not_allowed
+from ._view import ServerView
 
 if TYPE_CHECKING:
-    from ._http import HttpConnection
     from ._metrics import ServerMetrics
-    from ._server import BayeuxServer
 
 __all__ = ["Operations", "client_info"]
 
 log = logging.getLogger("bayeux.admin")
 
-_JSON = [
+_JSON = (
     (b"content-type", b"application/json; charset=utf-8"),
     (b"cache-control", b"no-store"),
-]
-_TRANSPORTS = {
-    Kind.HTTP: "long-polling",
-    Kind.WEBSOCKET: "websocket",
-    Kind.EVENTSOURCE: "eventsource",
-    Kind.LOCAL: "in-process",
-}
+)
 
 
-def client_info(server: BayeuxServer, session: Session) -> dict[str, Any]:
+def client_info(server: ServerView, session: Session) -> dict[str, Any]:
     """What the admin API and :meth:`BayeuxServer.clients` say about a session.
 
     ``connection`` is the transport of its open stream or held connect (None
@@ -64,8 +57,7 @@ def client_info(server: BayeuxServer, session: Session) -> dict[str, Any]:
     conn = session.stream
     if conn is None and session.held is not None:
         conn = session.held.conn
-    endpoint = server.hub._endpoints.get(conn) if conn is not None else None
-    transport = _TRANSPORTS.get(endpoint.kind) if endpoint is not None else None
+    transport = server.hub.transport_of(conn) if conn is not None else None
     left = session.deadline - trio.current_time()
     return {
         "id": session.client_id,
@@ -81,59 +73,55 @@ def client_info(server: BayeuxServer, session: Session) -> dict[str, Any]:
 class Operations:
     """Answers the admin and metrics paths of one server."""
 
-    def __init__(self, server: BayeuxServer) -> None:
-        config = server.config
+    def __init__(
+        self,
+        server: ServerView,
+        *,
+        admin_path: str | None = None,
+        admin_token: str | None = None,
+        metrics_path: str | None = None,
+    ) -> None:
         self.server = server
-        self.admin_path = config.admin_path
-        self._token = (config.admin_token or "").encode()
-        self.metrics_path = config.metrics_path
+        self.admin_path = admin_path
+        self._token = (admin_token or "").encode()
+        self.metrics_path = metrics_path
         self.metrics: ServerMetrics | None = None
         if self.metrics_path is not None:
             from ._metrics import ServerMetrics
 
             self.metrics = ServerMetrics(server)
 
-    def respond(self, conn: HttpConnection, request: h11.Request, body: bytes, path: str) -> bool:
-        """Answer ``request`` if ``path`` is ours; False to let the caller route it."""
+    def respond(self, request: HttpRequest, body: bytes, path: str) -> HttpResponse | None:
+        """The answer to ``request`` if ``path`` is ours; None to let the caller route it."""
         if path == self.metrics_path and self.metrics is not None:
-            self._metrics(conn, request, self.metrics)
-            return True
+            return self._metrics(request, self.metrics)
         admin = self.admin_path
         if admin is None or not (path == admin or path.startswith(admin + "/")):
-            return False
+            return None
         try:
             status, answer, allow = self._admin(request, body, path[len(admin) :])
         except Exception:
             log.exception("admin request failed")
             status, answer, allow = 500, {"error": "internal error"}, None
-        data = orjson.dumps(answer)
-        headers = [*_JSON, (b"content-length", b"%d" % len(data))]
+        headers: tuple[tuple[bytes, bytes], ...] = _JSON
         if status == 401:
-            headers.append((b"www-authenticate", b'Bearer realm="bayeux-admin"'))
+            headers += ((b"www-authenticate", b'Bearer realm="bayeux-admin"'),)
         if allow is not None:
-            headers.append((b"allow", allow))
-        conn._send(h11.Response(status_code=status, headers=headers), data)
-        return True
+            headers += ((b"allow", allow),)
+        return HttpResponse(status, headers, orjson.dumps(answer))
 
-    def _metrics(self, conn: HttpConnection, request: h11.Request, metrics: ServerMetrics) -> None:
-        if request.method not in (b"GET", b"HEAD"):
-            text = b"Method not allowed"
-            headers = [(b"allow", b"GET, HEAD"), (b"content-length", b"%d" % len(text))]
-            conn._send(h11.Response(status_code=405, headers=headers), text)
-            return
+    def _metrics(self, request: HttpRequest, metrics: ServerMetrics) -> HttpResponse:
+        refused = method_not_allowed(request)
+        if refused is not None:
+            return refused
         from ._metrics import CONTENT_TYPE
 
-        data = metrics.render()
-        headers = [
-            (b"content-type", CONTENT_TYPE.encode()),
-            (b"cache-control", b"no-store"),
-            (b"content-length", b"%d" % len(data)),
-        ]
-        conn._send(h11.Response(status_code=200, headers=headers), data)
+        headers = ((b"content-type", CONTENT_TYPE.encode()), (b"cache-control", b"no-store"))
+        return HttpResponse(200, headers, metrics.render())
 
     # ------------------------------------------------------------------ admin
 
-    def _authorized(self, request: h11.Request) -> int | None:
+    def _authorized(self, request: HttpRequest) -> int | None:
         """None if the bearer token matches; else 401 (none given) or 403."""
         given = None
         for name, value in request.headers:
@@ -146,7 +134,7 @@ class Operations:
             return 403
         return None
 
-    def _admin(self, request: h11.Request, body: bytes, rest: str) -> tuple[int, Any, bytes | None]:
+    def _admin(self, request: HttpRequest, body: bytes, rest: str) -> tuple[int, Any, bytes | None]:
         refused = self._authorized(request)
         if refused == 401:
             return 401, {"error": "missing bearer token"}, None

@@ -20,8 +20,8 @@ import http
 import logging
 import math
 import socket
-from collections.abc import Awaitable, Callable, Coroutine, Generator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine, Generator
+from typing import Any
 
 import h11
 import trio
@@ -46,16 +46,14 @@ from bayeux_core.wire import (
     stream_head,
 )
 
+from ._context import ServerContext, Upgrade
 from ._frames import chunk
 from ._http_fast import FastParser, may_complete
 from ._hub import Hub, Kind
 from ._output import Output
 from ._static import StaticFile, StaticFiles
 
-if TYPE_CHECKING:
-    from ._server import BayeuxServer
-
-__all__ = ["HttpConnection", "reply_head", "serve_connection"]
+__all__ = ["HttpConnection", "reply_head"]
 
 log = logging.getLogger("bayeux.server")
 
@@ -93,24 +91,12 @@ class _TooLarge(Exception):
     """The request body is over ``max_body``."""
 
 
-async def serve_connection(
-    server: BayeuxServer, stream: trio.SocketStream, address: str | None = None
-) -> None:
-    """Serve one accepted socket: HTTP requests, then the WebSocket if upgraded."""
-    connection = HttpConnection(server, stream)
-    connection.address = address
-    websocket = await connection.serve()
-    del connection  # an idle WebSocket should not pin the HTTP state
-    if websocket is not None:
-        await websocket()
-
-
 class HttpConnection:
     """Serves one accepted socket until it closes or becomes a WebSocket."""
 
     kind = Kind.HTTP
 
-    def __init__(self, server: BayeuxServer, stream: trio.SocketStream) -> None:
+    def __init__(self, server: ServerContext, stream: trio.SocketStream) -> None:
         self.server = server
         self.hub: Hub = server.hub
         self.config = server.config
@@ -155,17 +141,17 @@ class HttpConnection:
         self._reads = trio.CancelScope()
         #: bytes of the head being read have arrived
         self._head_started = False
-        #: the accepted WebSocket, served once this object is dropped
-        self._websocket: Callable[[], Awaitable[None]] | None = None
+        #: the WebSocket upgrade asked for, handed back by serve()
+        self._upgrade: Upgrade | None = None
 
     # ------------------------------------------------------------- main loop
 
-    async def serve(self) -> Callable[[], Awaitable[None]] | None:
-        """Serve HTTP requests; returns the WebSocket to serve if one was accepted.
+    async def serve(self) -> Upgrade | None:
+        """Serve HTTP requests; returns the WebSocket upgrade if one was asked for.
 
-        The caller serves it once this connection is dropped (see
-        :func:`serve_connection`), so an idle WebSocket does not keep the h11
-        state, the parser and the request alive: about 3 KB each.
+        The caller answers and serves it once this connection is dropped (see
+        ``_connection.serve_connection``), so an idle WebSocket does not keep
+        the h11 state, the parser and the request alive.
         """
         try:
             await self._serve()
@@ -180,8 +166,8 @@ class HttpConnection:
             if self._eventsource is not None:
                 self.hub.forget(self._eventsource)
                 self._eventsource = None
-        websocket, self._websocket = self._websocket, None
-        return websocket
+        upgrade, self._upgrade = self._upgrade, None
+        return upgrade
 
     async def _serve(self) -> None:
         # One cancel scope carries every head's deadline: moving a deadline
@@ -527,13 +513,10 @@ class HttpConnection:
             return False
         if isinstance(route, NotMounted):
             path = route.path
-            if path == self.config.health_path:
-                from ._health import respond
-
-                respond(self, request)
-                return False
-            ops = self.server.ops  # admin API and metrics (bayeux_trio._admin)
-            if ops is not None and ops.respond(self, request, body, path):
+            # health, the admin API and metrics (bayeux_trio.ops)
+            response = self.server.respond_outside(wire_request, body, path)
+            if response is not None:
+                self._respond(response)
                 return False
             await self._static_response(request, self.server.static_files, path)
             return False
@@ -546,10 +529,11 @@ class HttpConnection:
         if isinstance(route, EventStream):
             await self._eventsource_stream(route)
             return False
-        from ._websocket import upgrade
-
         self._sync_h11()
-        self._websocket = await upgrade(self, request)
+        output = self.output
+        assert output is not None
+        self._upgrade = Upgrade(wire_request, self.h11.trailing_data[0], output)
+        self.output = None  # the socket's output belongs to the WebSocket now
         return True
 
     # ----------------------------------------------------- engine callbacks
@@ -709,8 +693,7 @@ class HttpConnection:
         headers = [*head.headers, (b"connection", b"close")]
         output = self.output
         assert output is not None
-        if self.server.bus is not None:
-            await self.server.bus.claim(client_id)
+        await self.server.claim(client_id)
         if not self.hub.is_known_client(client_id):
             self._eventsource = None
             self.hub.release(conn)

@@ -82,6 +82,14 @@ class Kind(enum.IntEnum):
     LOCAL = 3
 
 
+_TRANSPORTS = {
+    Kind.HTTP: "long-polling",
+    Kind.WEBSOCKET: "websocket",
+    Kind.EVENTSOURCE: "eventsource",
+    Kind.LOCAL: "in-process",
+}
+
+
 class Endpoint(Protocol):
     """Something that owns engine connection ids and can receive replies."""
 
@@ -194,6 +202,11 @@ class Hub:
     def release(self, conn: int) -> None:
         """Drop ``conn`` after its reply; the engine no longer knows it."""
         self._endpoints.pop(conn, None)
+
+    def transport_of(self, conn: int) -> str | None:
+        """The transport of connection ``conn`` by name, None if it is not open."""
+        endpoint = self._endpoints.get(conn)
+        return _TRANSPORTS[endpoint.kind] if endpoint is not None else None
 
     def is_known_client(self, client_id: str) -> bool:
         return self.engine.store.get(client_id) is not None

@@ -25,9 +25,7 @@ import functools
 import logging
 import socket
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
-import h11
 import trio
 from wsproto import ConnectionType
 from wsproto.connection import Connection, ConnectionState
@@ -43,21 +41,18 @@ from wsproto.utilities import LocalProtocolError
 
 from bayeux_core.wire import BAD_MESSAGE, HttpRequest, websocket_accept, websocket_messages
 
+from ._context import ServerContext, Upgrade
 from ._frames import ws_text_frame
 from ._hub import Kind
 from ._output import Output
-
-if TYPE_CHECKING:
-    from ._http import HttpConnection
-    from ._server import BayeuxServer
 
 __all__ = [
     "FrameReader",
     "HandshakeRefused",
     "WebSocketEndpoint",
     "accept_response",
+    "accept_upgrade",
     "open_connection",
-    "upgrade",
 ]
 
 log = logging.getLogger("bayeux.server")
@@ -80,16 +75,14 @@ class HandshakeRefused(Exception):
     """The upgrade request is not one wsproto would accept (the reason)."""
 
 
-def accept_response(request: h11.Request) -> bytes:
+def accept_response(request: HttpRequest) -> bytes:
     """The 101 response to a WebSocket upgrade request, or HandshakeRefused.
 
     The binding decides (:func:`bayeux_core.wire.websocket_accept`, the checks
     of wsproto 1.x's server handshake); these are the bytes wsproto would
     write for its answer.
     """
-    answer = websocket_accept(
-        HttpRequest(request.method, request.target, request.headers, request.http_version)
-    )
+    answer = websocket_accept(request)
     if answer.status != 101:
         raise HandshakeRefused("not an upgrade wsproto would accept")
     return _ACCEPT_HEAD + dict(answer.headers)[b"sec-websocket-accept"] + b"\r\n\r\n"
@@ -331,31 +324,29 @@ def open_connection() -> Connection:
     return connection
 
 
-async def upgrade(
-    http: HttpConnection, request: h11.Request
+async def accept_upgrade(
+    server: ServerContext, stream: trio.SocketStream, upgrade: Upgrade, address: str | None
 ) -> Callable[[], Awaitable[None]] | None:
-    """Accept the upgrade on ``http``'s socket; returns the WebSocket to serve.
+    """Answer the upgrade on ``stream``; returns the WebSocket to serve.
 
     None if the upgrade was refused (the refusal has been sent).
     """
-    output = http.output
-    assert output is not None
+    output = upgrade.output
     try:
-        response = accept_response(request)
+        response = accept_response(upgrade.request)
     except HandshakeRefused as exc:
         log.debug("refused a WebSocket upgrade: %s", exc)
         output.write(_REFUSED)
-        http.hub.mark_dirty(output)
+        server.hub.mark_dirty(output)
         await output.wait_flushed()
         return None
     output.write(response)
-    http.hub.mark_dirty(output)
-    leftover = http.h11.trailing_data[0]
-    limit = http.server.config.max_ws_message
+    server.hub.mark_dirty(output)
+    leftover = upgrade.leftover
+    limit = server.config.max_ws_message
     reader = FrameReader(limit, limit)
-    endpoint = WebSocketEndpoint(http.server, http.stream, reader, output)
-    endpoint.address = http.address
-    http.output = None  # the socket's output belongs to the WebSocket now
+    endpoint = WebSocketEndpoint(server, stream, reader, output)
+    endpoint.address = address
     # When the output fails (a reader too far behind is cut off, a send
     # fails) the endpoint's read loop ends at once, so the socket is closed
     # and the engine queues the client's messages for its next connect. A
@@ -384,7 +375,7 @@ class WebSocketEndpoint:
     )
 
     def __init__(
-        self, server: BayeuxServer, stream: trio.SocketStream, ws: FrameReader, output: Output
+        self, server: ServerContext, stream: trio.SocketStream, ws: FrameReader, output: Output
     ) -> None:
         self.server = server
         self.stream = stream
@@ -444,7 +435,7 @@ class WebSocketEndpoint:
         hub = self.server.hub
         # Async extensions may wait: then flush after every message as before,
         # so output never waits on another message's extension.
-        batched = not self.server._async_extensions
+        batched = self.server.batches_messages
         with hub.batch():
             for event in events:
                 if type(event) is str:  # a whole message, from the fast path

@@ -60,15 +60,15 @@ from bayeux_core import (
     is_valid_name,
     matches,
 )
+from bayeux_trio.server._local import PublishError
 
-from ._client_transports import (
+from ._transports import (
     Endpoint,
     HttpSettings,
     LongPollingTransport,
     Transport,
     WebSocketTransport,
 )
-from ._local import PublishError
 
 __all__ = [
     "TRANSPORTS",

@@ -28,12 +28,10 @@ from bayeux_core import (
     SessionExpired,
 )
 
-from ._hub import Kind
+from ._view import ServerView
 
 if TYPE_CHECKING:
     from prometheus_client import Metric
-
-    from ._server import BayeuxServer
 
 __all__ = ["CONTENT_TYPE", "ServerMetrics"]
 
@@ -87,7 +85,7 @@ class ServerMetrics(Collector):
     several servers in one process, as in tests, do not clash.
     """
 
-    def __init__(self, server: BayeuxServer) -> None:
+    def __init__(self, server: ServerView) -> None:
         self.server = server
         self.registry = CollectorRegistry(auto_describe=True)
         #: incoming messages by kind (a dict, not a Counter: no lock per message)
@@ -133,7 +131,7 @@ class ServerMetrics(Collector):
             # A publish nobody receives, or one queued for a later connect,
             # would otherwise be timed by some later, unrelated write pass.
             if self._since is None and (
-                self.server.hub.delivered != self._delivered_mark or self.server.engine._dirty
+                self.server.hub.delivered != self._delivered_mark or self.server.engine.answers_due
             ):
                 arrival = self._arrival
                 self._since = arrival if arrival is not None else time.perf_counter()
@@ -188,17 +186,11 @@ class ServerMetrics(Collector):
         yield GaugeMetricFamily(
             "bayeux_queue_depth_max", "Longest queue of a single session", deepest
         )
-        streams = {Kind.WEBSOCKET: 0, Kind.EVENTSOURCE: 0}
-        for endpoint in list(server._streams):
-            kind = getattr(endpoint, "kind", None)
-            if kind in streams:
-                streams[kind] += 1
         connections = GaugeMetricFamily(
             "bayeux_connections", "Open TCP connections by transport", labels=["transport"]
         )
-        connections.add_metric(["websocket"], streams[Kind.WEBSOCKET])
-        connections.add_metric(["eventsource"], streams[Kind.EVENTSOURCE])
-        connections.add_metric(["http"], max(0, server._connections - sum(streams.values())))
+        for transport, count in server.open_connections().items():
+            connections.add_metric([transport], count)
         yield connections
         incoming = CounterMetricFamily(
             "bayeux_messages_received", "Bayeux messages received, by kind", labels=["kind"]

@@ -15,15 +15,13 @@ from typing import TYPE_CHECKING, NoReturn
 import trio
 
 from bayeux_core import EngineConfig, HistoryPolicy, __version__, is_valid_pattern
+from bayeux_trio.ops import configure_logging
+from bayeux_trio.server import BayeuxServer, ServerConfig, load_extension
 
-from ._client_cli import add_client_commands, run_client_command
-from ._config import ServerConfig
-from ._extensions import load_extension
-from ._logging import configure_logging
-from ._server import BayeuxServer
+from ._client_commands import add_client_commands, run_client_command
 
 if TYPE_CHECKING:
-    from .redis import RedisBus
+    from bayeux_trio.redis import RedisBus
 
 __all__ = ["main"]
 
@@ -327,7 +325,7 @@ def _redis_bus(url: str, parser: argparse.ArgumentParser) -> RedisBus:
     if not url.startswith(("redis://", "rediss://", "unix://", "redis+cluster://")):
         parser.error(f"--engine must be memory or a redis:// URL, not {url!r}")
     try:
-        from .redis import RedisBus
+        from bayeux_trio.redis import RedisBus
     except ImportError as exc:
         if exc.name is None or exc.name.partition(".")[0] != "coredis":
             raise
@@ -465,7 +463,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.engine != "memory":
         bus = _redis_bus(args.engine, parser)
     if args.workers != 1:
-        from ._workers import run_workers
+        from bayeux_trio.server import run_workers
 
         if bus is None or args.workers < 1 or args.port == 0:
             parser.error("--workers N needs N >= 1, --engine redis://... and a fixed --port")

@@ -22,13 +22,14 @@ from typing import Any, Protocol, TypeVar
 import trio
 
 from bayeux_core import Engine, Event, Extension, ExtensionFailed, Message, Published
-from bayeux_core.wire import WireConfig
+from bayeux_core.wire import HttpRequest, HttpResponse, WireConfig
+from bayeux_trio.ops import Operations, client_info, health_response
 
-from ._admin import Operations, client_info
 from ._config import ServerConfig
+from ._connection import serve_connection
+from ._context import Stream
 from ._extensions import AsyncExtension
-from ._http import serve_connection
-from ._hub import Hub
+from ._hub import Hub, Kind
 from ._local import LocalClient
 from ._reclaim import ReclaimPolicy, reclaim
 from ._services import ServiceHandler, Services
@@ -40,7 +41,7 @@ log = logging.getLogger("bayeux.server")
 
 E = TypeVar("E", bound=Event)
 
-_CLIENT_DIR = Path(__file__).parent / "static"
+_CLIENT_DIR = Path(__file__).parent.parent / "static"
 #: EventSource streams get a comment this often when no ping period is set.
 _EVENTSOURCE_PING = 10.0
 #: seconds a WebSocket may be silent beyond a connect's longest hold
@@ -93,12 +94,6 @@ def _peer_host(stream: trio.SocketStream) -> str | None:
     except OSError:
         return None
     return str(peer[0]) if isinstance(peer, tuple) else None
-
-
-class _Pingable(Protocol):
-    def ping(self) -> None: ...
-
-    def close_stream(self) -> None: ...
 
 
 class Bus(Protocol):
@@ -155,7 +150,7 @@ class BayeuxServer:
         self.client_files = StaticFiles(_CLIENT_DIR, index=None)
         static_dir = self.config.static_dir
         self.static_files = StaticFiles(static_dir) if static_dir is not None else None
-        self._streams: set[_Pingable] = set()
+        self._streams: set[Stream] = set()
         self._connections = 0
         #: open connections per remote address, when a per-address limit is set
         self._per_address: dict[str, int] = {}
@@ -168,10 +163,15 @@ class BayeuxServer:
         self._local: LocalClient | None = None
         self._services: Services | None = None
         self.hub.add_listener(_log_event)
-        #: the admin API and metrics endpoint, when configured (bayeux_trio._admin)
+        #: the admin API and metrics endpoint, when configured (bayeux_trio.ops._admin)
         self.ops: Operations | None = None
         if self.config.admin_path is not None or self.config.metrics_path is not None:
-            self.ops = Operations(self)
+            self.ops = Operations(
+                self,
+                admin_path=self.config.admin_path,
+                admin_token=self.config.admin_token,
+                metrics_path=self.config.metrics_path,
+            )
         self._metrics = self.ops.metrics if self.ops is not None else None
 
     # ------------------------------------------------------------------ API
@@ -352,7 +352,7 @@ class BayeuxServer:
         self.closing = True
         for listener in self._listeners:
             await trio.aclose_forcefully(listener)
-        told: set[_Pingable] = set()
+        told: set[Stream] = set()
         with trio.move_on_after(grace):
             # Polled rather than evented: this runs once per process.
             while True:
@@ -412,13 +412,42 @@ class BayeuxServer:
             await self.bus.prepare(messages)
         self.hub.receive(conn, messages, request, address)
 
+    # ------------------------------------- the connections' context (_context)
+
+    @property
+    def batches_messages(self) -> bool:
+        return not self._async_extensions
+
+    async def claim(self, client_id: str) -> None:
+        if self.bus is not None:
+            await self.bus.claim(client_id)
+
+    def respond_outside(self, request: HttpRequest, body: bytes, path: str) -> HttpResponse | None:
+        if path == self.config.health_path:
+            return health_response(self, request)
+        return self.ops.respond(request, body, path) if self.ops is not None else None
+
+    def track_stream(self, stream: Stream) -> None:
+        self._streams.add(stream)
+
+    def untrack_stream(self, stream: Stream) -> None:
+        self._streams.discard(stream)
+
+    # ---------------------------------------------------- what ops reads (ops)
+
+    def open_connections(self) -> dict[str, int]:
+        """Open TCP connections by transport: ``http``, ``websocket``, ``eventsource``."""
+        counts = {"websocket": 0, "eventsource": 0}
+        for stream in list(self._streams):
+            kind = getattr(stream, "kind", None)
+            if kind is Kind.WEBSOCKET:
+                counts["websocket"] += 1
+            elif kind is Kind.EVENTSOURCE:
+                counts["eventsource"] += 1
+        counts["http"] = max(0, self._connections - sum(counts.values()))
+        return counts
+
     # ------------------------------------------------------------ internals
-
-    def track_stream(self, endpoint: _Pingable) -> None:
-        self._streams.add(endpoint)
-
-    def untrack_stream(self, endpoint: _Pingable) -> None:
-        self._streams.discard(endpoint)
 
     async def _accept(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
         limit = self.config.max_connections

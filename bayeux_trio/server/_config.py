@@ -40,9 +40,9 @@ class ServerConfig:
         reuse_port: listen with SO_REUSEPORT, so that several processes share
             the port (``bayeux serve --workers N``).
         health_path: answer ``GET`` here with the server's health (200, or 503
-            while the Redis bus is down; ``bayeux_trio._health``); checked
+            while the Redis bus is down; ``bayeux_trio.ops._health``); checked
             before anything else. None: no health endpoint.
-        admin_path: serve the admin API under this path (``bayeux_trio._admin``,
+        admin_path: serve the admin API under this path (``bayeux_trio.ops._admin``,
             docs/operations.md); None (the default): no admin API.
         admin_token: the bearer token the admin API wants (at least 16
             characters); required with ``admin_path``. Not shown in ``repr``.
@@ -50,7 +50,7 @@ class ServerConfig:
             ``metrics`` extra); None (the default): no metrics.
         reclaim_after: once open connections have fallen by at least this
             many, to half their peak or less, collect garbage cycles and trim
-            the C heap (``bayeux_trio._reclaim``); None: never.
+            the C heap (``bayeux_trio.server._reclaim``); None: never.
         max_service_calls: service calls (``BayeuxServer.add_service``) whose
             handlers run at once; a call past it gets the result
             ``503::Too many service calls`` at once, and runs no handler.

@@ -35,9 +35,8 @@ from bayeux_core import (
     is_valid_name,
     is_valid_pattern,
 )
-
-from ._client import TRANSPORTS, SubscribeError, open_client, publish_sync
-from ._local import PublishError
+from bayeux_trio.client import TRANSPORTS, SubscribeError, open_client, publish_sync
+from bayeux_trio.server import PublishError
 
 __all__ = ["add_client_commands", "run_client_command"]
 
