@@ -44,6 +44,11 @@ from ._client import SubscribeSucceeded as SubscribeSucceeded
 from ._client import SubscriptionRecovered as SubscriptionRecovered
 from ._client import TransportDown as TransportDown
 from ._client import TransportUp as TransportUp
+from ._client import is_connect as is_connect
+from ._cluster import claimed_sessions as claimed_sessions
+from ._cluster import fail_without_backend as fail_without_backend
+from ._cluster import recovery_offset as recovery_offset
+from ._cluster import refuse_without_backend as refuse_without_backend
 from ._config import CONNECTION_TYPES as CONNECTION_TYPES
 from ._config import EngineConfig as EngineConfig
 from ._config import OverflowPolicy as OverflowPolicy
@@ -58,11 +63,16 @@ from ._extensions import MessageContext as MessageContext
 from ._extensions import refuse as refuse
 from ._history import HistoryPolicy as HistoryPolicy
 from ._ids import random_client_id as random_client_id
+from ._kinds import channel_kind as channel_kind
+from ._kinds import message_kind as message_kind
 from ._messages import BodyError as BodyError
 from ._messages import BodyErrorKind as BodyErrorKind
 from ._messages import Message as Message
 from ._messages import decode_body as decode_body
 from ._messages import encode as encode
+from ._replies import failure_reply as failure_reply
+from ._replies import refused_copy as refused_copy
+from ._replies import unanswered as unanswered
 from ._state import TRANSITIONS as TRANSITIONS
 from ._state import MessageKind as MessageKind
 from ._state import Outcome as Outcome
@@ -131,18 +141,28 @@ __all__ = (
     "TransportDown",
     "TransportUp",
     "Unsubscribed",
+    "channel_kind",
+    "claimed_sessions",
     "decode_body",
     "encode",
     "error_string",
     "expand",
+    "fail_without_backend",
+    "failure_reply",
+    "is_connect",
     "is_meta",
     "is_pattern",
     "is_service",
     "is_valid_name",
     "is_valid_pattern",
     "matches",
+    "message_kind",
     "random_client_id",
+    "recovery_offset",
     "refuse",
+    "refuse_without_backend",
+    "refused_copy",
     "timesync_answer",
+    "unanswered",
     "wire",
 )

@@ -69,30 +69,17 @@ from ._channels import is_meta, is_pattern, is_service, is_valid_name, is_valid_
 from ._config import EngineConfig, OverflowPolicy
 from ._errors import ErrorCode, LocalProtocolError, error_string
 from ._extensions import Extension, MessageContext
-from ._history import History, Recovery
+from ._history import History, Recovery, requested_since
 from ._ids import random_client_id
+from ._kinds import SESSION_KINDS, channel_kind
 from ._messages import Message
+from ._replies import failure_reply
 from ._state import TRANSITIONS, MessageKind, Outcome, SessionState
 from ._store import Held, MemoryStore, Session, SessionStore
 from ._timesync import timesync_answer
 
 __all__ = ["Engine"]
 
-_META_KINDS = {
-    "/meta/handshake": MessageKind.HANDSHAKE,
-    "/meta/connect": MessageKind.CONNECT,
-    "/meta/subscribe": MessageKind.SUBSCRIBE,
-    "/meta/unsubscribe": MessageKind.UNSUBSCRIBE,
-    "/meta/disconnect": MessageKind.DISCONNECT,
-}
-_NEEDS_CLIENT = frozenset(
-    {
-        MessageKind.CONNECT,
-        MessageKind.SUBSCRIBE,
-        MessageKind.UNSUBSCRIBE,
-        MessageKind.DISCONNECT,
-    }
-)
 _EVENTSOURCE = "eventsource"
 #: publish ids remembered per session to drop resent duplicates
 _RECENT_PUBLISHES = 64
@@ -113,25 +100,11 @@ def _client_id_of(message: Message) -> str | None:
     return client_id if type(client_id) is str else None
 
 
-def _refusal(message: object, error: str) -> Message:
-    """An error reply to ``message`` that names what a client matches replies by."""
-    reply: Message = {}
-    if type(message) is dict:
-        if type(message.get("id")) in (str, int):
-            reply["id"] = message["id"]
-        for name in ("channel", "clientId"):
-            if type(message.get(name)) is str:
-                reply[name] = message[name]
-    reply["successful"] = False
-    reply["error"] = error
-    return reply
-
-
 def _refuse_all(messages: Sequence[object], error: str) -> bytes:
     """One error reply per message: a Faye client settles every callback it
     has waiting instead of resending the whole batch as if the transport had
     failed."""
-    return orjson.dumps([_refusal(message, error) for message in messages])
+    return orjson.dumps([failure_reply(message, error) for message in messages])
 
 
 class _Batch:
@@ -712,7 +685,7 @@ class Engine:
             except Exception as exc:
                 # A bug in the application's hook refuses this message only.
                 self._extension_failed(extension, "incoming", message, exc)
-                return _refusal(message, _EXTENSION_FAILED)
+                return failure_reply(message, _EXTENSION_FAILED)
             if result is None:
                 return None
             message = result
@@ -734,7 +707,7 @@ class Engine:
         except Exception as exc:
             # What the hook meant to change is unknown: send no part of it.
             self._extension_failed(blame, "outgoing", original, exc)
-            return orjson.dumps(_refusal(original, _EXTENSION_FAILED))
+            return orjson.dumps(failure_reply(original, _EXTENSION_FAILED))
 
     def _extension_failed(
         self, extension: Extension, hook: str, message: Message, error: Exception
@@ -774,14 +747,7 @@ class Engine:
             reply["successful"] = False
             reply["error"] = error_string(ErrorCode.PARAMETER_MISSING, ("channel",))
             return reply
-        kind = _META_KINDS.get(channel)
-        if kind is None:
-            if is_meta(channel):
-                kind = MessageKind.OTHER_META
-            elif is_service(channel):
-                kind = MessageKind.SERVICE
-            else:
-                kind = MessageKind.PUBLISH
+        kind = channel_kind(channel)
         client_id = message.get("clientId")
         if type(client_id) is str and kind is not MessageKind.HANDSHAKE:
             reply["clientId"] = client_id
@@ -910,7 +876,7 @@ class Engine:
             if len(self._store) >= self.config.max_clients:
                 return "503::Too many clients"
             return None
-        if kind in _NEEDS_CLIENT and (type(client_id) is not str or not client_id):
+        if kind in SESSION_KINDS and (type(client_id) is not str or not client_id):
             return error_string(ErrorCode.PARAMETER_MISSING, ("clientId",))
         if kind is MessageKind.CONNECT:
             connection_type = message.get("connectionType")
@@ -1120,9 +1086,7 @@ class Engine:
         history = self._history
         assert history is not None
         subscription = message["subscription"]
-        ext = message.get("ext")
-        asked = ext.get("history") if type(ext) is dict else None
-        since = asked.get("since") if type(asked) is dict else None
+        since = requested_since(message)
         live = type(subscription) is str and subscription in session.subscriptions
         reply = self._on_subscription(reply, session, message, True)
         if reply["successful"] is not True:

@@ -28,7 +28,7 @@ import orjson
 
 from ._channels import expand, is_valid_pattern
 
-__all__ = ["REASONS", "History", "HistoryPolicy", "Recovery"]
+__all__ = ["REASONS", "History", "HistoryPolicy", "Recovery", "parse_position", "requested_since"]
 
 #: Why a subscribe could not recover, as sent in ``ext.history.reason``.
 REASONS = {
@@ -267,7 +267,7 @@ class History:
         """The messages after position ``since``, or why they cannot be had."""
         stream = self._stream(channel, policy)
         current = f"{stream.epoch}:{stream.top}"
-        epoch, offset = _parse(since)
+        epoch, offset = parse_position(since)
         # Shared, a position may be past this stream's latest message (the
         # log went on with other channels), never past what was read.
         latest = self._last if self._shared else stream.top
@@ -300,6 +300,14 @@ class History:
         return stream
 
 
+def requested_since(message: dict[str, Any]) -> object:
+    """The position a subscribe asks to recover from (``ext.history.since``),
+    as sent (any JSON value); None if it names none."""
+    ext = message.get("ext")
+    asked = ext.get("history") if type(ext) is dict else None
+    return asked.get("since") if type(asked) is dict else None
+
+
 def _numbered(delivery: dict[str, Any], position: str, option: int) -> bytes:
     ext = delivery.get("ext")
     ext = dict(ext) if type(ext) is dict else {}
@@ -308,8 +316,12 @@ def _numbered(delivery: dict[str, Any], position: str, option: int) -> bytes:
     return orjson.dumps(delivery, option=option)
 
 
-def _parse(position: object) -> tuple[str, int | None]:
-    """``"<epoch>:<offset>"`` -> (epoch, offset); offset None if malformed."""
+def parse_position(position: object) -> tuple[str, int | None]:
+    """``"<epoch>:<offset>"`` -> (epoch, offset); offset None if malformed.
+
+    A position is at most 64 characters: a non-empty epoch, ``:``, and
+    ASCII digits.
+    """
     if type(position) is not str or len(position) > 64:
         return "", None
     epoch, _, digits = position.rpartition(":")

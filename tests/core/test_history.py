@@ -22,7 +22,7 @@ from bayeux_core import (
     Reply,
     SubscriptionRecovered,
 )
-from bayeux_core._history import REASONS, History, Recovery, _parse
+from bayeux_core._history import REASONS, History, Recovery, parse_position
 
 from .helpers import Wire, replies
 
@@ -108,11 +108,11 @@ def test_recovery_ext_shape() -> None:
     "position", [None, 5, "", "5", ":5", "e:", "e:x", "e:-1", "e:\u0661", "e:" + "1" * 70]
 )
 def test_malformed_positions(position: object) -> None:
-    assert _parse(position)[1] is None
+    assert parse_position(position)[1] is None
 
 
 def test_parse_keeps_colons_in_the_epoch() -> None:
-    assert _parse("a:b:7") == ("a:b", 7)
+    assert parse_position("a:b:7") == ("a:b", 7)
 
 
 # ------------------------------------------------------------------ engine
