@@ -21,7 +21,6 @@ from urllib.parse import unquote, urlsplit
 
 import coredis
 import coredis.exceptions
-import orjson
 import trio
 from coredis.connection import TCPLocation
 from coredis.retry import NoRetryPolicy
@@ -38,7 +37,11 @@ from bayeux_core import (
     SessionExpired,
     Subscribed,
     Unsubscribed,
+    claimed_sessions,
+    fail_without_backend,
     matches,
+    recovery_offset,
+    refuse_without_backend,
 )
 
 from ._scripts import CLAIM, UPDATE
@@ -55,8 +58,6 @@ log = logging.getLogger("bayeux.redis")
 T = TypeVar("T")
 StreamId = tuple[int, int]
 
-#: messages that need the session here (publishes do not)
-_CLAIMING = frozenset({"/meta/connect", "/meta/subscribe", "/meta/unsubscribe", "/meta/disconnect"})
 _RETRYABLE = (
     coredis.exceptions.ConnectionError,
     TimeoutError,
@@ -74,8 +75,6 @@ _RECOVERY_SCAN = 10_000
 #: what a request gets when Redis cannot be reached in time (docs/redis.md, Faults)
 PUBLISH_REFUSED = "407::Redis unreachable"
 REFUSED = "503::Redis unreachable"
-#: refused while Redis is unreachable: publishes need the log, these the record
-_REFUSABLE_META = frozenset({"/meta/handshake", *_CLAIMING})
 
 
 _Client = coredis.Redis[bytes] | coredis.RedisCluster[bytes]
@@ -130,63 +129,18 @@ def _offset(stream_id: StreamId) -> int:
     return stream_id[0] * _SEQ_SPAN + min(stream_id[1], _SEQ_SPAN - 1)
 
 
-def _since(message: Message, epoch: str) -> StreamId | None:
-    """The log id a recovering subscribe names in ``epoch``, if it does."""
-    ext = message.get("ext")
-    history = ext.get("history") if type(ext) is dict else None
-    since = history.get("since") if type(history) is dict else None
-    if type(since) is not str:
-        return None
-    named, _, digits = since.rpartition(":")
-    if named != epoch or not digits.isdigit() or not digits.isascii() or len(digits) > 30:
-        return None
-    return divmod(int(digits), _SEQ_SPAN)
-
-
 def _fmt(stream_id: StreamId) -> str:
     return f"{stream_id[0]}-{stream_id[1]}"
 
 
-def _refuse(messages: Sequence[Message]) -> None:
-    """Mark the messages that need Redis refused, as an extension would.
-
-    Publishes get ``407::Redis unreachable``; handshakes and the messages that
-    claim a session ``503::Redis unreachable``. Service calls and what the
-    engine refuses anyway are left alone.
-    """
-    for message in messages:
-        if type(message) is not dict or "error" in message:
-            continue
-        channel = message.get("channel")
-        if type(channel) is not str:
-            continue
-        if channel in _REFUSABLE_META:
-            message["error"] = REFUSED
-        elif not channel.startswith(("/meta/", "/service/")):
-            message["error"] = PUBLISH_REFUSED
-
-
 def _refused_reply(reply: Reply) -> Reply:
     """``reply`` (without deliveries) with each acknowledgement that needed
-    Redis turned into a failure, as the engine words one."""
+    Redis turned into a failure, as the engine words one
+    (:func:`bayeux_core.fail_without_backend`)."""
     if reply.messages:
         reply = _strip(reply)
-    answers = orjson.loads(reply.body)
-    for answer in answers:
-        if type(answer) is not dict or answer.get("successful") is not True:
-            continue
-        channel = answer.get("channel")
-        if type(channel) is not str or channel in ("/meta/connect", "/meta/disconnect"):
-            continue
-        if channel in _REFUSABLE_META:
-            answer["error"] = REFUSED
-        elif not channel.startswith(("/meta/", "/service/")):
-            answer["error"] = PUBLISH_REFUSED
-        else:
-            continue
-        answer["successful"] = False
-        answer.pop("clientId", None)
-    return Reply(reply.conn, orjson.dumps(answers))
+    body = fail_without_backend(reply.body, error=REFUSED, publish_error=PUBLISH_REFUSED)
+    return Reply(reply.conn, body)
 
 
 def _strip(reply: Reply) -> Reply:
@@ -306,7 +260,7 @@ class RedisBus:
 
     @property
     def stats(self) -> dict[str, Any]:
-        """Counters for health checks (``bayeux_trio._health``) and tests."""
+        """Counters for health checks (``bayeux_trio.ops._health``) and tests."""
         outage: dict[str, Any] | None = None
         if self._down_since is not None:
             outage = {
@@ -371,24 +325,23 @@ class RedisBus:
     async def prepare(self, messages: Sequence[Message]) -> None:
         """Own every session a batch names before the engine sees it.
 
-        Should the claims not get through to Redis within ``request_timeout``,
-        the messages that need Redis are refused instead (:func:`_refuse`).
+        Which sessions those are, and which messages need Redis, is
+        :mod:`bayeux_core`'s call (:func:`~bayeux_core.claimed_sessions`,
+        :func:`~bayeux_core.recovery_offset`). Should the claims not get
+        through to Redis within ``request_timeout``, the messages that need
+        Redis are refused instead (:func:`~bayeux_core.refuse_without_backend`).
         """
-        connecting: dict[str, bool] = {}
+        connecting = claimed_sessions(messages)
         recover: StreamId | None = None
-        for message in messages:
-            if type(message) is not dict:
-                continue
-            channel = message.get("channel")
-            client_id = message.get("clientId")
-            if channel == "/meta/subscribe" and self._history_epoch is not None:
-                since = _since(message, self._history_epoch)
-                if since is not None and since[0] <= self._pos[0] + 60_000:
+        epoch = self._history_epoch
+        if epoch is not None:
+            for message in messages:
+                offset = recovery_offset(message, epoch)
+                if offset is None:
+                    continue
+                since = divmod(offset, _SEQ_SPAN)
+                if since[0] <= self._pos[0] + 60_000:
                     recover = since if recover is None else max(recover, since)
-            if channel in _CLAIMING and type(client_id) is str and 0 < len(client_id) <= 128:
-                connecting[client_id] = connecting.get(client_id, False) or (
-                    channel == "/meta/connect"
-                )
         if recover is None and not connecting:
             return  # publishes: nothing to await
         try:
@@ -402,7 +355,7 @@ class RedisBus:
                 for client_id, connect in connecting.items():
                     await self._take(client_id, connect=connect)
         except trio.TooSlowError:
-            _refuse(messages)
+            refuse_without_backend(messages, error=REFUSED, publish_error=PUBLISH_REFUSED)
 
     async def claim(self, client_id: str, *, connect: bool = False) -> None:
         """Make this node the owner of ``client_id``'s session, if it exists.

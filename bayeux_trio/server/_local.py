@@ -5,7 +5,7 @@ server's extensions (with ``request=None``) and it has a session and
 subscriptions like any other client, but nothing crosses a socket.
 
 The protocol is :class:`bayeux_core.ClientSession`'s, as for the network
-client (``bayeux_trio._client``): it decides what to send, when to connect
+client (``bayeux_trio.client._client``): it decides what to send, when to connect
 again and when to handshake again. This module only moves its messages:
 
 * one task (in the hub's nursery) hands what the session has to send to
@@ -46,7 +46,10 @@ from bayeux_core import (
     SessionEnded,
     SubscribeFailed,
     SubscribeSucceeded,
+    failure_reply,
+    is_connect,
     matches,
+    unanswered,
 )
 
 from ._hub import Kind
@@ -56,8 +59,6 @@ if TYPE_CHECKING:
     from ._server import BayeuxServer
 
 __all__ = ["DROPPED", "LocalClient", "PublishError"]
-
-_CONNECT = "/meta/connect"
 
 log = logging.getLogger("bayeux.server")
 
@@ -341,7 +342,7 @@ class LocalClient:
                     await wake.wait()
 
     async def _send(self, messages: list[Message]) -> None:
-        others = [message for message in messages if message.get("channel") != _CONNECT]
+        others = [message for message in messages if not is_connect(message)]
         if others:
             conn = self._hub.new_conn(self)
             self._requests[conn] = others
@@ -354,7 +355,7 @@ class LocalClient:
                 self._lost(conn)
                 raise
         for message in messages:
-            if message.get("channel") == _CONNECT:
+            if is_connect(message):
                 try:
                     await self._server.receive(self._conn, [message], None)
                 except Exception:
@@ -377,12 +378,9 @@ class LocalClient:
             self._hub.release(conn)
             sent = self._requests.pop(conn, None)
             if sent is not None:
-                answered = {
-                    str(m.get("id")) for m in messages if type(m) is dict and "successful" in m
-                }
-                for message in sent:
-                    if str(message.get("id")) not in answered:
-                        messages.append(_dropped(message))
+                # What a server extension dropped got no reply: refuse it here.
+                dropped = unanswered(sent, messages)
+                messages.extend(failure_reply(message, DROPPED) for message in dropped)
         self._session.receive(messages, now=trio.current_time())
         self._pump()
         return True
@@ -393,11 +391,3 @@ class LocalClient:
 
     def close_stream(self) -> None:
         """The session bound to the stream ended; the stream stays for the next one."""
-
-
-def _dropped(message: Message) -> Message:
-    """The refusal a message gets when a server extension dropped it."""
-    refusal: Message = {"id": message.get("id"), "successful": False, "error": DROPPED}
-    if "channel" in message:
-        refusal["channel"] = message["channel"]
-    return refusal
