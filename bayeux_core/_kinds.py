@@ -10,12 +10,14 @@ channel under ``/meta`` is :attr:`MessageKind.OTHER_META`; a channel under
 business, not this classification's.
 
 Both functions run once per incoming message: a dictionary lookup for the
-five meta channels, and one prefix test for every publish.
+five meta channels, and one prefix test for every publish. (The same code is
+in both, rather than one calling the other, for that reason; a property test
+holds them to :func:`~bayeux_core.is_meta` and
+:func:`~bayeux_core.is_service`.)
 """
 
 from __future__ import annotations
 
-from ._channels import is_meta, is_service
 from ._state import MessageKind
 
 __all__ = [
@@ -66,15 +68,16 @@ def channel_kind(channel: str) -> MessageKind:
         return kind
     if not channel.startswith(_SPECIAL_PREFIXES):
         return MessageKind.PUBLISH
-    if is_meta(channel):
+    # is_meta() and is_service(), inline: this runs once per message.
+    if channel.startswith("/meta/") or channel == "/meta":
         return MessageKind.OTHER_META
-    if is_service(channel):
+    if channel.startswith("/service/") or channel == "/service":
         return MessageKind.SERVICE
     return MessageKind.PUBLISH  # /metadata, /services, ...
 
 
 def message_kind(message: object) -> MessageKind | None:
-    """The kind of ``message`` (:func:`channel_kind` of its channel).
+    """The kind of ``message``: :func:`channel_kind` of its channel.
 
     None when it is not a message at all: not a JSON object, or an object
     whose ``channel`` is missing or not a string. Any object is accepted, as
@@ -85,9 +88,14 @@ def message_kind(message: object) -> MessageKind | None:
     channel = message.get("channel")
     if type(channel) is not str:
         return None
+    # channel_kind(), inline.
     kind = META_KINDS.get(channel)
     if kind is not None:
         return kind
     if not channel.startswith(_SPECIAL_PREFIXES):
         return MessageKind.PUBLISH
-    return channel_kind(channel)
+    if channel.startswith("/meta/") or channel == "/meta":
+        return MessageKind.OTHER_META
+    if channel.startswith("/service/") or channel == "/service":
+        return MessageKind.SERVICE
+    return MessageKind.PUBLISH

@@ -29,6 +29,12 @@ class SessionState(enum.Enum):
 
 
 class MessageKind(enum.Enum):
+    """What a message is, by its channel (:func:`~bayeux_core.message_kind`)."""
+
+    # Members are singletons: hash them by identity, not by name through
+    # Enum.__hash__ (a Python call), as they are looked up once per message.
+    __hash__ = object.__hash__
+
     HANDSHAKE = "/meta/handshake"
     CONNECT = "/meta/connect"
     SUBSCRIBE = "/meta/subscribe"

@@ -131,3 +131,10 @@ def test_is_connect_is_public() -> None:
     assert bayeux_core.is_connect({"channel": "/meta/connect"})
     assert not bayeux_core.is_connect({"channel": "/meta/connect/x"})
     assert not bayeux_core.is_connect({})
+
+
+def test_kinds_hash_by_identity() -> None:
+    # Not by name through Enum.__hash__: the metrics look a kind up per message.
+    for kind in MessageKind:
+        assert hash(kind) == object.__hash__(kind)
+        assert {kind: 1}[MessageKind(kind.value)] == 1
