@@ -454,7 +454,8 @@ class _Harness:
         # is the well-behaved client's.
         self.server.engine._new_id = new_id
         self.websocket_good = websocket_good
-        self.good_streams: set[trio.SocketStream] = set()
+        #: the file descriptors of the well-behaved client's server sockets
+        self.good_fds: set[int] = set()
         self.good_received: list[Any] = []
         self.clients: dict[int, _Client] = {}
         self.all_clients: list[_Client] = []
@@ -462,22 +463,21 @@ class _Harness:
 
     # -------------------------------------------------------------- plumbing
 
-    def _serve(self, server_sock: socket.socket, client: _Client | None) -> trio.SocketStream:
+    def _serve(self, server_sock: socket.socket, client: _Client | None) -> None:
         """Serve the server end of a socketpair as an accepted connection."""
         stream = trio.SocketStream(trio.socket.from_stdlib_socket(server_sock))
         server = self.server
 
         async def serve() -> None:
+            # serve_connection owns the stream (the socket) and closes it.
             try:
                 await serve_connection(server, stream)
             finally:
                 if client is not None:
                     client.server_done = True
-                await trio.aclose_forcefully(stream)
 
         assert self.nursery is not None
         self.nursery.start_soon(serve)
-        return stream
 
     def open(self, index: int, prelude: bytes) -> _Client:
         ours, theirs = socket.socketpair()
@@ -554,8 +554,8 @@ class _Harness:
 
     async def good_client(self, *, task_status: trio.TaskStatus[None]) -> None:
         ours, theirs = socket.socketpair()
-        stream = self._serve(theirs, None)
-        self.good_streams.add(stream)
+        self.good_fds.add(theirs.fileno())  # the server's socket keeps the number
+        self._serve(theirs, None)
         client = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
         try:
             if self.websocket_good:
@@ -639,9 +639,17 @@ class _Harness:
     def _check_no_leaks(self) -> None:
         hub = self.server.hub
         for endpoint in hub._endpoints.values():
-            assert getattr(endpoint, "stream", None) in self.good_streams, endpoint
+            assert _fd_of(endpoint) in self.good_fds, endpoint
         for stream in self.server._streams:
-            assert getattr(stream, "stream", None) in self.good_streams, stream
+            assert _fd_of(stream) in self.good_fds, stream
+
+
+def _fd_of(endpoint: object) -> int | None:
+    """The file descriptor of a connection's socket (None: closed, or none)."""
+    sock = getattr(getattr(endpoint, "output", None), "socket", None)
+    if not isinstance(sock, socket.socket) or sock.fileno() < 0:
+        return None
+    return sock.fileno()
 
 
 # ------------------------------------------------------------ good clients

@@ -11,11 +11,14 @@ its ``/meta/connect``, the task keeps reading the socket so that a client that
 goes away is noticed (the engine then keeps its messages for the next
 connect); the hub writes the response straight into the output buffer when
 the reply comes, and wakes this task to read the next request.
+
+Bytes come and go through the connection's :class:`~._output.Output`: on a
+plaintext connection this task reads its socket directly (the fast path),
+otherwise (TLS, memory streams) it awaits ``Output.receive``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import http
 import logging
 import math
@@ -92,26 +95,23 @@ class _TooLarge(Exception):
 
 
 class HttpConnection:
-    """Serves one accepted socket until it closes or becomes a WebSocket."""
+    """Serves one accepted connection until it closes or becomes a WebSocket."""
 
     kind = Kind.HTTP
 
-    def __init__(self, server: ServerContext, stream: trio.SocketStream) -> None:
+    def __init__(self, server: ServerContext, output: Output) -> None:
         self.server = server
         self.hub: Hub = server.hub
         self.config = server.config
-        self.stream = stream
         #: the peer's IP address, set by the server when the engine limits
         #: clients per address (else None: not counted)
         self.address: str | None = None
-        sock = stream.socket._sock  # type: ignore[attr-defined]  # the stdlib socket
-        self._sock: socket.socket = sock
-        self.output: Output | None = Output(
-            sock,
-            max_buffer=self.config.max_buffer,
-            on_broken=self._broken,
-            count=self.hub.drains,
-        )
+        #: the connection's transport (see ``_output``); it passes to the
+        #: WebSocket on an upgrade
+        self.output: Output | None = output
+        output.on_broken = self._broken
+        #: the plaintext socket, read directly; None: read through the output
+        self._sock: socket.socket | None = output.socket
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self.config.max_header)
         #: engine connection id of the request waiting for its reply
         self._waiting: int | None = None
@@ -134,7 +134,6 @@ class HttpConnection:
         #: the current request's bytes, when the fast path took it
         self._fast: bytes | None = None
         self._fast_body = b""
-        self._fast_pairs: list[tuple[bytes, bytes]] = []
         self._fast_close = False
         self._fast_replied = False
         #: carries the deadline of the head being read (see _serve)
@@ -225,7 +224,7 @@ class HttpConnection:
             data, closed = self.h11.trailing_data
             self._fast_ok = not data and not closed
 
-    async def _read_head(self) -> h11.Request | None:
+    async def _read_head(self) -> HttpRequest | None:
         """The next request head, or None on a clean close between requests.
 
         An idle kept-alive connection may wait ``idle_timeout`` for its next
@@ -252,7 +251,6 @@ class HttpConnection:
                     self._input = data[size:]
                     self._fast = data[:size]
                     self._fast_body = taken.body
-                    self._fast_pairs = taken.pairs
                     self._fast_close = taken.close
                     self._fast_replied = False
                     # The deadline stays armed: see _dispatch_fast.
@@ -292,7 +290,10 @@ class HttpConnection:
                 if unparsed - len(self.h11.trailing_data[0]) > config.max_header:
                     raise h11.RemoteProtocolError("head too large", error_status_hint=431)
                 await self._head_read()
-                return event
+                # What the fast path makes: header names lower-case, as
+                # iterating h11's headers gives them.
+                headers = list(event.headers)
+                return HttpRequest(event.method, event.target, headers, event.http_version)
             if isinstance(event, h11.ConnectionClosed):
                 return None
             raise _Closed  # PAUSED, or an event that cannot start a request
@@ -305,7 +306,7 @@ class HttpConnection:
             # The deadline passed before this task ran again: it is late.
             await trio.lowlevel.checkpoint()
 
-    async def _dispatch_fast(self, request: h11.Request) -> bool:
+    async def _dispatch_fast(self, request: HttpRequest) -> bool:
         """:meth:`_dispatch` for a request the fast path took.
 
         Moving a deadline costs about as much as the rest of reading the
@@ -357,7 +358,7 @@ class HttpConnection:
             state.send(_REPLY_STATE)
             state.send(_END)
 
-    async def _read_body(self, request: h11.Request) -> bytes:
+    async def _read_body(self, request: HttpRequest) -> bytes:
         limit = self.config.max_body
         parts: list[bytes] = []
         framings = 0
@@ -421,6 +422,8 @@ class HttpConnection:
         # out, so wait first and read once; trio's receive_some would try a
         # read first, and add a checkpoint and wrappers.
         sock = self._sock
+        if sock is None:
+            return await self._receive_stream()
         try:
             while True:
                 await trio.lowlevel.wait_readable(sock)
@@ -429,6 +432,16 @@ class HttpConnection:
                 except BlockingIOError:
                     continue
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            raise _Closed from None
+
+    async def _receive_stream(self) -> bytes:
+        """:meth:`_receive` through a trio stream (TLS, memory streams)."""
+        output = self.output
+        if output is None:
+            raise _Closed
+        try:
+            return await output.receive()
+        except trio.BrokenResourceError:
             raise _Closed from None
 
     async def _hold(self) -> None:
@@ -469,8 +482,7 @@ class HttpConnection:
         await output.wait_flushed()
         if output.broken:
             return
-        with contextlib.suppress(OSError):
-            self.stream.socket.shutdown(socket.SHUT_WR)
+        await output.send_eof()
         discarded = 0
         with trio.move_on_after(_LINGER_TIME):
             while discarded <= _LINGER_BYTES:
@@ -492,14 +504,12 @@ class HttpConnection:
 
     # --------------------------------------------------------------- routing
 
-    async def _dispatch(self, request: h11.Request, body: bytes) -> bool:
-        """Answer one request; True if the socket now belongs to a WebSocket."""
-        if self._fast is not None:
-            pairs = self._fast_pairs
-        else:
-            pairs = [(name.lower(), value) for name, value in request.headers.raw_items()]
-        wire_request = HttpRequest(request.method, request.target, pairs, request.http_version)
-        route = classify(wire_request, self.server.wire)
+    async def _dispatch(self, request: HttpRequest, body: bytes) -> bool:
+        """Answer one request; True if the connection now belongs to a WebSocket.
+
+        ``request`` comes from the fast path or from h11, in the same shape.
+        """
+        route = classify(request, self.server.wire)
         if isinstance(route, BayeuxRequest):
             messages = decode_request(route, body, self.server.wire)
             if isinstance(messages, HttpResponse):
@@ -509,12 +519,12 @@ class HttpConnection:
             self._shape = route.shape
             conn = self.hub.new_conn(self)
             self._waiting = conn
-            await self.server.receive(conn, messages, wire_request, self.address)
+            await self.server.receive(conn, messages, request, self.address)
             return False
         if isinstance(route, NotMounted):
             path = route.path
             # health, the admin API and metrics (bayeux_trio.ops)
-            response = self.server.respond_outside(wire_request, body, path)
+            response = self.server.respond_outside(request, body, path)
             if response is not None:
                 self._respond(response)
                 return False
@@ -532,8 +542,8 @@ class HttpConnection:
         self._sync_h11()
         output = self.output
         assert output is not None
-        self._upgrade = Upgrade(wire_request, self.h11.trailing_data[0], output)
-        self.output = None  # the socket's output belongs to the WebSocket now
+        self._upgrade = Upgrade(request, self.h11.trailing_data[0], output)
+        self.output = None  # the connection's transport belongs to the WebSocket now
         return True
 
     # ----------------------------------------------------- engine callbacks
@@ -606,7 +616,7 @@ class HttpConnection:
         self._send(h11.Response(status_code=status, headers=headers), text)
 
     async def _static_response(
-        self, request: h11.Request, files: StaticFiles | None, path: str
+        self, request: HttpRequest, files: StaticFiles | None, path: str
     ) -> None:
         if request.method not in (b"GET", b"HEAD"):
             self._respond_simple(405 if files is not None else 404, b"Not found")

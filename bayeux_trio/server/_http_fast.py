@@ -4,11 +4,15 @@ h11 stays the parser of record. :func:`parse` recognises a strict subset of
 what h11 accepts: a complete ``GET`` or ``POST`` request for an origin-form
 target, ``HTTP/1.1``, header lines of plain tokens and visible bytes ending
 in CRLF, one ``Host``, at most one ``Content-Length`` (within our limits) and
-its whole body already in the buffer. It returns exactly the request h11
-would give for the same bytes (the differential tests in
-``tests/trio/test_http_fastpath.py`` and ``fuzz/fuzz_http_fastpath.py`` hold
-it to that), or ``None``. On ``None`` the caller gives the bytes to h11,
-which parses them as it always did, errors included. A request whose
+its whole body already in the buffer. It returns the request as the
+neutral :class:`bayeux_core.wire.HttpRequest` the server routes on, with
+exactly what h11 would give for the same bytes: method, target, version, the
+headers as (lower-case name, value) pairs, the body and the framing (the
+differential tests in ``tests/trio/test_http_fastpath.py`` and
+``fuzz/fuzz_http_fastpath.py`` hold it to that), or ``None``. On ``None``
+the caller gives the bytes to h11, which parses them as it always did,
+errors included. Header names keep no original case: nothing reads it, and
+h11 sees the original bytes whenever it takes over. A request whose
 handling needs h11's machinery is always declined: ``Transfer-Encoding``,
 ``Upgrade``, ``Expect``, any ``Connection`` value other than ``close`` or
 ``keep-alive``, obs-fold, bare LF or CR, HTTP/1.0. :class:`FastParser`
@@ -24,8 +28,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-import h11
-from h11._headers import Headers  # what h11's parser builds; the tests compare
+from bayeux_core.wire import HttpRequest
 
 __all__ = ["FastParser", "FastRequest", "may_complete", "parse"]
 
@@ -44,25 +47,20 @@ _REQUEST_LINE = re.compile(rb"(GET|POST) (/[\x21-\x7e]*) HTTP/1\.1\r\n")
 _HEADER_LINE = re.compile(_LINE)
 #: headers whose presence means h11 must handle the request
 _DECLINE = frozenset((b"transfer-encoding", b"upgrade", b"expect"))
-_new = object.__new__
-_set = object.__setattr__
-#: a head's request, body length, close, and (lower-case name, value) pairs
-_Head = tuple[h11.Request, int, bool, list[tuple[bytes, bytes]]]
+#: a head's request, body length, and close
+_Head = tuple[HttpRequest, int, bool]
 
 
 class FastRequest(NamedTuple):
     """A request parsed by :func:`parse`."""
 
-    #: the event h11 would have produced for the head
-    request: h11.Request
+    #: the head, as h11 would have parsed it (header names lower-case)
+    request: HttpRequest
     body: bytes
     #: bytes of the buffer taken by this request (head and body)
     size: int
     #: the client sent ``Connection: close``: h11 would close after the response
     close: bool
-    #: the headers as (lower-case name, value) pairs, made once per distinct
-    #: head: what bayeux_core.wire reads (iterating h11's Headers costs more)
-    pairs: list[tuple[bytes, bytes]]
 
 
 class FastParser:
@@ -99,11 +97,11 @@ class FastParser:
                 return None
             self._head = head
             self._parsed = parsed
-        request, length, close, pairs = parsed
+        request, length, close = parsed
         size = body + length
         if len(data) < size:
             return None
-        return FastRequest(request, data[body:size], size, close, pairs)
+        return FastRequest(request, data[body:size], size, close)
 
 
 def parse(data: bytes, max_head: int, max_body: int) -> FastRequest | None:
@@ -116,7 +114,6 @@ def _parse_head(data: bytes, end: int, max_body: int) -> _Head | None:
     first = _REQUEST_LINE.match(data, 0, end + 2)
     if first is None:
         return None
-    items = []
     pairs: list[tuple[bytes, bytes]] = []
     length = 0
     seen_length = False
@@ -152,18 +149,10 @@ def _parse_head(data: bytes, end: int, max_body: int) -> _Head | None:
                 return None
         elif lower in _DECLINE:
             return None
-        items.append((name, lower, value))
         pairs.append((lower, value))
     if not host:
         return None
-    # What h11.Request(..., _parsed=True) builds, without its checks: the
-    # grammar above already holds (h11's own checks cost more than parsing).
-    request = _new(h11.Request)
-    _set(request, "method", first[1])
-    _set(request, "target", first[2])
-    _set(request, "headers", Headers(items))
-    _set(request, "http_version", b"1.1")
-    return request, length, close, pairs
+    return HttpRequest(first[1], first[2], pairs, b"1.1"), length, close
 
 
 def may_complete(data: bytes, max_head: int) -> bool:

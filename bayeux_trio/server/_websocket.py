@@ -9,9 +9,13 @@ are unmasked (one big-integer XOR) and decoded there; anything else goes to
 a ``wsproto.connection.Connection``, made only when first needed (1.7 KB an
 idle connection does without). ``tests/trio/test_ws_fast_paths.py`` proves on
 generated inputs that the handshake, the unmasking and the reader give what
-wsproto gives. One task reads the socket; everything the engine sends is
-written into the output buffer by the hub, already framed (server frames are
-unmasked and we offer no compression, so one frame serves every recipient).
+wsproto gives. Only public names of wsproto are used: the frames wsproto sees
+(control frames, fragments, frames over 64 KB) are unmasked by its own
+decoder, which Faye and browser clients, sending each message as one whole
+text frame, hardly ever reach. One task reads the connection (its socket
+directly when it is plaintext); everything the engine sends is written into
+the output buffer by the hub, already framed (server frames are unmasked and
+we offer no compression, so one frame serves every recipient).
 
 A text message is a JSON message or array, as with Faye. A message that is
 not valid Bayeux gets an error reply; a message over the size limit closes the
@@ -23,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import socket
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -36,7 +39,7 @@ from wsproto.events import (
     Ping,
     TextMessage,
 )
-from wsproto.frame_protocol import FrameDecoder, XorMaskerSimple
+from wsproto.frame_protocol import XorMaskerSimple
 from wsproto.utilities import LocalProtocolError
 
 from bayeux_core.wire import BAD_MESSAGE, HttpRequest, websocket_accept, websocket_messages
@@ -44,7 +47,7 @@ from bayeux_core.wire import BAD_MESSAGE, HttpRequest, websocket_accept, websock
 from ._context import ServerContext, Upgrade
 from ._frames import ws_text_frame
 from ._hub import Kind
-from ._output import Output
+from ._output import READ_SIZE, Output
 
 __all__ = [
     "FrameReader",
@@ -59,15 +62,15 @@ log = logging.getLogger("bayeux.server")
 
 _PING = b"\x89\x00"
 _BAD_BODY = ws_text_frame(BAD_MESSAGE)
-_READ_SIZE = 65536
 #: what wsproto's handshake writes for ``RejectConnection(status_code=400)``
 _REFUSED = b"HTTP/1.1 400 \r\ncontent-length: 0\r\n\r\n"
 _ACCEPT_HEAD = (
     b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     b"Sec-WebSocket-Accept: "
 )
-#: payloads up to this size are unmasked with one integer XOR; longer ones
-#: with wsproto's translate tables, which win once the payload is large
+#: whole text frames up to this size are unmasked with one integer XOR;
+#: longer ones with wsproto's translate tables, which win once the payload is
+#: large
 _INT_XOR_MAX = 8192
 
 
@@ -86,40 +89,6 @@ def accept_response(request: HttpRequest) -> bytes:
     if answer.status != 101:
         raise HandshakeRefused("not an upgrade wsproto would accept")
     return _ACCEPT_HEAD + dict(answer.headers)[b"sec-websocket-accept"] + b"\r\n\r\n"
-
-
-class _IntXorMasker(XorMaskerSimple):
-    """wsproto's client-frame unmasker, with one integer XOR per chunk.
-
-    wsproto's own makes four slices, four translations and four slice
-    assignments whatever the size; for a Bayeux message of a few hundred
-    bytes one ``int.from_bytes`` XOR ``to_bytes`` is cheaper. The mask key
-    rotates between chunks of one frame exactly as in wsproto.
-    """
-
-    def process(self, data: bytearray) -> bytearray:
-        size = len(data)
-        if size > _INT_XOR_MAX or not size:
-            return super().process(data)
-        key = bytes(self._masking_key)
-        mask = (key * ((size >> 2) + 1))[:size]
-        unmasked = int.from_bytes(data, "little") ^ int.from_bytes(mask, "little")
-        shift = size & 3
-        if shift:
-            self._masking_key = key[shift:] + key[:shift]
-        return bytearray(unmasked.to_bytes(size, "little"))
-
-
-class _FrameDecoder(FrameDecoder):
-    """wsproto's frame decoder, unmasking with :class:`_IntXorMasker`."""
-
-    def parse_header(self) -> bool:
-        if not super().parse_header():
-            return False
-        masker = self.masker
-        if type(masker) is XorMaskerSimple:
-            self.masker = _IntXorMasker(masker._masking_key)
-        return True
 
 
 #: the first byte of a whole text frame (FIN, no RSV bit, opcode 1)
@@ -314,20 +283,21 @@ def _unmask_text(key: bytes, payload: bytes) -> str | None:
 
 
 def open_connection() -> Connection:
-    """A server-side wsproto connection, past the handshake, no extensions."""
-    connection = Connection(ConnectionType.SERVER)
-    # The frame decoder is wsproto's, but for the unmasking; should a later
-    # wsproto lay its parts out differently, its own decoder stays.
-    proto = getattr(connection, "_proto", None)
-    if isinstance(getattr(proto, "_frame_decoder", None), FrameDecoder):
-        proto._frame_decoder = _FrameDecoder(proto.client, proto.extensions)  # type: ignore[union-attr]
-    return connection
+    """A server-side wsproto connection, past the handshake, no extensions.
+
+    wsproto's own, untouched. An earlier version swapped in a decoder that
+    unmasked with an integer XOR, through wsproto's private attributes; the
+    frames that reach wsproto here are rarely on a hot path (see
+    :class:`FrameReader`), so it is gone, and with it any tie to wsproto's
+    internals.
+    """
+    return Connection(ConnectionType.SERVER)
 
 
 async def accept_upgrade(
-    server: ServerContext, stream: trio.SocketStream, upgrade: Upgrade, address: str | None
+    server: ServerContext, upgrade: Upgrade, address: str | None
 ) -> Callable[[], Awaitable[None]] | None:
-    """Answer the upgrade on ``stream``; returns the WebSocket to serve.
+    """Answer the upgrade on its connection; returns the WebSocket to serve.
 
     None if the upgrade was refused (the refusal has been sent).
     """
@@ -345,13 +315,12 @@ async def accept_upgrade(
     leftover = upgrade.leftover
     limit = server.config.max_ws_message
     reader = FrameReader(limit, limit)
-    endpoint = WebSocketEndpoint(server, stream, reader, output)
+    endpoint = WebSocketEndpoint(server, reader, output)
     endpoint.address = address
     # When the output fails (a reader too far behind is cut off, a send
-    # fails) the endpoint's read loop ends at once, so the socket is closed
-    # and the engine queues the client's messages for its next connect. A
-    # wake-up of the socket's waiters does that for no per-connection memory
-    # (a cancel scope held for the connection's life costs about 0.6 KB).
+    # fails) the endpoint's read loop ends at once, so the connection is
+    # closed and the engine queues the client's messages for its next
+    # connect (Output.wake: no per-connection memory on a plaintext socket).
     output.on_broken = endpoint.wake
     return functools.partial(endpoint.serve, leftover)
 
@@ -364,22 +333,16 @@ class WebSocketEndpoint:
     __slots__ = (
         "_parts",
         "_size",
-        "_sock",
         "address",
         "conn",
         "idle",
         "output",
         "server",
-        "stream",
         "ws",
     )
 
-    def __init__(
-        self, server: ServerContext, stream: trio.SocketStream, ws: FrameReader, output: Output
-    ) -> None:
+    def __init__(self, server: ServerContext, ws: FrameReader, output: Output) -> None:
         self.server = server
-        self.stream = stream
-        self._sock: socket.socket = stream.socket._sock  # type: ignore[attr-defined]
         self.ws = ws
         self.output: Output | None = output
         self._parts: list[str] = []
@@ -399,17 +362,23 @@ class WebSocketEndpoint:
             if leftover:
                 if not await self._events(self.ws.feed(leftover)):
                     return
-            # The socket is read directly rather than through the stream: an
-            # idle connection then waits in one coroutine frame fewer than
-            # three (trio's stream and socket wrappers), about 1 KB less.
-            sock = self._sock
+            transport = self.output
+            assert transport is not None
+            sock = transport.socket
+            if sock is None:
+                await self._read_stream(transport)
+                return
+            # A plaintext socket is read directly rather than through a
+            # stream: an idle connection then waits in one coroutine frame
+            # fewer than three (trio's stream and socket wrappers), about
+            # 1 KB less.
             while True:
                 output = self.output
                 if output is None or output.broken:
                     return  # it broke while this task was busy: see wake()
                 try:
                     await trio.lowlevel.wait_readable(sock)
-                    data = sock.recv(_READ_SIZE)
+                    data = sock.recv(READ_SIZE)
                 except BlockingIOError:
                     continue  # woken without data after all
                 except (trio.ClosedResourceError, OSError):
@@ -422,6 +391,20 @@ class WebSocketEndpoint:
             self.server.untrack_stream(self)
             self.output = None
             hub.forget(self.conn)
+
+    async def _read_stream(self, transport: Output) -> None:
+        """The read loop through a trio stream (TLS, memory streams)."""
+        while True:
+            output = self.output
+            if output is None or output.broken:
+                return
+            try:
+                data = await transport.receive()
+            except trio.BrokenResourceError:
+                return  # ended by wake(), or the connection broke
+            self.idle = 0
+            if not await self._events(self.ws.feed(data or None)) or not data:
+                return
 
     async def _events(self, events: list[ReaderEvent]) -> bool:
         """Handle what the reader parsed; False once the connection is over.
@@ -497,11 +480,13 @@ class WebSocketEndpoint:
         await server.receive(self.conn, messages, None, self.address)
 
     def wake(self) -> None:
-        """The output broke: end the read loop if it is waiting on the socket.
+        """The output broke: end the read loop if it is waiting on the connection.
 
-        The socket is closed right after, when the connection task ends.
+        The connection is closed right after, when the connection task ends.
         """
-        trio.lowlevel.notify_closing(self._sock)
+        output = self.output
+        if output is not None:
+            output.wake()
 
     def _write(self, data: bytes) -> bool:
         output = self.output
