@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import signal
+import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -135,6 +136,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--static", type=Path, default=None, metavar="DIR", help="serve DIR's files at /"
+    )
+    serve.add_argument(
+        "--certfile",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="serve HTTPS and WSS with this certificate chain (PEM); needs --keyfile",
+    )
+    serve.add_argument(
+        "--keyfile",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the private key (PEM, not encrypted) of --certfile",
     )
     serve.add_argument(
         "--allow-origin",
@@ -294,6 +309,8 @@ def _config(args: argparse.Namespace) -> ServerConfig:
         metrics_path=args.metrics_path or None,
         reclaim_after=args.reclaim_after or None,
         max_service_calls=args.max_service_calls,
+        certfile=args.certfile,
+        keyfile=args.keyfile,
     )
 
 
@@ -314,11 +331,33 @@ def _check_serve_args(args: argparse.Namespace) -> None:
     """Refuse, in one line, what would otherwise fail later or silently."""
     if args.static is not None and not args.static.is_dir():
         _fail(f"--static {args.static}: not a directory")
+    _check_tls_files(args.certfile, args.keyfile)
     if args.metrics_path:
         try:
             import prometheus_client  # noqa: F401
         except ImportError:
             _extra_missing("--metrics-path", "prometheus_client", "metrics")
+
+
+def _check_tls_files(certfile: Path | None, keyfile: Path | None) -> None:
+    """--certfile and --keyfile: both or neither, readable, and a usable pair."""
+    if certfile is None and keyfile is None:
+        return
+    if certfile is None or keyfile is None:
+        _fail("--certfile and --keyfile go together: give both, or neither")
+    for option, path in (("--certfile", certfile), ("--keyfile", keyfile)):
+        try:
+            with path.open("rb"):
+                pass
+        except OSError as exc:
+            _fail(f"{option} {path}: cannot read it ({exc.strerror or exc})")
+    try:
+        ServerConfig(certfile=certfile, keyfile=keyfile).ssl_context()
+    except (OSError, ssl.SSLError) as exc:
+        _fail(
+            f"--certfile {certfile} --keyfile {keyfile}: not a certificate chain and its "
+            f"unencrypted private key, in PEM ({exc})"
+        )
 
 
 def _redis_bus(url: str, parser: argparse.ArgumentParser) -> RedisBus:

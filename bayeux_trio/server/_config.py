@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +35,8 @@ class ServerConfig:
             (the TCP peer; X-Forwarded-For is not read); more are closed on
             accept. None: no limit (behind a proxy every peer is the proxy).
         max_buffer: bytes of unsent output per connection before it is cut off.
-        header_timeout: time to send a whole request head once it has begun.
+        header_timeout: time to send a whole request head once it has begun;
+            with TLS, also the time to finish the handshake.
         body_timeout: time to send a request body.
         idle_timeout: how long a kept-alive connection may sit idle.
         reuse_port: listen with SO_REUSEPORT, so that several processes share
@@ -54,6 +56,10 @@ class ServerConfig:
         max_service_calls: service calls (``BayeuxServer.add_service``) whose
             handlers run at once; a call past it gets the result
             ``503::Too many service calls`` at once, and runs no handler.
+        certfile, keyfile: serve HTTPS and WSS with this certificate chain
+            (PEM, the server's certificate first) and its private key (PEM,
+            not encrypted); both or neither. The files are read when the
+            server starts. None: plain HTTP and WebSocket.
     """
 
     host: str = "127.0.0.1"
@@ -79,6 +85,8 @@ class ServerConfig:
     metrics_path: str | None = None
     reclaim_after: int | None = 500
     max_service_calls: int = 1000
+    certfile: Path | None = None
+    keyfile: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.mount.startswith("/") or (len(self.mount) > 1 and self.mount.endswith("/")):
@@ -136,7 +144,30 @@ class ServerConfig:
         per_address = self.max_connections_per_address
         if per_address is not None and per_address < 1:
             raise ValueError("max_connections_per_address must be None or at least 1")
+        if (self.certfile is None) != (self.keyfile is None):
+            raise ValueError("certfile and keyfile go together: give both, or neither")
         for name in ("header_timeout", "body_timeout", "idle_timeout"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number of seconds")
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context of ``certfile`` and ``keyfile`` (read now); None without.
+
+        The stdlib's defaults for a server; ALPN offers HTTP/1.1 only (a
+        client that asks for h2 gets HTTP/1.1). Raises OSError for a file that
+        cannot be read, ``ssl.SSLError`` for one that holds no usable
+        certificate or key (an encrypted key among them).
+        """
+        if self.certfile is None or self.keyfile is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.certfile, self.keyfile, password=_no_password)
+        context.set_alpn_protocols(["http/1.1"])
+        return context
+
+
+def _no_password() -> str:
+    # Without this, OpenSSL would prompt on the terminal for the password of
+    # an encrypted key; an empty one fails to decrypt it instead.
+    return ""
