@@ -57,6 +57,7 @@ from ._errors import BayeuxError as BayeuxError
 from ._errors import ErrorCode as ErrorCode
 from ._errors import LocalProtocolError as LocalProtocolError
 from ._errors import ProtocolError as ProtocolError
+from ._errors import PublishError as PublishError
 from ._errors import error_string as error_string
 from ._extensions import Extension as Extension
 from ._extensions import MessageContext as MessageContext
@@ -123,6 +124,7 @@ __all__ = (
     "Outcome",
     "OverflowPolicy",
     "ProtocolError",
+    "PublishError",
     "PublishFailed",
     "PublishSucceeded",
     "Published",

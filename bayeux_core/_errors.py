@@ -22,6 +22,7 @@ __all__ = [
     "ErrorCode",
     "LocalProtocolError",
     "ProtocolError",
+    "PublishError",
     "error_string",
 ]
 
@@ -73,6 +74,18 @@ def error_string(code: ErrorCode, args: Iterable[str] = (), message: str | None 
 
 class BayeuxError(Exception):
     """Base class of every exception this package raises."""
+
+
+class PublishError(BayeuxError):
+    """The server refused a message a client sent; ``error`` is its error string.
+
+    Raised by the clients that bayeux_trio builds on this package (the
+    network client and the in-process one) alike.
+    """
+
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error
 
 
 class ProtocolError(BayeuxError):

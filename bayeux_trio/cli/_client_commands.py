@@ -29,6 +29,7 @@ from bayeux_core import (
     Message,
     MessageContext,
     MessageReceived,
+    PublishError,
     SessionEnded,
     SubscribeFailed,
     is_meta,
@@ -36,7 +37,6 @@ from bayeux_core import (
     is_valid_pattern,
 )
 from bayeux_trio.client import TRANSPORTS, SubscribeError, open_client, publish_sync
-from bayeux_trio.server import PublishError
 
 __all__ = ["add_client_commands", "run_client_command"]
 

@@ -47,6 +47,7 @@ from bayeux_core import (
     LocalProtocolError,
     Message,
     MessageReceived,
+    PublishError,
     PublishFailed,
     PublishSucceeded,
     SessionEnded,
@@ -60,7 +61,6 @@ from bayeux_core import (
     is_valid_name,
     matches,
 )
-from bayeux_trio.server._local import PublishError
 
 from ._transports import (
     Endpoint,

@@ -50,8 +50,7 @@ from wsproto.events import (
 from wsproto.utilities import LocalProtocolError as WsLocalProtocolError
 from wsproto.utilities import RemoteProtocolError as WsRemoteProtocolError
 
-from bayeux_core import BodyError, Message, decode_body
-from bayeux_core._client import is_connect
+from bayeux_core import BodyError, Message, decode_body, is_connect
 
 __all__ = [
     "Endpoint",

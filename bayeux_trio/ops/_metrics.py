@@ -23,9 +23,11 @@ from bayeux_core import (
     Event,
     Handshaken,
     Message,
+    MessageKind,
     Published,
     QueueOverflow,
     SessionExpired,
+    message_kind,
 )
 
 from ._view import ServerView
@@ -38,12 +40,17 @@ __all__ = ["CONTENT_TYPE", "ServerMetrics"]
 #: the text exposition format prometheus_client writes
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-_META_KINDS = {
-    "/meta/handshake": "handshake",
-    "/meta/connect": "connect",
-    "/meta/subscribe": "subscribe",
-    "/meta/unsubscribe": "unsubscribe",
-    "/meta/disconnect": "disconnect",
+#: the ``kind`` label of a message, by what bayeux_core says it is (None: no message)
+_KIND_LABELS: dict[MessageKind | None, str] = {
+    MessageKind.HANDSHAKE: "handshake",
+    MessageKind.CONNECT: "connect",
+    MessageKind.SUBSCRIBE: "subscribe",
+    MessageKind.UNSUBSCRIBE: "unsubscribe",
+    MessageKind.DISCONNECT: "disconnect",
+    MessageKind.OTHER_META: "meta",
+    MessageKind.SERVICE: "service",
+    MessageKind.PUBLISH: "publish",
+    None: "invalid",
 }
 #: publish-to-delivery buckets, in seconds: a loopback fan-out takes
 #: microseconds to milliseconds; a slow consumer's drain is not counted
@@ -65,17 +72,7 @@ _LATENCY_BUCKETS = (
 
 
 def _kind_of(message: object) -> str:
-    channel = message.get("channel") if type(message) is dict else None
-    if type(channel) is not str:
-        return "invalid"
-    kind = _META_KINDS.get(channel)
-    if kind is not None:
-        return kind
-    if channel.startswith("/meta/"):
-        return "meta"
-    if channel.startswith("/service/"):
-        return "service"
-    return "publish"
+    return _KIND_LABELS[message_kind(message)]
 
 
 class ServerMetrics(Collector):

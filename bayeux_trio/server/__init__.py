@@ -6,13 +6,14 @@ Connection handlers see a :class:`ServerContext`, never the whole
 :class:`BayeuxServer`. Other rooms use the names here, nothing private.
 """
 
+from bayeux_core import PublishError as PublishError
+
 from ._config import ServerConfig as ServerConfig
 from ._context import ServerContext as ServerContext
 from ._extensions import AsyncExtension as AsyncExtension
 from ._extensions import load_extension as load_extension
 from ._hub import Hub as Hub
 from ._local import LocalClient as LocalClient
-from ._local import PublishError as PublishError
 from ._server import BayeuxServer as BayeuxServer
 from ._server import Bus as Bus
 from ._services import ServiceContext as ServiceContext

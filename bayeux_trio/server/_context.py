@@ -58,7 +58,7 @@ class ServerContext(Protocol):
         """False when async extensions may wait: flush after every message."""
 
     async def receive(
-        self, conn: int, messages: Sequence[Message], request: object, address: str | None
+        self, conn: int, messages: Sequence[Message], request: object, address: str | None = None
     ) -> None:
         """Run the incoming pipeline over a batch and feed it to the engine."""
 

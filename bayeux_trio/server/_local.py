@@ -27,13 +27,12 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 import trio
 
 from bayeux_core import (
-    BayeuxError,
     ClientEvent,
     ClientSession,
     ClientState,
@@ -41,6 +40,7 @@ from bayeux_core import (
     LocalProtocolError,
     Message,
     MessageReceived,
+    PublishError,
     PublishFailed,
     PublishSucceeded,
     SessionEnded,
@@ -52,13 +52,11 @@ from bayeux_core import (
     unanswered,
 )
 
+from ._context import ServerContext
 from ._hub import Kind
 from ._output import Output
 
-if TYPE_CHECKING:
-    from ._server import BayeuxServer
-
-__all__ = ["DROPPED", "LocalClient", "PublishError"]
+__all__ = ["DROPPED", "LocalClient"]
 
 log = logging.getLogger("bayeux.server")
 
@@ -68,14 +66,6 @@ Callback = Callable[[str, Any], None]
 DROPPED = "Dropped by a server extension"
 #: seconds before a message lost in the server (its receive raised) is sent again
 _RETRY = 1.0
-
-
-class PublishError(BayeuxError):
-    """The server refused a message; ``error`` is its error string."""
-
-    def __init__(self, error: str) -> None:
-        super().__init__(error)
-        self.error = error
 
 
 class _Waiter:
@@ -109,7 +99,7 @@ class LocalClient:
     kind = Kind.LOCAL
     output: Output | None = None
 
-    def __init__(self, server: BayeuxServer) -> None:
+    def __init__(self, server: ServerContext) -> None:
         self._server = server
         self._hub = server.hub
         self._conn = self._hub.new_conn(self)

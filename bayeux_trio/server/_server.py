@@ -21,7 +21,15 @@ from typing import Any, Protocol, TypeVar
 
 import trio
 
-from bayeux_core import Engine, Event, Extension, ExtensionFailed, Message, Published
+from bayeux_core import (
+    Engine,
+    Event,
+    Extension,
+    ExtensionFailed,
+    Message,
+    Published,
+    refused_copy,
+)
 from bayeux_core.wire import HttpRequest, HttpResponse, WireConfig
 from bayeux_trio.ops import Operations, client_info, health_response
 
@@ -398,10 +406,7 @@ class BayeuxServer:
                     except Exception as exc:
                         # A bug in the hook refuses this message only.
                         _log_extension_failure(extension, "incoming", message.get("channel"), exc)
-                        result = {
-                            k: message[k] for k in ("id", "channel", "clientId") if k in message
-                        }
-                        result["error"] = _EXTENSION_FAILED
+                        result = refused_copy(message, _EXTENSION_FAILED)
                         break
                     if result is None:
                         break

@@ -144,3 +144,12 @@ def test_other_subclasses_are_concrete() -> None:
     exc = RemoteProtocolError("peer", ErrorCode.EXT_UNKNOWN)
     assert exc.error_hint is ErrorCode.EXT_UNKNOWN
     assert str(exc) == "peer"
+
+
+def test_publish_error_carries_the_servers_error_string() -> None:
+    from bayeux_core import BayeuxError, PublishError
+
+    error = PublishError("403::Forbidden")
+    assert isinstance(error, BayeuxError)
+    assert error.error == "403::Forbidden"
+    assert str(error) == "403::Forbidden"

@@ -9,8 +9,7 @@ import trio
 import trio.lowlevel
 
 from bayeux_core import Extension, Message, MessageContext, Subscribed
-from bayeux_trio import AsyncExtension, BayeuxServer, LocalClient
-from bayeux_trio.server._local import PublishError
+from bayeux_trio import AsyncExtension, BayeuxServer, LocalClient, PublishError
 
 from .helpers import LongPoller, deliveries, fail_after, make_config, start_server, wait_for
 
