@@ -95,8 +95,15 @@ def _log_event(event: Event) -> None:
     log.debug("%s %s %s", type(event).__name__, short, fields, extra=extra)
 
 
-def _peer_host(stream: trio.SocketStream) -> str | None:
-    """The remote IP address of an accepted socket (None if it is already gone)."""
+def _peer_host(stream: trio.abc.Stream) -> str | None:
+    """The remote IP address of an accepted connection (None if it is already gone).
+
+    Read from the socket under the stream (under TLS too); None if there is none.
+    """
+    while isinstance(stream, trio.SSLStream):
+        stream = stream.transport_stream
+    if not isinstance(stream, trio.SocketStream):
+        return None
     try:
         peer = stream.socket.getpeername()
     except OSError:
@@ -294,11 +301,12 @@ class BayeuxServer:
 
     @property
     def url(self) -> str:
-        """The endpoint's URL (after :meth:`serve` has started)."""
+        """The endpoint's URL (after :meth:`serve` has started): https with TLS."""
         host = self.config.host
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self.port}{self.config.mount}"
+        scheme = "http" if self.config.certfile is None else "https"
+        return f"{scheme}://{host}:{self.port}{self.config.mount}"
 
     # ------------------------------------------------------------- serving
 
@@ -308,9 +316,13 @@ class BayeuxServer:
         """Listen and serve until cancelled (or :meth:`close`).
 
         With ``await nursery.start(server.serve)`` the call returns once the
-        server is listening, and :attr:`port` holds the bound port.
+        server is listening, and :attr:`port` holds the bound port. With
+        ``certfile`` and ``keyfile`` it serves HTTPS and WSS (read now: a bad
+        file raises OSError or ``ssl.SSLError`` before anything listens).
         """
         config = self.config
+        #: TLS for every accepted connection, or None (plain HTTP)
+        self._ssl_context = config.ssl_context()
         if config.reuse_port:
             from ._workers import open_shared_listeners
 
@@ -497,7 +509,14 @@ class BayeuxServer:
             # The address is passed on only when a per-address session limit
             # needs it.
             limited = self.config.engine.max_clients_per_address is not None
-            await serve_connection(self, stream, address if limited else None)
+            serving = serve_connection(
+                self, stream, address if limited else None, ssl_context=self._ssl_context
+            )
+            # serve_connection owns the stream and closes it; not kept here,
+            # so that what it gives up (trio's wrappers of a plaintext
+            # socket) is freed for the connection's life.
+            del stream
+            await serving
         except Exception:
             log.exception("connection handler failed")
         finally:
@@ -508,7 +527,6 @@ class BayeuxServer:
                     self._per_address[address] = left
                 else:
                     del self._per_address[address]
-            await trio.aclose_forcefully(stream)
 
     async def _reap_idle_websockets(self) -> None:
         """Close WebSockets that sent nothing for the idle limit.
