@@ -9,6 +9,8 @@ from .client import BayeuxClient as BayeuxClient
 from .client import BufferFull as BufferFull
 from .client import CallError as CallError
 from .client import ClientError as ClientError
+from .client import Presence as Presence
+from .client import PresenceEvent as PresenceEvent
 from .client import SessionEndedError as SessionEndedError
 from .client import SubscribeError as SubscribeError
 from .client import Subscription as Subscription
@@ -32,6 +34,8 @@ __all__ = (
     "CallError",
     "ClientError",
     "LocalClient",
+    "Presence",
+    "PresenceEvent",
     "PublishError",
     "ServerConfig",
     "ServiceContext",

@@ -9,6 +9,8 @@ from ._client import BayeuxClient as BayeuxClient
 from ._client import BufferFull as BufferFull
 from ._client import CallError as CallError
 from ._client import ClientError as ClientError
+from ._client import Presence as Presence
+from ._client import PresenceEvent as PresenceEvent
 from ._client import SessionEndedError as SessionEndedError
 from ._client import SubscribeError as SubscribeError
 from ._client import Subscription as Subscription
@@ -21,6 +23,8 @@ __all__ = (
     "BufferFull",
     "CallError",
     "ClientError",
+    "Presence",
+    "PresenceEvent",
     "SessionEndedError",
     "SubscribeError",
     "Subscription",

@@ -20,6 +20,7 @@ import inspect
 import logging
 import math
 import ssl
+import types
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -62,6 +63,13 @@ from bayeux_core import (
     matches,
 )
 
+from ._roster import (
+    PRESENCE_PREFIX,
+    PresenceEvent,
+    Roster,
+    can_have_presence,
+    presence_channel,
+)
 from ._transports import (
     Endpoint,
     HttpSettings,
@@ -76,6 +84,8 @@ __all__ = [
     "BufferFull",
     "CallError",
     "ClientError",
+    "Presence",
+    "PresenceEvent",
     "SessionEndedError",
     "SubscribeError",
     "Subscription",
@@ -91,6 +101,8 @@ TRANSPORTS: tuple[str, ...] = ("websocket", "long-polling")
 E = TypeVar("E", bound=ClientEvent)
 #: What a subscription callback may be: a plain function or an async one.
 Callback = Callable[[MessageReceived], Awaitable[None] | None]
+#: What a presence callback is: a plain function taking a :class:`PresenceEvent`.
+PresenceCallback = Callable[[PresenceEvent], None]
 
 
 class ClientError(BayeuxError):
@@ -313,6 +325,233 @@ class Subscription:
             log.warning("%s", exc)
 
 
+class _PresenceFeed(Subscription):
+    """The subscription to ``/presence<channel>`` under a :class:`Presence`.
+
+    Its deliveries go to the client's :class:`Roster` of the channel (one per
+    channel, shared by every Presence on it), not to a queue of its own.
+    """
+
+    def __init__(self, client: BayeuxClient, presence: Presence) -> None:
+        super().__init__(client, presence_channel(presence.channel), None, 1)
+        self.presence = presence
+
+    def _deliver(self, message: MessageReceived) -> None:
+        pass  # the roster has it (BayeuxClient._handle)
+
+    def _end(self, error: str | None) -> None:
+        super()._end(error)
+        self.presence._ended(error)
+
+
+class Presence:
+    """Who is in a channel with presence; made by :meth:`BayeuxClient.presence`.
+
+    Enter it (``async with client.presence("/chat/room") as room:``) or await
+    it (``room = await client.presence(...)``, then :meth:`close`): either
+    returns once the server acknowledged the subscription to
+    ``/presence<channel>`` and sent the members list. Then:
+
+    * :attr:`members` maps each user in the channel to their info, in join
+      order, kept up to date as users join and leave;
+    * ``room.on("join", fn)`` / ``room.on("leave", fn)`` call ``fn`` with each
+      :class:`PresenceEvent` of that kind;
+    * ``async for event in room`` yields every :class:`PresenceEvent` after
+      the members list, joins and leaves alike.
+
+    After a new handshake (the server lost the session) the client subscribes
+    again and gets a new members list; the differences with what it knew come
+    as leaves and joins, so ``members``, the callbacks and the iteration stay
+    in step with the server.
+
+    Raises :class:`SubscribeError` (``.channel`` is the presence channel)
+    when the server refuses the subscription (no presence on that channel, or
+    access refused), or sends no members list within ``timeout`` seconds of
+    acknowledging it (a server without presence for it). Iteration raises it
+    when the subscription ends with an error, as a :class:`Subscription`'s
+    does, or when more than ``buffer`` events were waiting for it (the
+    members and the callbacks carry on then).
+    """
+
+    def __init__(
+        self, client: BayeuxClient, channel: str, buffer: int, timeout: float | None
+    ) -> None:
+        if buffer < 1:
+            raise ValueError(f"buffer must be at least 1, not {buffer!r}")
+        if not can_have_presence(channel):
+            raise LocalProtocolError(f"{channel!r} cannot have presence")
+        #: the channel whose members these are (``/chat/room``)
+        self.channel = channel
+        #: the error the presence ended with, if any
+        self.error: str | None = None
+        self._client = client
+        self._timeout = timeout
+        self._buffer = buffer
+        self._feed = _PresenceFeed(client, self)
+        self._roster: Roster | None = None
+        #: the members once ended (the roster's are live until then)
+        self._last: dict[str, Any] = {}
+        self._callbacks: dict[str, list[PresenceCallback]] = {"join": [], "leave": []}
+        self._send, self._receive = trio.open_memory_channel[PresenceEvent](buffer)
+        self._overflow: str | None = None
+        self._state = _NEW
+        self._synced = trio.Event()
+
+    def __repr__(self) -> str:
+        return f"<Presence {self.channel} {self._state} {len(self.members)} members>"
+
+    @property
+    def members(self) -> Mapping[str, Any]:
+        """User -> info of everyone in the channel, in join order (read-only, live).
+
+        Empty until the members list arrived; frozen at its last state once
+        the presence ended.
+        """
+        roster = self._roster
+        return types.MappingProxyType(roster.members if roster is not None else self._last)
+
+    @property
+    def active(self) -> bool:
+        """True from the members list until the presence ends."""
+        return self._state == _ACTIVE
+
+    # ------------------------------------------------------------ start/stop
+
+    async def _start(self) -> Presence:
+        if self._state != _NEW:
+            raise RuntimeError("a Presence is started only once")
+        self._state = _STARTING
+        channel = self._feed.channel
+        await self._feed._start()  # SubscribeError, ClientError
+        roster = self._client._rosters.get(channel)
+        assert roster is not None  # made by _add; dropped only with the feed
+        if not roster.synced:
+            timeout = math.inf if self._timeout is None else self._timeout
+            try:
+                with trio.move_on_after(timeout):
+                    await self._synced.wait()
+            except BaseException:
+                await self.close()
+                raise
+            if not roster.synced and self._state == _STARTING:
+                await self.close()
+                raise SubscribeError(
+                    channel,
+                    f"no members list within {timeout:g} s: is presence on for "
+                    f"{self.channel} on the server?",
+                )
+        if self._state != _STARTING:  # the feed ended meanwhile
+            if self.error is not None:
+                raise SubscribeError(channel, self.error)
+            raise ClientError("the client closed before the members list came")
+        self._roster = roster
+        self._state = _ACTIVE
+        return self
+
+    def __await__(self) -> Generator[Any, None, Presence]:
+        return self._start().__await__()
+
+    async def __aenter__(self) -> Presence:
+        return await self._start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Stop following the channel (unsubscribe from its presence channel).
+
+        Events already received can still be iterated. Does nothing the second
+        time.
+        """
+        await self._feed.unsubscribe()
+
+    # ------------------------------------------------------------- callbacks
+
+    def on(self, kind: str, callback: PresenceCallback) -> PresenceCallback:
+        """Call ``callback(event)`` for each ``"join"`` or ``"leave"``; returns it.
+
+        Callbacks run inside the client, as :meth:`BayeuxClient.on` listeners
+        do: they must not block (for async work, iterate instead). Their
+        exceptions are logged on ``bayeux.client``.
+        """
+        if kind not in self._callbacks:
+            raise ValueError(f"unknown presence event {kind!r}: 'join' or 'leave'")
+        if inspect.iscoroutinefunction(callback):
+            raise TypeError("presence callbacks are plain functions: iterate for async work")
+        self._callbacks[kind].append(callback)
+        return callback
+
+    def off(self, kind: str, callback: PresenceCallback) -> None:
+        """Remove a callback added with :meth:`on` (nothing if it is not there)."""
+        with contextlib.suppress(KeyError, ValueError):
+            self._callbacks[kind].remove(callback)
+
+    # ---------------------------------------------------------------- events
+
+    async def receive(self) -> PresenceEvent:
+        """The next join or leave.
+
+        Raises :class:`trio.EndOfChannel` once closed (after the events
+        already received), or :class:`SubscribeError` if it ended with an
+        error or too many events were waiting.
+        """
+        if self._state in (_NEW, _STARTING):
+            raise RuntimeError("start it first: async with client.presence(...) as room")
+        try:
+            return await self._receive.receive()
+        except trio.EndOfChannel:
+            error = self.error or self._overflow
+            if error is not None:
+                raise SubscribeError(self._feed.channel, error) from None
+            raise
+
+    def __aiter__(self) -> Presence:
+        return self
+
+    async def __anext__(self) -> PresenceEvent:
+        try:
+            return await self.receive()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
+
+    # ------------------------------------------------------ the client's calls
+
+    def _changed(self, roster: Roster, changes: list[PresenceEvent]) -> None:
+        """The roster took a delivery (``changes`` may be empty: a first list)."""
+        if self._state == _STARTING and roster.synced:
+            self._synced.set()
+        if self._state != _ACTIVE:
+            return  # before the start returns, ``members`` has them already
+        for event in changes:
+            if self._overflow is None:
+                try:
+                    self._send.send_nowait(event)
+                except trio.WouldBlock:
+                    self._overflow = (
+                        f"more than {self._buffer} presence events were waiting "
+                        "(the members and callbacks go on)"
+                    )
+                    self._send.close()
+            for callback in list(self._callbacks[event.kind]):
+                try:
+                    callback(event)
+                except Exception:
+                    log.exception(
+                        "a %s callback of the presence in %s failed", event.kind, self.channel
+                    )
+
+    def _ended(self, error: str | None) -> None:
+        if self._state == _ENDED:
+            return
+        self._state = _ENDED
+        self.error = error
+        if self._roster is not None:
+            self._last = dict(self._roster.members)
+            self._roster = None
+        self._send.close()
+        self._synced.set()
+
+
 class BayeuxClient:
     """A Bayeux client; made and run by :func:`open_client` (see its arguments)."""
 
@@ -373,6 +612,8 @@ class BayeuxClient:
         self._transport = self._transports[enabled[0]]
         self._close_timeout = close_timeout
         self._subscriptions: dict[str, list[Subscription]] = {}
+        #: presence channel -> who is in its channel, while subscribed to it
+        self._rosters: dict[str, Roster] = {}
         self._results: dict[str, _Result] = {}
         self._listeners: list[Callable[[ClientEvent], None]] = []
         self._changed = trio.Event()
@@ -510,6 +751,35 @@ class BayeuxClient:
         """
         return Subscription(self, channel, callback, buffer, since)
 
+    def presence(
+        self,
+        channel: str,
+        *,
+        buffer: int = 1000,
+        timeout: float | None = 10.0,
+    ) -> Presence:
+        """Who is in ``channel``, a channel the server keeps presence for.
+
+        ``async with client.presence("/chat/room") as room:`` (or ``room =
+        await client.presence(...)``) subscribes to ``/presence/chat/room`` and
+        returns once the members list came: ``room.members`` (user -> info),
+        ``room.on("join" | "leave", fn)``, ``async for event in room``. See
+        :class:`Presence`.
+
+        Following a channel's presence does not put this client in it: a
+        client is in a channel while subscribed to the channel itself.
+
+        ``timeout``: seconds to wait for the members list once the server
+        acknowledged the subscription (None: wait on); a server without
+        presence for the channel sends none. ``buffer``: events that may wait
+        for the iteration.
+
+        Raises:
+            LocalProtocolError: ``channel`` cannot have presence (a pattern,
+                ``/meta``, ``/service`` or ``/presence`` channels).
+        """
+        return Presence(self, channel, buffer, timeout)
+
     # ---------------------------------------------------------------- events
 
     def add_listener(self, listener: Callable[[ClientEvent], None]) -> None:
@@ -597,10 +867,15 @@ class BayeuxClient:
 
     def _add(self, subscription: Subscription) -> None:
         self._check_open()
-        self.session.subscribe(
-            subscription.channel, now=trio.current_time(), since=subscription.since
-        )
-        self._subscriptions.setdefault(subscription.channel, []).append(subscription)
+        channel = subscription.channel
+        self.session.subscribe(channel, now=trio.current_time(), since=subscription.since)
+        self._subscriptions.setdefault(channel, []).append(subscription)
+        if channel not in self._rosters and channel.startswith(PRESENCE_PREFIX + "/"):
+            target = channel[len(PRESENCE_PREFIX) :]
+            if can_have_presence(target):
+                # Kept for any subscription to it: a Presence that comes later
+                # shares the members list the first subscribe brought.
+                self._rosters[channel] = Roster(target)
         self._pump()
 
     def _remove(self, subscription: Subscription) -> None:
@@ -610,6 +885,7 @@ class BayeuxClient:
         subscriptions.remove(subscription)
         if not subscriptions:
             del self._subscriptions[subscription.channel]
+            self._rosters.pop(subscription.channel, None)
             if self.session.state is not ClientState.DISCONNECTED:
                 self.session.unsubscribe(subscription.channel, now=trio.current_time())
                 self._pump()
@@ -653,6 +929,9 @@ class BayeuxClient:
 
     def _handle(self, event: ClientEvent) -> None:
         if isinstance(event, MessageReceived):
+            roster = self._rosters.get(event.channel)
+            if roster is not None:
+                self._presence_changed(roster, event)
             for pattern, subscriptions in list(self._subscriptions.items()):
                 if matches(pattern, event.channel):
                     for subscription in list(subscriptions):
@@ -681,6 +960,7 @@ class BayeuxClient:
                 subscription.recovery_reason = event.reason
         elif isinstance(event, SubscribeFailed):
             log.warning("subscription to %s refused: %s", event.channel, event.error)
+            self._rosters.pop(event.channel, None)
             for subscription in self._subscriptions.pop(event.channel, []):
                 subscription._end(event.error)
         elif isinstance(event, HandshakeSucceeded):
@@ -707,6 +987,14 @@ class BayeuxClient:
             except Exception:
                 log.exception("client listener %r failed", listener)
 
+    def _presence_changed(self, roster: Roster, event: MessageReceived) -> None:
+        changes = roster.apply(event.data)
+        if changes is None:
+            return
+        for subscription in list(self._subscriptions.get(event.channel, ())):
+            if isinstance(subscription, _PresenceFeed):
+                subscription.presence._changed(roster, changes)
+
     def _end(self, error: str | None) -> None:
         if error is None:
             self._closed = "the client is closed"
@@ -718,6 +1006,7 @@ class BayeuxClient:
                 transport.abort()
         subscriptions = [s for group in self._subscriptions.values() for s in group]
         self._subscriptions.clear()
+        self._rosters.clear()
         for subscription in subscriptions:
             subscription._end(error)
 
