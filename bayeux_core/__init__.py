@@ -15,6 +15,10 @@ from ._actions import DisconnectReason as DisconnectReason
 from ._actions import Event as Event
 from ._actions import ExtensionFailed as ExtensionFailed
 from ._actions import Handshaken as Handshaken
+from ._actions import PresenceEntered as PresenceEntered
+from ._actions import PresenceExited as PresenceExited
+from ._actions import PresenceJoined as PresenceJoined
+from ._actions import PresenceLeft as PresenceLeft
 from ._actions import Published as Published
 from ._actions import QueueOverflow as QueueOverflow
 from ._actions import Reply as Reply
@@ -71,6 +75,11 @@ from ._messages import BodyErrorKind as BodyErrorKind
 from ._messages import Message as Message
 from ._messages import decode_body as decode_body
 from ._messages import encode as encode
+from ._presence import PRESENCE_PREFIX as PRESENCE_PREFIX
+from ._presence import presence_channel as presence_channel
+from ._presence import presence_delivery as presence_delivery
+from ._presence import presence_probe as presence_probe
+from ._presence import presence_target as presence_target
 from ._replies import failure_reply as failure_reply
 from ._replies import refused_copy as refused_copy
 from ._replies import unanswered as unanswered
@@ -90,6 +99,7 @@ from . import wire as wire
 
 __all__ = (
     "CONNECTION_TYPES",
+    "PRESENCE_PREFIX",
     "TRANSITIONS",
     "Action",
     "BayeuxError",
@@ -123,6 +133,10 @@ __all__ = (
     "MessageReceived",
     "Outcome",
     "OverflowPolicy",
+    "PresenceEntered",
+    "PresenceExited",
+    "PresenceJoined",
+    "PresenceLeft",
     "ProtocolError",
     "PublishError",
     "PublishFailed",
@@ -159,6 +173,10 @@ __all__ = (
     "is_valid_pattern",
     "matches",
     "message_kind",
+    "presence_channel",
+    "presence_delivery",
+    "presence_probe",
+    "presence_target",
     "random_client_id",
     "recovery_offset",
     "refuse",

@@ -24,6 +24,10 @@ __all__ = [
     "Event",
     "ExtensionFailed",
     "Handshaken",
+    "PresenceEntered",
+    "PresenceExited",
+    "PresenceJoined",
+    "PresenceLeft",
     "Published",
     "QueueOverflow",
     "Reply",
@@ -176,3 +180,50 @@ class ExtensionFailed(Event):
     hook: str
     channel: Any
     error: Exception
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceJoined(Event):
+    """``user`` is now in ``channel`` (a channel with presence): their first
+    session subscribed to it. A node of a cluster reports it when the join
+    reaches it through the shared log, so every node reports each join."""
+
+    channel: str
+    user: str
+    info: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceLeft(Event):
+    """``user`` left ``channel``: their last session unsubscribed, disconnected
+    or expired."""
+
+    channel: str
+    user: str
+    info: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceEntered(Action):
+    """For a cluster's bus (``local_routing=False`` only): session
+    ``client_id`` of ``user`` is now in ``channel``.
+
+    The bus decides, for the whole cluster, whether that is the user's join,
+    and if so puts one ``{"join": ...}`` delivery on ``/presence<channel>`` on
+    its log; the engines learn of it through :meth:`Engine.route`."""
+
+    client_id: str
+    channel: str
+    user: str
+    info: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceExited(Action):
+    """For a cluster's bus: session ``client_id`` of ``user`` is no longer in
+    ``channel`` (unsubscribed, disconnected, expired). The bus logs the
+    user's leave if it was their last session in the cluster."""
+
+    client_id: str
+    channel: str
+    user: str

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ._history import HistoryPolicy, check_policies
+from ._presence import check_presence_patterns
 
 __all__ = ["CONNECTION_TYPES", "EngineConfig", "OverflowPolicy"]
 
@@ -97,6 +98,10 @@ class EngineConfig:
         ack_extension: agree to acknowledged delivery (CometD's ack extension,
             ``ext: {ack: true}`` on the handshake) when a client asks for it.
             A node of a cluster refuses it whatever this says.
+        presence: channel names or patterns (``/chat/**``) whose channels
+            tell who is in them on ``/presence<channel>`` (``docs/presence.md``).
+            Empty (the default): no presence, ``/presence/...`` is a channel
+            like any other, and nothing costs more.
     """
 
     timeout: float = 25.0
@@ -117,6 +122,7 @@ class EngineConfig:
     history: Mapping[str, HistoryPolicy] = field(default_factory=dict)
     history_channels: int = 10_000
     ack_extension: bool = True
+    presence: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("timeout", "interval", "session_timeout", "error_interval"):
@@ -172,6 +178,7 @@ class EngineConfig:
             raise ValueError(f"ack_extension must be a bool, not {self.ack_extension!r}")
         # Frozen, so that the config stays immutable and hashable.
         object.__setattr__(self, "history", check_policies(self.history))
+        object.__setattr__(self, "presence", check_presence_patterns(self.presence))
         if type(self.history_channels) is not int or self.history_channels < 1:
             raise ValueError(f"history_channels must be an int >= 1, not {self.history_channels!r}")
 

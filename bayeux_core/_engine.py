@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -58,6 +58,10 @@ from ._actions import (
     DisconnectReason,
     ExtensionFailed,
     Handshaken,
+    PresenceEntered,
+    PresenceExited,
+    PresenceJoined,
+    PresenceLeft,
     Published,
     QueueOverflow,
     Reply,
@@ -73,6 +77,13 @@ from ._history import History, Recovery, requested_since
 from ._ids import random_client_id
 from ._kinds import SESSION_KINDS, channel_kind
 from ._messages import Message
+from ._presence import (
+    PresenceTracker,
+    presence_channel,
+    presence_delivery,
+    presence_probe,
+    presence_target,
+)
 from ._replies import failure_reply
 from ._state import TRANSITIONS, MessageKind, Outcome, SessionState
 from ._store import Held, MemoryStore, Session, SessionStore
@@ -89,6 +100,8 @@ _BATCH_TOO_LARGE = error_string(ErrorCode.BAD_REQUEST, (), "Too many messages in
 #: what a message that an extension raised on is refused with
 _EXTENSION_FAILED = error_string(ErrorCode.SERVER_ERROR)
 _TOO_MANY_FROM_ADDRESS = "503::Too many clients from this address"
+#: longest user id an extension may give a session
+_MAX_USER_LENGTH = 256
 
 
 def _ms(seconds: float) -> int:
@@ -117,6 +130,7 @@ class _Batch:
         "parts",
         "pending",
         "request",
+        "snapshots",
         "streaming",
         "tail",
         "wall",
@@ -144,6 +158,9 @@ class _Batch:
         self.client_id: str | None = None
         #: a connect that wants holding: (session, reply, seconds to hold)
         self.pending: tuple[Session, Message, float] | None = None
+        #: new subscriptions to presence channels, whose members list
+        #: follows the replies: (session, presence channel, channel)
+        self.snapshots: list[tuple[Session, str, str]] | None = None
 
     def body(self) -> bytes:
         return b"[" + b",".join(self.parts + self.tail if self.tail else self.parts) + b"]"
@@ -221,6 +238,13 @@ class Engine:
         self._handshake_advice = {"reconnect": "handshake", "interval": _ms(cfg.error_interval)}
         # Replies get copies of these: an outgoing extension may edit advice.
         self._connection_types = list(cfg.connection_types)
+        #: who is in the channels with presence; None (no cost) without any
+        self._presence = PresenceTracker(cfg.presence) if cfg.presence else None
+        #: (user, info) an extension gave the handshake being handled
+        self._identity: tuple[str | None, Any] = (None, None)
+        #: (client id, presence channel) whose members list this batch sends:
+        #: joins and leaves in the same batch are in that list already
+        self._awaiting: set[tuple[str, str]] = set()
 
     # ------------------------------------------------------------------ setup
 
@@ -330,6 +354,8 @@ class Engine:
             encoded = self._outgoing_reply(reply, request)
             if encoded is not None:
                 batch.parts.append(encoded)
+        if batch.snapshots is not None:
+            self._send_members(batch)
         if batch.pending is not None and self._hold(batch):
             return
         # An empty batch gets `[]` on a stream too: pre-1.3 Faye pings WebSockets so.
@@ -346,7 +372,11 @@ class Engine:
         self._tick(now)
         if not is_valid_name(channel):
             raise LocalProtocolError(f"invalid channel {channel!r}", ErrorCode.CHANNEL_INVALID)
-        if is_meta(channel) or is_service(channel):
+        if (
+            is_meta(channel)
+            or is_service(channel)
+            or (self._presence is not None and presence_target(channel) is not None)
+        ):
             raise LocalProtocolError(f"cannot publish to {channel!r}", ErrorCode.CHANNEL_FORBIDDEN)
         delivery: Message = {"channel": channel, "data": data}
         if ext is not None:
@@ -416,6 +446,15 @@ class Engine:
         delivery on a channel with history.
         """
         self._tick(now)
+        if self._presence is not None and presence_target(channel) is not None:
+            change = self._presence.apply(channel, payload)
+            if change is not None:
+                kind, user, info = change
+                target = channel[len("/presence") :]
+                if kind == "join":
+                    self._actions.append(PresenceJoined(target, user, info))
+                else:
+                    self._actions.append(PresenceLeft(target, user, info))
         if self._history is not None:
             policy = self._history.policy(channel)
             if policy is not None:
@@ -469,6 +508,8 @@ class Engine:
         subscriptions: Iterable[str] = (),
         backlog: Iterable[bytes] = (),
         connected: bool = True,
+        user: str | None = None,
+        info: Any = None,
     ) -> Session:
         """Take over a session that lived on another node of a cluster.
 
@@ -476,7 +517,9 @@ class Engine:
         deliveries it has not received yet, in order (the queue cap applies).
         No :class:`Handshaken` or :class:`Subscribed` event fires: the session
         is not new. ``connected`` False means no connect has been seen yet, so
-        the first one is answered at once.
+        the first one is answered at once. ``user`` and ``info``: as an
+        extension set them on its handshake (the bus keeps them); the session
+        is in its presence channels already, so no presence action fires.
         """
         self._tick(now)
         if type(client_id) is not str or not client_id or self._store.get(client_id) is not None:
@@ -484,9 +527,14 @@ class Engine:
         session = Session(client_id)
         session.state = SessionState.CONNECTED if connected else SessionState.HANDSHAKEN
         session.interval = self.config.interval
+        session.user = user
+        session.info = info
         self._store.add(session)
+        presence = self._presence
         for pattern in subscriptions:
             self._store.subscribe(session, pattern)
+            if presence is not None and presence.enabled(pattern):
+                presence.enter(pattern, user or client_id, client_id)
         self._start_expiry(session)
         for payload in backlog:
             if self._rewrites_deliveries:
@@ -561,6 +609,13 @@ class Engine:
             self._actions.append(Close(stream))
         if self._address_of:
             self._forget_address(client_id)
+        presence = self._presence
+        if presence is not None:
+            # The session goes on elsewhere: it is still in its channels.
+            user = session.user or client_id
+            for pattern in session.subscriptions:
+                if presence.enabled(pattern):
+                    presence.exit(pattern, user, client_id)
         self._store.remove(session)
         session.state = SessionState.NONE
         session.queue.clear()
@@ -604,6 +659,8 @@ class Engine:
         if session is None or not self._store.unsubscribe(session, pattern):
             return False
         self._actions.append(Unsubscribed(client_id, pattern))
+        if self._presence is not None and self._presence.enabled(pattern):
+            self._presence_exit(session, pattern)
         return True
 
     def handle_timer(self, now: float) -> None:
@@ -676,7 +733,39 @@ class Engine:
     def _incoming(self, message: Message, request: object) -> Message | None:
         if not self._extensions:
             return message
-        context = MessageContext(self._now, _client_id_of(message), request)
+        client_id = _client_id_of(message)
+        channel = message.get("channel")
+        handshake = channel == "/meta/handshake"
+        if handshake:
+            self._identity = (None, None)
+        sender = self._store.get(client_id) if client_id is not None and not handshake else None
+        context = MessageContext(
+            self._now,
+            client_id,
+            request,
+            user=sender.user if sender is not None else None,
+            info=sender.info if sender is not None else None,
+        )
+        accepted = self._run_incoming(message, context)
+        if accepted is None or "error" in accepted:
+            return accepted
+        if handshake:
+            return self._take_identity(accepted, context)
+        if self._presence is not None and channel == "/meta/subscribe":
+            probe = presence_probe(accepted)
+            if probe is not None:
+                # Whoever may not subscribe to the channel may not watch it.
+                checked = self._run_incoming(probe, context)
+                if checked is None:
+                    named = probe["subscription"]
+                    accepted["error"] = error_string(
+                        ErrorCode.CHANNEL_FORBIDDEN, [named] if type(named) is str else named
+                    )
+                elif "error" in checked:
+                    accepted["error"] = checked["error"]
+        return accepted
+
+    def _run_incoming(self, message: Message, context: MessageContext) -> Message | None:
         for extension in list(self._extensions):
             try:
                 result = extension.incoming(message, context)
@@ -689,6 +778,23 @@ class Engine:
             if result is None:
                 return None
             message = result
+        return message
+
+    def _take_identity(self, message: Message, context: MessageContext) -> Message:
+        """Keep the user and info the extensions gave a handshake, for the
+        session it makes; refuse it (a bug of the extension) if they are bad."""
+        user, info = context.user, context.info
+        try:
+            if user is not None and (
+                type(user) is not str or not user or len(user) > _MAX_USER_LENGTH
+            ):
+                raise TypeError(f"context.user must be a string of 1 to 256 characters: {user!r}")
+            if info is not None:
+                orjson.dumps(info)
+        except (TypeError, orjson.JSONEncodeError) as exc:
+            self._actions.append(ExtensionFailed(None, "incoming", "/meta/handshake", exc))
+            return failure_reply(message, _EXTENSION_FAILED)
+        self._identity = (user, info)
         return message
 
     def _outgoing_reply(self, reply: Message, request: object) -> bytes | None:
@@ -727,6 +833,7 @@ class Engine:
             or not is_valid_name(channel)
             or is_meta(channel)
             or is_service(channel)
+            or (self._presence is not None and presence_target(channel) is not None)
         ):
             return None
         return orjson.dumps(self._on_publish({"channel": channel}, channel, message, None))
@@ -822,7 +929,9 @@ class Engine:
         if outcome is Outcome.SUBSCRIBE and self._history is not None:
             return self._subscribe_with_history(reply, session, message, batch)
         if outcome is Outcome.SUBSCRIBE or outcome is Outcome.UNSUBSCRIBE:
-            return self._on_subscription(reply, session, message, outcome is Outcome.SUBSCRIBE)
+            return self._on_subscription(
+                reply, session, message, outcome is Outcome.SUBSCRIBE, batch
+            )
         if outcome is Outcome.DISCONNECT:
             # Anyone who knows a clientId can send this, so a connect held for
             # it keeps `reconnect: retry`, as with Faye: the real client's
@@ -861,6 +970,9 @@ class Engine:
                 return error_string(ErrorCode.PARAMETER_MISSING, ("data",))
             if client_id is not None and type(client_id) is not str:
                 return error_string(ErrorCode.PARAMETER_MISSING, ("clientId",))
+            if self._presence is not None and presence_target(channel) is not None:
+                # Only the server says who joins and leaves.
+                return error_string(ErrorCode.CHANNEL_FORBIDDEN, (channel,))
             return None
         if kind is MessageKind.HANDSHAKE:
             version = message.get("version")
@@ -895,6 +1007,14 @@ class Engine:
                     return error_string(ErrorCode.CHANNEL_INVALID, (shown,))
                 if is_meta(pattern):
                     return error_string(ErrorCode.CHANNEL_FORBIDDEN, (pattern,))
+                if self._presence is not None and kind is MessageKind.SUBSCRIBE:
+                    target = presence_target(pattern)
+                    if target is not None and not self._presence.enabled(target):
+                        return error_string(
+                            ErrorCode.CHANNEL_FORBIDDEN,
+                            (pattern,),
+                            "No presence on this channel",
+                        )
         return None
 
     def _fail(self, reply: Message, kind: MessageKind, error: str) -> Message:
@@ -928,6 +1048,11 @@ class Engine:
         else:
             raise LocalProtocolError("client_id_generator keeps returning ids in use")
         session = Session(client_id)
+        if self._extensions:
+            # Set by _incoming for this very handshake (and reset by it for
+            # each one, so a refused handshake's cannot linger).
+            session.user, session.info = self._identity
+            self._identity = (None, None)
         self._store.add(session)
         if address is not None:
             self._per_address[address] = self._per_address.get(address, 0) + 1
@@ -1044,7 +1169,7 @@ class Engine:
         return True
 
     def _on_subscription(
-        self, reply: Message, session: Session, message: Message, subscribe: bool
+        self, reply: Message, session: Session, message: Message, subscribe: bool, batch: _Batch
     ) -> Message:
         subscription = message["subscription"]
         patterns: list[str] = [subscription] if type(subscription) is str else subscription
@@ -1060,15 +1185,24 @@ class Engine:
                         ErrorCode.CHANNEL_FORBIDDEN, (patterns[0],), "Too many subscriptions"
                     ),
                 )
+            presence = self._presence
             for pattern in fresh:
                 # /service channels are answered, never broadcast: accept the
                 # subscribe (CometD clients expect that) without recording it.
                 if store.subscribe(session, pattern):
                     self._actions.append(Subscribed(client_id, pattern))
+                    if presence is not None:
+                        target = presence_target(pattern)
+                        if target is not None:
+                            self._await_members(session, pattern, target, batch)
+                        elif presence.enabled(pattern):
+                            self._presence_enter(session, pattern)
         else:
             for pattern in patterns:
                 if store.unsubscribe(session, pattern):
                     self._actions.append(Unsubscribed(client_id, pattern))
+                    if self._presence is not None and self._presence.enabled(pattern):
+                        self._presence_exit(session, pattern)
         reply["successful"] = True
         reply["subscription"] = subscription
         return reply
@@ -1088,7 +1222,7 @@ class Engine:
         subscription = message["subscription"]
         since = requested_since(message)
         live = type(subscription) is str and subscription in session.subscriptions
-        reply = self._on_subscription(reply, session, message, True)
+        reply = self._on_subscription(reply, session, message, True, batch)
         if reply["successful"] is not True:
             return reply
         reason = "several channels"
@@ -1125,6 +1259,118 @@ class Engine:
             for payload in recovery.messages:
                 self._fan_out((session,), payload)
         return reply
+
+    # --------------------------------------------------------------- presence
+
+    def _presence_enter(self, session: Session, channel: str) -> None:
+        """``session`` subscribed to ``channel``, which has presence."""
+        presence = self._presence
+        assert presence is not None
+        client_id = session.client_id
+        user = session.user or client_id
+        first = presence.enter(channel, user, client_id)
+        if not self._local_routing:
+            self._actions.append(PresenceEntered(client_id, channel, user, session.info))
+        elif first and presence.join(channel, user, session.info):
+            self._presence_event(channel, "join", user, session.info)
+
+    def _presence_exit(self, session: Session, channel: str) -> None:
+        """``session`` is no longer subscribed to ``channel``, which has presence."""
+        presence = self._presence
+        assert presence is not None
+        client_id = session.client_id
+        user = session.user or client_id
+        last = presence.exit(channel, user, client_id)
+        if not self._local_routing:
+            self._actions.append(PresenceExited(client_id, channel, user))
+        elif last:
+            left, info = presence.leave(channel, user)
+            if left:
+                self._presence_event(channel, "leave", user, info)
+
+    def _presence_event(self, channel: str, kind: str, user: str, info: Any) -> None:
+        """Tell ``/presence<channel>`` that ``user`` joined or left; encoded once."""
+        target = presence_channel(channel)
+        delivery = presence_delivery(channel, kind, user, info)
+        recipients: Collection[Session] = self._store.subscribers(target)
+        if self._awaiting and recipients:
+            # Those about to get the members list get this change in it.
+            awaiting = self._awaiting
+            recipients = [s for s in recipients if (s.client_id, target) not in awaiting]
+        if recipients:
+            if self._rewrites_deliveries:
+                self._route_each(recipients, delivery)
+            else:
+                self._fan_out(recipients, orjson.dumps(delivery, option=self._dump_option))
+        if kind == "join":
+            self._actions.append(PresenceJoined(channel, user, info))
+        else:
+            self._actions.append(PresenceLeft(channel, user, info))
+
+    def _await_members(self, session: Session, pattern: str, target: str, batch: _Batch) -> None:
+        """A new subscription to presence channel ``pattern``: its members list
+        follows the batch's replies (:meth:`_send_members`)."""
+        if batch.snapshots is None:
+            batch.snapshots = []
+        batch.snapshots.append((session, pattern, target))
+        self._awaiting.add((session.client_id, pattern))
+
+    def _send_members(self, batch: _Batch) -> None:
+        """Each members list the batch owes, after its replies.
+
+        Made now, once every message of the batch has acted, so that it
+        includes the joins and leaves the batch made (which the subscriber
+        was not sent on their own).
+        """
+        presence = self._presence
+        snapshots = batch.snapshots
+        assert presence is not None
+        assert snapshots is not None
+        batch.snapshots = None
+        self._awaiting.clear()
+        for session, pattern, target in snapshots:
+            if session.state is SessionState.NONE or pattern not in session.subscriptions:
+                continue  # ended, or unsubscribed again, later in the batch
+            members: Message = {"channel": pattern, "data": {"members": presence.members(target)}}
+            payload: bytes | None
+            if self._rewrites_deliveries:
+                payload = self._rewrite_for(session, members)
+                if payload is None:
+                    continue
+            else:
+                payload = orjson.dumps(members, option=self._dump_option)
+            if not session.ack and batch.client_id in (None, session.client_id):
+                batch.client_id = session.client_id
+                batch.tail.append(payload)
+            else:
+                self._fan_out((session,), payload)
+
+    def presence(self, channel: str) -> list[dict[str, Any]]:
+        """Who is in ``channel`` now: ``[{"user": ..., "info": ...}]``, in join order.
+
+        On a node of a cluster this is the cluster's members as of the last
+        join or leave the node read from the shared log. Raises
+        :class:`LocalProtocolError` if ``channel`` has no presence.
+        """
+        if self._presence is None or not self._presence.enabled(channel):
+            raise LocalProtocolError(f"no presence on {channel!r}", ErrorCode.CHANNEL_FORBIDDEN)
+        return self._presence.members(channel)
+
+    def presence_counts(self) -> dict[str, int]:
+        """Channel -> number of users in it, for each channel with anyone
+        (empty without presence)."""
+        return self._presence.counts() if self._presence is not None else {}
+
+    def reset_presence(self, members: Mapping[str, Mapping[str, Any]]) -> None:
+        """Replace the members of every channel (channel -> user -> info).
+
+        For a node of a cluster that loads the shared backend's state before
+        it reads the log on from there: no event fires, no delivery is made.
+        Raises :class:`LocalProtocolError` without presence.
+        """
+        if self._presence is None:
+            raise LocalProtocolError("presence is off (EngineConfig.presence is empty)")
+        self._presence.reset(members)
 
     def _on_publish(
         self, reply: Message, channel: str, message: Message, client_id: str | None
@@ -1197,29 +1443,10 @@ class Engine:
     def _route_each(self, recipients: Iterable[Session], delivery: Message) -> None:
         """The slow path: outgoing extensions see each delivery per recipient."""
         template = orjson.dumps(delivery, option=self._dump_option)
-        extensions = [e for e in self._extensions if e.outgoing_deliveries]
         casualties: list[Session] = []
         for session in list(recipients):
-            message: Message | None = orjson.loads(template)
-            context = MessageContext(self._now, session.client_id, None, is_delivery=True)
-            for extension in extensions:
-                assert message is not None
-                seen = message
-                try:
-                    message = extension.outgoing(seen, context)
-                except Exception as exc:
-                    # Dropped for this recipient, as an unencodable result is.
-                    self._extension_failed(extension, "outgoing", seen, exc)
-                    message = None
-                if message is None:
-                    break
-            if message is None:
-                continue
-            try:
-                payload = orjson.dumps(message, option=self._dump_option)
-            except (TypeError, orjson.JSONEncodeError):
-                # An extension made it unencodable: dropping it for this
-                # recipient beats sending what the extension meant to change.
+            payload = self._rewrite_for(session, orjson.loads(template))
+            if payload is None:
                 continue
             if session.stream is not None and not session.ack:
                 self._actions.append(Deliver(payload, (session.stream,)))
@@ -1230,6 +1457,29 @@ class Engine:
                 self._mark_dirty(session)
         for session in casualties:
             self._overflow_disconnect(session)
+
+    def _rewrite_for(self, session: Session, message: Message) -> bytes | None:
+        """``message`` (a copy of its own) as the outgoing extensions make it
+        for ``session``, encoded; None if one dropped it."""
+        context = MessageContext(self._now, session.client_id, None, is_delivery=True)
+        result: Message | None = message
+        for extension in [e for e in self._extensions if e.outgoing_deliveries]:
+            assert result is not None
+            seen = result
+            try:
+                result = extension.outgoing(seen, context)
+            except Exception as exc:
+                # Dropped for this recipient, as an unencodable result is.
+                self._extension_failed(extension, "outgoing", seen, exc)
+                return None
+            if result is None:
+                return None
+        try:
+            return orjson.dumps(result, option=self._dump_option)
+        except (TypeError, orjson.JSONEncodeError):
+            # An extension made it unencodable: dropping it for this
+            # recipient beats sending what the extension meant to change.
+            return None
 
     def _make_room(self, session: Session) -> bool:
         """Apply the overflow policy to a full queue; False: end the session."""
@@ -1319,8 +1569,11 @@ class Engine:
             self._streams[stream] = None
             if stream != conn:
                 self._actions.append(Close(stream))
+        presence = self._presence
         for pattern in sorted(session.subscriptions):
             self._actions.append(Unsubscribed(session.client_id, pattern))
+            if presence is not None and presence.enabled(pattern):
+                self._presence_exit(session, pattern)
         if self._address_of:
             self._forget_address(session.client_id)
         self._store.remove(session)

@@ -24,6 +24,7 @@ the engine, and refuses it by setting ``error`` in the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ._messages import Message
 
@@ -47,7 +48,7 @@ def refuse(message: Message, error: str, *, final: bool = False, interval: int =
     return message
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MessageContext:
     """What an extension knows besides the message.
 
@@ -58,12 +59,24 @@ class MessageContext:
             (for example the HTTP request headers), or ``None``.
         is_delivery: True when an outgoing message is a delivery to a
             subscriber rather than a reply.
+        user: who the session is. In ``incoming`` for a ``/meta/handshake``,
+            set it (a non-empty string of at most 256 characters, say the
+            user id your auth token names) and the new session carries it;
+            otherwise it is the sender's, None when none was set. Presence
+            counts users, not sessions: two tabs of one user are one member,
+            and a session without a user counts as a user of its own
+            (its clientId). Setting it on other messages changes nothing.
+        info: public data about the user (JSON: a display name, an avatar
+            URL) that presence shows beside them to everyone in the channel;
+            set it with ``user``, on handshake.
     """
 
     now: float
     client_id: str | None = None
     request: object = None
     is_delivery: bool = False
+    user: str | None = None
+    info: Any = None
 
 
 class Extension:

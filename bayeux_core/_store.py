@@ -48,6 +48,7 @@ class Session:
         "dirty",
         "dropped",
         "held",
+        "info",
         "interval",
         "queue",
         "recent",
@@ -58,6 +59,7 @@ class Session:
         "token",
         "tokens",
         "unacked",
+        "user",
     )
 
     def __init__(self, client_id: str) -> None:
@@ -91,6 +93,11 @@ class Session:
         self.ack = False
         self.batch = 0
         self.unacked: tuple[bytes, ...] = ()
+        #: Who the session is, as an extension said on handshake
+        #: (``MessageContext.user``); None: the clientId stands for the user.
+        self.user: str | None = None
+        #: Public data about the user for presence (a display name), or None.
+        self.info: Any = None
 
     def __repr__(self) -> str:
         return f"<Session {self.client_id[:6]}... {self.state.value}>"

@@ -128,6 +128,15 @@ def _parser() -> argparse.ArgumentParser:
         "matching PATTERN, for clients to recover (repeatable; docs/delivery.md)",
     )
     serve.add_argument(
+        "--presence",
+        action="append",
+        default=[],
+        type=_presence_option,
+        metavar="PATTERN",
+        help="tell who is in the channels matching PATTERN on /presence<channel>: "
+        "a members list, then joins and leaves (repeatable; docs/presence.md)",
+    )
+    serve.add_argument(
         "--extension",
         action="append",
         default=[],
@@ -280,6 +289,15 @@ def _history_option(text: str) -> tuple[str, HistoryPolicy]:
         raise argparse.ArgumentTypeError(f"{text!r}: want PATTERN=SIZE[:TTL] ({exc})") from None
 
 
+def _presence_option(text: str) -> str:
+    """``--presence /chat/**``: a channel name or pattern that may have presence."""
+    try:
+        EngineConfig(presence=(text,))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _config(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(
         host=args.host,
@@ -294,6 +312,7 @@ def _config(args: argparse.Namespace) -> ServerConfig:
             max_json_depth=args.max_json_depth,
             js_safe_integers=args.js_safe_integers,
             history=dict(args.history),
+            presence=tuple(args.presence),
         ),
         ping=args.ping,
         static_dir=args.static,

@@ -23,11 +23,14 @@ import trio
 
 from bayeux_core import (
     Engine,
+    ErrorCode,
     Event,
     Extension,
     ExtensionFailed,
     Message,
     Published,
+    error_string,
+    presence_probe,
     refused_copy,
 )
 from bayeux_core.wire import HttpRequest, HttpResponse, WireConfig
@@ -205,6 +208,15 @@ class BayeuxServer:
             self._async_extensions.remove(extension)
         else:
             self.hub.remove_extension(extension)
+
+    def presence(self, channel: str) -> list[dict[str, Any]]:
+        """Who is in ``channel`` now: ``[{"user": ..., "info": ...}]``, in join order.
+
+        With a Redis bus, the cluster's members as this node last read them.
+        Raises :class:`bayeux_core.LocalProtocolError` if ``channel`` has no
+        presence (``EngineConfig.presence``; docs/presence.md).
+        """
+        return self.hub.engine.presence(channel)
 
     def publish(self, channel: str, data: Any, *, ext: Any = None) -> None:
         """Publish from the server to every subscriber of ``channel``.
@@ -409,25 +421,45 @@ class BayeuxServer:
             self._metrics.arrived(messages)
         if self._async_extensions:
             kept: list[Message] = []
+            presence = bool(self.config.engine.presence)
             for message in messages:
-                result: Message | None = message
-                for extension in list(self._async_extensions):
-                    assert result is not None
-                    try:
-                        result = await extension.incoming(result, request)
-                    except Exception as exc:
-                        # A bug in the hook refuses this message only.
-                        _log_extension_failure(extension, "incoming", message.get("channel"), exc)
-                        result = refused_copy(message, _EXTENSION_FAILED)
-                        break
-                    if result is None:
-                        break
-                if result is not None:
-                    kept.append(result)
+                result = await self._run_async_extensions(message, request)
+                if result is None:
+                    continue
+                probe = presence_probe(result) if presence and "error" not in result else None
+                if probe is not None:
+                    # Whoever may not subscribe to a channel may not watch who is in it.
+                    checked = await self._run_async_extensions(probe, request)
+                    if checked is None:
+                        named = probe["subscription"]
+                        result = refused_copy(
+                            result,
+                            error_string(
+                                ErrorCode.CHANNEL_FORBIDDEN,
+                                [named] if type(named) is str else named,
+                            ),
+                        )
+                    elif "error" in checked:
+                        result = refused_copy(result, str(checked["error"]))
+                kept.append(result)
             messages = kept
         if self.bus is not None:
             await self.bus.prepare(messages)
         self.hub.receive(conn, messages, request, address)
+
+    async def _run_async_extensions(self, message: Message, request: object) -> Message | None:
+        result: Message | None = message
+        for extension in list(self._async_extensions):
+            assert result is not None
+            try:
+                result = await extension.incoming(result, request)
+            except Exception as exc:
+                # A bug in the hook refuses this message only.
+                _log_extension_failure(extension, "incoming", message.get("channel"), exc)
+                return refused_copy(message, _EXTENSION_FAILED)
+            if result is None:
+                return None
+        return result
 
     # ------------------------------------- the connections' context (_context)
 

@@ -96,8 +96,14 @@ def test_message_context_defaults() -> None:
     assert context.is_delivery is False
 
 
-def test_message_context_is_frozen_and_slotted() -> None:
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        CONTEXT.now = 0.0  # type: ignore[misc]
-    assert not hasattr(CONTEXT, "__dict__")
-    assert MessageContext(12.5, "abc", {"h": 1}, True) == CONTEXT
+def test_message_context_is_slotted_and_takes_a_user() -> None:
+    context = MessageContext(12.5, "abc", {"h": 1}, True)
+    assert not hasattr(context, "__dict__")
+    assert context == CONTEXT
+    assert (context.user, context.info) == (None, None)
+    # An extension names the user on handshake (presence counts users).
+    context.user = "alice"
+    context.info = {"name": "Alice"}
+    assert context != CONTEXT
+    with pytest.raises(AttributeError):
+        context.colour = "red"  # type: ignore[attr-defined]
