@@ -11,7 +11,7 @@ from types import ModuleType
 import orjson
 import pytest
 
-from bayeux_core import TRANSITIONS, Engine, MessageKind, Outcome, Reply, SessionState
+from bayeux_core import TRANSITIONS, Engine, EngineConfig, MessageKind, Outcome, Reply, SessionState
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -113,7 +113,7 @@ def test_the_token_auth_example_in_server_md_works(tmp_path: Path) -> None:
     text = (DOCS / "server.md").read_text()
     (code,) = re.findall(r"```python\n# myapp/auth.py\n(.*?)```", text, re.S)
     tokens = tmp_path / "tokens.json"
-    tokens.write_text('{"/private/ann": "s3cret"}')
+    tokens.write_text('{"channels": {"/private/ann": "s3cret"}, "users": {"ann-t": "ann"}}')
     namespace: dict[str, object] = {}
     exec(compile(code, "docs/server.md", "exec"), namespace)
     auth_class = namespace["ServerAuth"]
@@ -142,3 +142,23 @@ def test_the_token_auth_example_in_server_md_works(tmp_path: Path) -> None:
     assert subscribe(["/private/ann"], "not a dict")["error"] == refused
     assert subscribe(["/private/ann"], {"authToken": "s3cret"})["successful"] is True
     assert subscribe("/public", None)["successful"] is True
+    # The handshake's token names the user, for presence.
+    presence = Engine(
+        EngineConfig(presence=("/private/**",)), extensions=(auth_class(str(tokens)),)
+    )
+    for conn, token in enumerate(("ann-t", "stranger"), 1):
+        presence.receive(conn, [hs | {"ext": {"authToken": token}}], now=0)
+        (reply,) = orjson.loads(
+            next(a for a in presence.actions_to_send() if isinstance(a, Reply)).body
+        )
+        message = {
+            "channel": "/meta/subscribe",
+            "clientId": reply["clientId"],
+            "subscription": "/private/ann",
+            "ext": {"authToken": "s3cret"},
+        }
+        presence.receive(10 + conn, [message], now=0)
+        presence.actions_to_send()
+    members = presence.presence("/private/ann")
+    assert members[0] == {"user": "ann", "info": {"name": "Ann"}}
+    assert members[1]["info"] is None  # no user: the clientId stands for it
