@@ -109,6 +109,13 @@ class BayeuxASGI:
         """Publish from the server to ``channel`` (call it on the server's loop)."""
         self.driver.publish(channel, data, ext)
 
+    def presence(self, channel: str) -> list[dict[str, Any]]:
+        """Who is in ``channel`` now (``EngineConfig.presence``; docs/presence.md).
+
+        Raises :class:`bayeux_core.LocalProtocolError` if it has no presence.
+        """
+        return self.engine.presence(channel)
+
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener`` with each engine event (handshakes, publishes...)."""
         self.driver.add_listener(listener)

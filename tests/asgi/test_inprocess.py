@@ -146,3 +146,35 @@ def test_lifespan_and_server_publish(backend: str) -> None:
     assert "Handshaken" in events
     assert "Published" in events
     assert json.dumps(replies)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_presence_under_asgi(backend: str) -> None:
+    """The engine's presence, unchanged behind the adapter: the members list
+    follows the watch's reply in the same response, and presence() agrees."""
+    app = BayeuxASGI(EngineConfig(timeout=5, presence=("/chat/**",)))
+
+    async def main() -> list[Any]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            ids = []
+            for _ in range(2):
+                (reply,) = (await client.post("/faye", json=[HANDSHAKE])).json()
+                ids.append(reply["clientId"])
+            member, watcher = ids
+            subscribe = {"channel": "/meta/subscribe", "clientId": member}
+            await client.post("/faye", json=[subscribe | {"subscription": "/chat/room"}])
+            watch = {"channel": "/meta/subscribe", "clientId": watcher}
+            response = await client.post(
+                "/faye", json=[watch | {"subscription": "/presence/chat/room"}]
+            )
+            replies: list[Any] = response.json()
+            return [ids, replies]
+
+    (member, _), replies = anyio.run(main, backend=backend)
+    assert replies[0]["successful"] is True
+    assert replies[1] == {
+        "channel": "/presence/chat/room",
+        "data": {"members": [{"user": member, "info": None}]},
+    }
+    assert app.presence("/chat/room") == [{"user": member, "info": None}]
