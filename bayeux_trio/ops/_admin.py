@@ -10,10 +10,12 @@ sends CORS headers, so a web page on another origin cannot call it::
     DELETE <admin>/clients/<id>/subscriptions/<channel>
                                                   drop one subscription
     GET    <admin>/channels                       pattern -> subscribed client ids
+    GET    <admin>/presence?channel=/chat/room    who is in a channel with presence
     POST   <admin>/publish   {"channel", "data", "ext"?}
 
 With a Redis bus the session calls see the sessions this node holds (clients
-connected to it); a publish reaches the whole cluster. docs/operations.md.
+connected to it); a publish reaches the whole cluster, and presence is the
+cluster's members as this node last read them. docs/operations.md.
 """
 
 from __future__ import annotations
@@ -22,12 +24,12 @@ import hmac
 import logging
 import math
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 import orjson
 import trio
 
-from bayeux_core import LocalProtocolError, Session
+from bayeux_core import LocalProtocolError, Session, is_pattern, is_valid_name
 from bayeux_core.wire import HttpRequest, HttpResponse
 
 from ._health import method_not_allowed
@@ -151,6 +153,10 @@ class Operations:
             if method != b"GET":
                 return 405, {"error": "method not allowed"}, b"GET"
             return 200, {"channels": server.subscriptions()}, None
+        if parts == ["presence"]:
+            if method != b"GET":
+                return 405, {"error": "method not allowed"}, b"GET"
+            return self._presence(request)
         if parts == ["publish"]:
             if method != b"POST":
                 return 405, {"error": "method not allowed"}, b"POST"
@@ -177,6 +183,29 @@ class Operations:
             log.info("admin: unsubscribed client %s from %s", parts[1], channel)
             return 200, {"unsubscribed": channel, "client": parts[1]}, None
         return 404, {"error": "not found"}, None
+
+    def _presence(self, request: HttpRequest) -> tuple[int, Any, bytes | None]:
+        """``?channel=/chat/room``: its members and their count."""
+        query = urlsplit(request.target.decode("utf-8", "replace")).query
+        # An admin parameter, not a Bayeux form: percent-decoding is all it needs
+        # (a "+" stays a plus, as a channel name may hold one).
+        given = []
+        for part in query.split("&"):
+            name, _, value = part.partition("=")
+            if unquote(name) == "channel" and value:
+                given.append(unquote(value))
+        if len(given) != 1:
+            return 400, {"error": "expected one channel parameter: ?channel=/chat/room"}, None
+        (channel,) = given
+        if not is_valid_name(channel) or is_pattern(channel):
+            return 400, {"error": f"not a channel name: {channel!r}"}, None
+        if not self.server.engine.config.presence:
+            return 404, {"error": "presence is off (bayeux serve --presence PATTERN)"}, None
+        try:
+            members = self.server.presence(channel)
+        except LocalProtocolError:
+            return 404, {"error": f"no presence on {channel}"}, None
+        return 200, {"channel": channel, "members": members, "count": len(members)}, None
 
     def _publish(self, body: bytes) -> tuple[int, Any, bytes | None]:
         try:

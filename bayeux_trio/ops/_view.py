@@ -58,6 +58,12 @@ class ServerView(Protocol):
 
     def subscriptions(self) -> dict[str, list[str]]: ...
 
+    def presence(self, channel: str) -> list[dict[str, Any]]:
+        """Who is in ``channel``: ``[{"user": ..., "info": ...}]``, in join order.
+
+        Raises :class:`bayeux_core.LocalProtocolError` if ``channel`` has no presence.
+        """
+
     def publish(self, channel: str, data: Any, *, ext: Any = None) -> None: ...
 
     def disconnect(self, client_id: str) -> bool: ...
