@@ -5,7 +5,10 @@ the server already keep (sessions, queues, connection sets, plain integer
 counters): nothing is added to the path of a message but an integer
 increment. Message counts by kind cost one dictionary lookup per incoming
 message, and the publish-to-delivery histogram one observation per write pass
-that carried a publish, not one per recipient. See docs/operations.md.
+that carried a publish, not one per recipient. Presence gauges are read
+from the engine's members at scrape time; a per-channel series exists only
+for the channels named exactly in the presence configuration, so clients
+cannot grow the label set. See docs/operations.md.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from bayeux_core import (
     Published,
     QueueOverflow,
     SessionExpired,
+    is_pattern,
     message_kind,
 )
 
@@ -107,6 +111,12 @@ class ServerMetrics(Collector):
                 registry=self.registry,
             )
             server.hub.after_flush = self._flushed
+        #: the channels with a ``bayeux_presence_users`` series of their own:
+        #: those named exactly (no wildcard) in the presence configuration, so
+        #: that the label set is bounded by the configuration, never by clients
+        self.presence_channels = tuple(
+            channel for channel in server.engine.config.presence if not is_pattern(channel)
+        )
         self.registry.register(self)
         server.hub.add_listener(self._on_event)
 
@@ -219,3 +229,27 @@ class ServerMetrics(Collector):
             "Deliveries dropped by the queue overflow policy",
             self.dropped,
         )
+        if engine.config.presence:
+            yield from self._presence()
+
+    def _presence(self) -> Iterator[Metric]:
+        """Presence totals, and the members of the channels named in the configuration."""
+        counts = self.server.engine.presence_counts()
+        yield GaugeMetricFamily(
+            "bayeux_presence_members",
+            "Members of the channels with presence, summed over channels",
+            sum(counts.values()),
+        )
+        yield GaugeMetricFamily(
+            "bayeux_presence_channels",
+            "Channels with presence and at least one member",
+            len(counts),
+        )
+        users = GaugeMetricFamily(
+            "bayeux_presence_users",
+            "Members of each channel named exactly in the presence configuration",
+            labels=["channel"],
+        )
+        for channel in self.presence_channels:
+            users.add_metric([channel], counts.get(channel, 0))
+        yield users
