@@ -441,6 +441,9 @@ class Engine:
         ``payload`` is the JSON object a :class:`Broadcast` carried (encoded
         once, by whichever node accepted the publish). No event fires: the
         accepting node reported the publish. Returns the sessions it went to.
+        A join or leave on a presence channel that changes nothing in the
+        members view (a repeat) goes to no one: a watcher's members list and
+        the events after it never disagree.
         ``offset``: the delivery's place in the bus's log, an int that grows
         along it; after :meth:`share_history` it is the history offset of a
         delivery on a channel with history.
@@ -448,7 +451,12 @@ class Engine:
         self._tick(now)
         if self._presence is not None and presence_target(channel) is not None:
             change = self._presence.apply(channel, payload)
-            if change is not None:
+            if change is None:
+                if self._presence.is_change(channel, payload):
+                    # A repeat (a node replaying its log over a fresh view):
+                    # its watchers have it in their members list already.
+                    return ()
+            else:
                 kind, user, info = change
                 target = channel[len("/presence") :]
                 if kind == "join":

@@ -238,6 +238,23 @@ class PresenceTracker:
         ``("join" | "leave", user, info)`` if it changed the view, None if it
         is no join or leave, or changes nothing (a repeat).
         """
+        read = self._read(channel, payload)
+        if read is None:
+            return None
+        target, kind, user, info = read
+        if kind == "join":
+            return ("join", user, info) if self.join(target, user, info) else None
+        left, info = self.leave(target, user)
+        return ("leave", user, info) if left else None
+
+    def is_change(self, channel: str, payload: bytes) -> bool:
+        """True if ``payload`` on ``channel`` is a join or a leave (whether or
+        not it would change the view)."""
+        return self._read(channel, payload) is not None
+
+    @staticmethod
+    def _read(channel: str, payload: bytes) -> tuple[str, str, str, Any] | None:
+        """(channel told of, "join" | "leave", user, info) of a presence delivery."""
         target = presence_target(channel)
         if target is None:
             return None
@@ -253,11 +270,7 @@ class PresenceTracker:
         user = member.get("user")
         if type(user) is not str:
             return None
-        if kind == "join":
-            info = member.get("info")
-            return ("join", user, info) if self.join(target, user, info) else None
-        left, info = self.leave(target, user)
-        return ("leave", user, info) if left else None
+        return target, kind, user, member.get("info")
 
     def reset(self, members: Mapping[str, Mapping[str, Any]]) -> None:
         """Replace the whole view (a cluster node loading the backend's state)."""

@@ -628,6 +628,36 @@ def test_a_cluster_node_reports_sessions_and_routes_the_logs_decisions() -> None
     assert engine.presence(ROOM) == [{"user": "zed", "info": None}]
 
 
+def test_a_repeated_join_or_leave_from_the_log_reaches_no_watcher() -> None:
+    # A node that rebuilt its view from the backend (reset_presence) and then
+    # reads the log entries the rebuild already holds: no watcher may get a
+    # join for someone in its members list, nor a leave for someone not in it.
+    engine = node()
+    w = Wire.__new__(Wire)
+    w.engine, w.now = engine, 0.0
+    w._conns = iter(range(1, 1000))  # type: ignore[assignment]
+    engine.reset_presence({ROOM: {"al": None}})
+    bo = handshake(w, "bo")
+    conn = stream(w, bo)
+    assert data_on(pushed(subscribe(w, bo, WATCH, conn=conn), conn)) == [
+        {"members": [{"user": "al", "info": None}]}
+    ]
+    join = orjson.dumps(presence_delivery(ROOM, "join", "al", None))
+    assert engine.route(WATCH, join, now=0.0) == ()
+    leave = orjson.dumps(presence_delivery(ROOM, "leave", "zed", None))
+    assert engine.route(WATCH, leave, now=0.0) == ()
+    assert engine.actions_to_send() == []
+    # A change still goes out, and so does anything else on the channel.
+    leave = orjson.dumps(presence_delivery(ROOM, "leave", "al", None))
+    assert [s.client_id for s in engine.route(WATCH, leave, now=0.0)] == [bo]
+    other = orjson.dumps({"channel": WATCH, "data": {"note": 1}})
+    assert [s.client_id for s in engine.route(WATCH, other, now=0.0)] == [bo]
+    assert data_on(pushed(engine.actions_to_send(), conn)) == [
+        {"leave": {"user": "al", "info": None}},
+        {"note": 1},
+    ]
+
+
 def test_adopted_and_evicted_sessions_fire_no_presence_action() -> None:
     engine = node()
     session = engine.adopt("c1", now=0.0, subscriptions=[ROOM, "/x"], user="al", info=1)
