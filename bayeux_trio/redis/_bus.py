@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlsplit
 
 import coredis
 import coredis.exceptions
+import orjson
 import trio
 from coredis.connection import TCPLocation
 from coredis.retry import NoRetryPolicy
@@ -33,6 +34,8 @@ from bayeux_core import (
     Disconnected,
     Handshaken,
     Message,
+    PresenceEntered,
+    PresenceExited,
     Reply,
     SessionExpired,
     Subscribed,
@@ -40,11 +43,22 @@ from bayeux_core import (
     claimed_sessions,
     fail_without_backend,
     matches,
+    presence_delivery,
+    presence_probe,
     recovery_offset,
     refuse_without_backend,
 )
 
-from ._scripts import CLAIM, UPDATE
+from ._scripts import (
+    CLAIM,
+    PRESENCE_DUE,
+    PRESENCE_ENTER,
+    PRESENCE_EXIT,
+    PRESENCE_RESCORE,
+    PRESENCE_SNAPSHOT,
+    PRESENCE_VANISH,
+    UPDATE,
+)
 
 if TYPE_CHECKING:
     from coredis.response.types import StreamEntry
@@ -75,6 +89,8 @@ _RECOVERY_SCAN = 10_000
 #: what a request gets when Redis cannot be reached in time (docs/redis.md, Faults)
 PUBLISH_REFUSED = "407::Redis unreachable"
 REFUSED = "503::Redis unreachable"
+#: the root of presence channels (bayeux_core.PRESENCE_PREFIX)
+_PRESENCE_ROOT = "/presence"
 
 
 _Client = coredis.Redis[bytes] | coredis.RedisCluster[bytes]
@@ -129,6 +145,14 @@ def _offset(stream_id: StreamId) -> int:
     return stream_id[0] * _SEQ_SPAN + min(stream_id[1], _SEQ_SPAN - 1)
 
 
+def _json(value: Any) -> bytes:
+    """``value`` as JSON (an extension's ``info``); null if it cannot be encoded."""
+    try:
+        return orjson.dumps(value)
+    except (TypeError, orjson.JSONEncodeError):
+        return b"null"
+
+
 def _fmt(stream_id: StreamId) -> str:
     return f"{stream_id[0]}-{stream_id[1]}"
 
@@ -152,17 +176,42 @@ def _strip(reply: Reply) -> Reply:
     return Reply(reply.conn, head + b"]")
 
 
+class _Presence:
+    """One presence change of a session: it entered (``join`` set) or left a channel."""
+
+    __slots__ = ("channel", "info", "join", "leave", "seq", "user")
+
+    def __init__(
+        self,
+        channel: str,
+        user: str = "",
+        info: bytes = b"null",
+        join: bytes | None = None,
+        leave: bytes = b"",
+    ) -> None:
+        self.channel = channel
+        self.user = user
+        self.info = info
+        self.join = join
+        self.leave = leave
+        #: its number in this node's changes, given when first sent (kept for retries)
+        self.seq = 0
+
+
 class _Ops:
     """What one pass changes in one session record."""
 
-    __slots__ = ("create", "cursor", "delete", "epoch", "subs")
+    __slots__ = ("create", "cursor", "delete", "epoch", "identity", "presence", "subs")
 
     def __init__(self, epoch: int) -> None:
         self.epoch = epoch
         self.create: str | None = None
+        #: user and info (JSON) for a new record, when an extension set them
+        self.identity: dict[str, bytes] | None = None
         self.cursor = ""
         self.delete = False
         self.subs: list[str] = []
+        self.presence: list[_Presence] = []
 
 
 class _Pass:
@@ -192,6 +241,9 @@ class RedisBus:
             not got through by then, or a pass whose writes have not, is
             answered with an error (``503::Redis unreachable``, a publish
             ``407::Redis unreachable``). A shorter outage is waited out.
+        presence_sweep: with presence (``EngineConfig.presence``), how often
+            this node looks for sessions whose record expired (their node
+            died) to make them leave their channels (docs/redis.md, "Presence").
     """
 
     def __init__(
@@ -204,9 +256,12 @@ class RedisBus:
         retention: float | None = None,
         ttl_margin: float = 10.0,
         request_timeout: float = 5.0,
+        presence_sweep: float = 1.0,
     ) -> None:
         if not (math.isfinite(request_timeout) and request_timeout > 0):
             raise ValueError("request_timeout must be a positive number of seconds")
+        if not (math.isfinite(presence_sweep) and presence_sweep > 0):
+            raise ValueError("presence_sweep must be a positive number of seconds")
         self.url = url
         self.request_timeout = request_timeout
         self.namespace = namespace
@@ -247,6 +302,19 @@ class RedisBus:
         self._adoptions = 0
         #: the cluster's history epoch, once shared with the engine
         self._history_epoch: str | None = None
+        # Presence (docs/redis.md, "Presence"): keys under <ns>:{log}:p
+        self.presence_sweep = presence_sweep
+        self._presence = False
+        self._p = f"{self.log_key}:p"
+        #: the presence generation the engine's members view belongs to
+        self._generation = b""
+        #: set once the view is known to match Redis; replaced while in doubt
+        self._synced = trio.Event()
+        self._synced.set()
+        #: the view must be checked against Redis (an outage, a new generation)
+        self._stale = False
+        self._vanished = 0
+        self._resyncs = 0
 
     # ------------------------------------------------------------- wiring
 
@@ -257,6 +325,7 @@ class RedisBus:
         cfg = hub.engine.config
         ttl = cfg.timeout + cfg.interval + cfg.session_expiry + self._ttl_margin
         self._ttl_ms = math.ceil(ttl * 1000)
+        self._presence = bool(cfg.presence)
 
     @property
     def stats(self) -> dict[str, Any]:
@@ -281,6 +350,10 @@ class RedisBus:
             + self._writing
             + bool(self._pushed)
             + self._resubscribing,
+            # sessions of dead nodes made to leave by this node's sweeper, and
+            # members views rebuilt from Redis (it lost its data)
+            "presence_vanished": self._vanished,
+            "presence_rebuilt": self._resyncs,
         }
 
     def record_key(self, client_id: str) -> str:
@@ -295,10 +368,24 @@ class RedisBus:
             self._client = client
             self._claim = client.register_script(CLAIM)
             self._update = client.register_script(UPDATE)
-            last = await self._retry("start", lambda: client.xrevrange(self.log_key, count=1))
-            if last:
-                self._set_pos(_parse(last[0].identifier))
-                self._last_ms = self._pos[0]
+            if self._presence:
+                self._enter = client.register_script(PRESENCE_ENTER)
+                self._exit = client.register_script(PRESENCE_EXIT)
+                self._vanish = client.register_script(PRESENCE_VANISH)
+                self._due = client.register_script(PRESENCE_DUE)
+                self._rescore = client.register_script(PRESENCE_RESCORE)
+                self._snapshot = client.register_script(PRESENCE_SNAPSHOT)
+                # The members view and the log position from one atomic read:
+                # the reader goes on from exactly where the view stands.
+                last_id = await self._resync(start=True)
+                if last_id is not None:
+                    self._set_pos(last_id)
+                    self._last_ms = self._pos[0]
+            else:
+                last = await self._retry("start", lambda: client.xrevrange(self.log_key, count=1))
+                if last:
+                    self._set_pos(_parse(last[0].identifier))
+                    self._last_ms = self._pos[0]
             self._floor = self._pos
             if self._hub.engine.config.history:
                 # One epoch per log, kept beside it: every node numbers the
@@ -318,6 +405,8 @@ class RedisBus:
                 nursery.start_soon(self._reader)
                 nursery.start_soon(self._writer)
                 nursery.start_soon(self._flusher)
+                if self._presence:
+                    nursery.start_soon(self._sweeper)
                 task_status.started()
 
     # ---------------------------------------------------- before the engine
@@ -342,10 +431,17 @@ class RedisBus:
                 since = divmod(offset, _SEQ_SPAN)
                 if since[0] <= self._pos[0] + 60_000:
                     recover = since if recover is None else max(recover, since)
-        if recover is None and not connecting:
+        # A members list must come from a view that matches Redis: after an
+        # outage, wait until the reader has checked it (_resync).
+        watching = not self._synced.is_set() and any(
+            presence_probe(message) is not None for message in messages
+        )
+        if recover is None and not connecting and not watching:
             return  # publishes: nothing to await
         try:
             with trio.fail_after(self.request_timeout):
+                if watching:
+                    await self._synced.wait()
                 if recover is not None:
                     # Recover only once this node has read as far as the
                     # position (it may come from a node further along); a
@@ -410,7 +506,9 @@ class RedisBus:
         cursor = _parse(result[2] or b"0-0")
         connected = result[3] == b"c"
         previous = result[4]
-        subs = {result[i].decode(): _parse(result[i + 1]) for i in range(5, len(result) - 1, 2)}
+        user = result[5].decode() if result[5] else None
+        info = orjson.loads(result[6]) if result[6] else None
+        subs = {result[i].decode(): _parse(result[i + 1]) for i in range(7, len(result) - 1, 2)}
         self._adoptions += 1
         if previous != self.node.encode():
             evict = _Pass()
@@ -430,7 +528,20 @@ class RedisBus:
         if engine.store.get(client_id) is not None:
             self._evict(client_id)
         self._epochs[client_id] = new_epoch
-        hub.adopt(client_id, subscriptions=list(subs), backlog=backlog, connected=connected)
+        if user is None and info is None:
+            hub.adopt(client_id, subscriptions=list(subs), backlog=backlog, connected=connected)
+        else:
+            # Hub.adopt takes no user: the engine's does (we are in no pass).
+            engine.adopt(
+                client_id,
+                now=trio.current_time(),
+                subscriptions=list(subs),
+                backlog=backlog,
+                connected=connected,
+                user=user,
+                info=info,
+            )
+            hub.pump()
 
     async def _wait_position(self, target: StreamId) -> None:
         """Wait (a little) until the reader has passed ``target``."""
@@ -543,12 +654,23 @@ class RedisBus:
                             found.cursor = pos
                 held.append(action)
                 continue
+            if kind is PresenceEntered or kind is PresenceExited:
+                found = ops(action.client_id)  # type: ignore[attr-defined]
+                if found is not None:
+                    found.presence.append(self._presence_change(action))  # type: ignore[arg-type]
+                continue  # for the bus alone
             if kind is Handshaken:
                 client_id = action.client_id  # type: ignore[attr-defined]
                 epochs[client_id] = 1
                 found = ops(client_id)
                 assert found is not None
                 found.create = pos
+                assert self._hub is not None
+                session = self._hub.engine.store.get(client_id)
+                if session is not None and (session.user is not None or session.info is not None):
+                    found.identity = {"f": _json(session.info)}
+                    if session.user is not None:
+                        found.identity["u"] = session.user.encode()
             elif kind is Subscribed or kind is Unsubscribed:
                 found = ops(action.client_id)  # type: ignore[attr-defined]
                 if found is not None:
@@ -570,6 +692,23 @@ class RedisBus:
         work.held = held
         self._enqueue(work)
         return run
+
+    @staticmethod
+    def _presence_change(action: PresenceEntered | PresenceExited) -> _Presence:
+        channel = action.channel
+        if isinstance(action, PresenceExited):
+            return _Presence(channel)
+        user, info = action.user, action.info
+        encoded = _json(info)
+        if encoded == b"null":
+            info = None
+        return _Presence(
+            channel,
+            user,
+            encoded,
+            orjson.dumps(presence_delivery(channel, "join", user, info)),
+            orjson.dumps(presence_delivery(channel, "leave", user, info)),
+        )
 
     def _enqueue(self, work: _Pass) -> None:
         self._outbox.append(work)
@@ -639,6 +778,9 @@ class RedisBus:
                 continue
             work.xadds = [fields for fields in work.xadds if b"c" not in fields]
             for client_id, ops in work.ops.items():
+                if not ops.delete:
+                    # The subscription changes they belong to are not recorded.
+                    ops.presence = []
                 if ops.create is not None or ops.subs or ops.cursor:
                     ops.create = None
                     ops.subs = []
@@ -657,6 +799,11 @@ class RedisBus:
             if client_id in self._epochs:
                 self._evict(client_id)
 
+    def _minid(self) -> str:
+        """Log entries before this id may be trimmed (the retention, in Redis' clock)."""
+        retention_ms = self._retention * 1000 if self._retention is not None else 2 * self._ttl_ms
+        return f"{max(0, self._last_ms - int(retention_ms))}-0"
+
     async def _write(self, passes: list[_Pass], *, recovering: bool) -> dict[str, bool]:
         """One pipeline for these passes; the sessions whose fenced writes failed."""
         client = self._client
@@ -666,10 +813,13 @@ class RedisBus:
             # A failed pipeline may have been applied in part: do not append twice.
             tail = await client.xrevrange(self.log_key, count=_RECOVERY_SCAN)
             present = {u for e in tail if (u := _fields(e).get(b"u")) is not None}
-        retention_ms = self._retention * 1000 if self._retention is not None else 2 * self._ttl_ms
-        minid = f"{max(0, self._last_ms - int(retention_ms))}-0"
+        minid = self._minid()
         ttl = str(self._ttl_ms)
         kinds: list[tuple[str, str]] = []
+        #: presence changes of sessions this pipeline deletes: made only once
+        #: the (fenced) deletion got through, so a node that lost the session
+        #: cannot make its user leave (docs/redis.md, "Presence")
+        ending: list[tuple[str, list[_Presence]]] = []
         async with client.pipeline(transaction=False) as pipe:
             for work in passes:
                 for fields in work.xadds:
@@ -686,7 +836,15 @@ class RedisBus:
                 for client_id, ops in work.ops.items():
                     key = self.record_key(client_id)
                     if ops.create is not None:
-                        pipe.hset(key, {"o": self.node, "g": "1", "c": ops.create, "t": "h"})
+                        record: dict[str, str | bytes] = {
+                            "o": self.node,
+                            "g": "1",
+                            "c": ops.create,
+                            "t": "h",
+                        }
+                        if ops.identity is not None:
+                            record.update(ops.identity)
+                        pipe.hset(key, record)
                         pipe.pexpire(key, self._ttl_ms)
                         kinds += [("-", ""), ("-", "")]
                     if ops.cursor or ops.subs or ops.delete:
@@ -700,6 +858,15 @@ class RedisBus:
                         ]
                         self._update(keys=[key], args=args, client=pipe)
                         kinds.append(("u", client_id))
+                    if ops.presence:
+                        if ops.delete:
+                            ending.append((client_id, ops.presence))
+                        else:
+                            for change in ops.presence:
+                                if not change.seq:
+                                    change.seq = next(self._seq)
+                                self._change(pipe, client_id, change, minid)
+                                kinds.append(("-", ""))
         results = pipe.results or ()
         failed: dict[str, bool] = {}
         for (kind, client_id), result in zip(kinds, results, strict=False):
@@ -707,7 +874,42 @@ class RedisBus:
                 self._last_ms = max(self._last_ms, _parse(result)[0])
             elif kind == "u" and result == 0:
                 failed[client_id] = True
+        ending = [(client_id, changes) for client_id, changes in ending if client_id not in failed]
+        if ending:
+            async with client.pipeline(transaction=False) as pipe:
+                for client_id, changes in ending:
+                    for change in changes:
+                        # Idempotent (leaving twice is nothing), so a new
+                        # number each time: never behind a later change's.
+                        change.seq = next(self._seq)
+                        self._change(pipe, client_id, change, minid)
         return failed
+
+    def _change(self, pipe: Any, client_id: str, change: _Presence, minid: str) -> None:
+        """Queue one enter or exit script on ``pipe`` (docs/redis.md, "Presence")."""
+        p = self._p
+        keys = [
+            self.log_key,
+            f"{p}:{change.channel}",
+            f"{p}c:{client_id}",
+            f"{p}a",
+            f"{p}z",
+            f"{p}n:{self.node}",
+        ]
+        head = [str(change.seq), str(2 * self._ttl_ms), minid, change.channel, client_id]
+        if change.join is None:
+            self._exit(keys=keys, args=[*head, _PRESENCE_ROOT], client=pipe)
+        else:
+            args: list[str | bytes] = [
+                *head,
+                change.user,
+                change.info,
+                change.join,
+                change.leave,
+                _PRESENCE_ROOT,
+                str(self._ttl_ms),
+            ]
+            self._enter(keys=keys, args=args, client=pipe)
 
     def _finish(self, passes: list[_Pass], failed: dict[str, bool]) -> None:
         hub = self._hub
@@ -790,6 +992,8 @@ class RedisBus:
         assert hub is not None
         ring = self._ring
         while True:
+            if self._stale:
+                await self._resync()
             pos = self._pos_str
             found = await self._retry(
                 "read",
@@ -797,8 +1001,8 @@ class RedisBus:
                     {self.log_key: pos}, count=_PAGE, block=1000
                 ),
             )
-            if not found:
-                continue
+            if not found or self._stale:
+                continue  # after an outage: check the members view first
             now = trio.current_time()
             for entries in found.values():
                 for entry in entries:
@@ -839,6 +1043,115 @@ class RedisBus:
         if epoch is not None and epoch < int(fields[b"g"]):
             self._evict(client_id)
 
+    # ------------------------------------------------------------- presence
+
+    async def _resync(self, *, start: bool = False) -> StreamId | None:
+        """Check the engine's members view against Redis; rebuild it if Redis lost it.
+
+        The snapshot script reads every member and the log's last id in one
+        step, and names the presence generation (made anew, and kept, by
+        whichever node first finds none: Redis lost its data). At the start,
+        or when the generation changed, the view becomes the snapshot's. The
+        reader goes on from where it was: entries up to the snapshot's id
+        that it reads again are in the view already, and the engine sends
+        such repeats to no one. Returns the snapshot's log id.
+        """
+        hub = self._hub
+        assert hub is not None
+        p = self._p
+        fresh = secrets.token_hex(8)
+        result: list[Any] = await self._retry(
+            "presence",
+            lambda: self._snapshot(keys=[self.log_key, f"{p}a", f"{p}g"], args=[fresh, f"{p}:"]),
+        )
+        self._stale = False
+        generation, last = result[0], result[1]
+        if start or generation != self._generation:
+            members: dict[str, dict[str, Any]] = {}
+            for channel, flat in result[2:]:
+                rows = sorted(
+                    (_parse(flat[i + 1]), flat[i].decode(), flat[i + 2])
+                    for i in range(0, len(flat), 3)
+                )
+                members[channel.decode()] = {user: orjson.loads(info) for _, user, info in rows}
+            hub.engine.reset_presence(members)
+            if not start:
+                self._resyncs += 1
+                log.warning(
+                    "presence: Redis lost its state; members view rebuilt (%d channels)",
+                    len(members),
+                )
+            self._generation = generation
+        self._synced.set()
+        return _parse(last) if last else None
+
+    def _doubt(self) -> None:
+        """The members view may no longer match Redis: check before trusting it."""
+        self._stale = True
+        if self._synced.is_set():
+            self._synced = trio.Event()
+
+    async def _sweeper(self) -> None:
+        """Make the sessions of dead nodes leave, every ``presence_sweep`` seconds."""
+        while True:
+            await trio.sleep(self.presence_sweep)
+            await self._sweep()
+
+    async def _sweep(self, batch: int = 500) -> int:
+        """One look at the sessions due for a check; the leaves it made.
+
+        A session whose record is gone (expired: its node died, or ended it
+        and died before saying so) leaves every channel it was in; one that
+        lives is looked at again when its record would expire. Every node
+        sweeps; the scripts make each leave once.
+        """
+        client = self._client
+        assert client is not None
+        p = self._p
+        due: list[bytes] = await self._retry(
+            "sweep", lambda: self._due(keys=[f"{p}z", f"{p}g"], args=[str(batch)])
+        )
+        if due[0] != self._generation:
+            self._doubt()
+        ids = [cid.decode() for cid in due[1:]]
+        if not ids:
+            return 0
+
+        async def ttls() -> tuple[Any, ...]:
+            async with client.pipeline(transaction=False) as pipe:
+                for cid in ids:
+                    pipe.pttl(self.record_key(cid))
+            return pipe.results or ()
+
+        found = await self._retry("sweep", ttls)
+        alive: list[str] = []
+        gone: list[str] = []
+        for cid, ttl in zip(ids, found, strict=True):
+            if ttl == -2:
+                gone.append(cid)
+            else:
+                alive += [cid, str(ttl if ttl > 0 else self._ttl_ms)]
+        minid = self._minid()
+
+        async def act() -> tuple[Any, ...]:
+            async with client.pipeline(transaction=False) as pipe:
+                if alive:
+                    self._rescore(keys=[f"{p}z"], args=alive, client=pipe)
+                for cid in gone:
+                    self._vanish(
+                        keys=[self.log_key, f"{p}c:{cid}", f"{p}a", f"{p}z"],
+                        args=[cid, minid, _PRESENCE_ROOT, f"{p}:"],
+                        client=pipe,
+                    )
+            return pipe.results or ()
+
+        results = await self._retry("sweep", act)
+        left = sum(int(r) for r in results[1 if alive else 0 :])
+        if left:
+            log.info("presence: %d leaves of %d expired sessions", left, len(gone))
+        self._vanished += left
+        return left
+
     # ------------------------------------------------------------- outages
 
     async def _retry(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
@@ -860,6 +1173,8 @@ class RedisBus:
 
     def _down(self, what: str, exc: BaseException) -> None:
         self._error = f"{what}: {type(exc).__name__}: {exc}"
+        if self._presence:
+            self._doubt()
         if self.healthy:
             self.healthy = False
             self._down_since = time.time()

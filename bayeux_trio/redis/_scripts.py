@@ -1,8 +1,23 @@
-"""The Lua scripts of the Redis bus. Each touches one session record (one slot)."""
+"""The Lua scripts of the Redis bus.
+
+``CLAIM`` and ``UPDATE`` touch one session record (the slot of ``{<clientId>}``);
+the presence scripts touch the log and the presence keys, which all share the
+hash tag ``{log}`` (one slot), so that one script changes the members and
+appends the join or leave to the log atomically (docs/redis.md, "Presence").
+"""
 
 from __future__ import annotations
 
-__all__ = ["CLAIM", "UPDATE"]
+__all__ = [
+    "CLAIM",
+    "PRESENCE_DUE",
+    "PRESENCE_ENTER",
+    "PRESENCE_EXIT",
+    "PRESENCE_RESCORE",
+    "PRESENCE_SNAPSHOT",
+    "PRESENCE_VANISH",
+    "UPDATE",
+]
 
 #: helpers both scripts start with
 _PRELUDE = """
@@ -34,7 +49,8 @@ end
 #: node owns it ('' for none), ttl in ms, '1' if the batch has a connect,
 #: then subscription changes to record with the claim, as for UPDATE.
 #: Returns {0}: no such session; {1}: already ours; or
-#: {2, new epoch, cursor, state, previous owner, pattern, from, ...}: taken over.
+#: {2, new epoch, cursor, state, previous owner, user, info, pattern, from, ...}:
+#: taken over (user and info as the handshake's extension set them, or nil).
 CLAIM = (
     _PRELUDE
     + """
@@ -54,7 +70,10 @@ if owner == ARGV[1] and epoch == tonumber(ARGV[2]) then
 end
 epoch = epoch + 1
 redis.call('HSET', rec, 'o', ARGV[1], 'g', tostring(epoch))
-local out = {2, epoch, redis.call('HGET', rec, 'c'), state, owner}
+local out = {
+  2, epoch, redis.call('HGET', rec, 'c'), state, owner,
+  redis.call('HGET', rec, 'u'), redis.call('HGET', rec, 'f')
+}
 local all = redis.call('HGETALL', rec)
 for i = 1, #all, 2 do
   if string.sub(all[i], 1, 2) == 's:' then
@@ -88,3 +107,156 @@ redis.call('PEXPIRE', rec, ARGV[3])
 return 1
 """
 )
+
+
+# --------------------------------------------------------------- presence
+#
+# Keys (all in the slot of {log}; <p> is '<ns>:{log}:p'):
+#   <p>:<channel>  hash: s:<clientId> -> user (the sessions in the channel),
+#                  n:<user> -> how many of their sessions are in it,
+#                  i:<user> -> info (JSON), o:<user> -> the join's log id,
+#                  l:<user> -> the leave delivery to append when n drops to 0
+#   <p>c:<clientId> set: the channels the session is in (for the sweeper)
+#   <p>a           set: the channels with members (for the snapshot)
+#   <p>z           zset: clientId -> when (ms, Redis' clock) to check that its
+#                  session record still exists
+#   <p>g           the presence generation: a random id, gone when Redis lost
+#                  its data (a restart without persistence)
+#   <p>n:<node>    the sequence number of the node's last applied change, so
+#                  that a retried pipeline applies nothing twice
+
+_PRESENCE_PRELUDE = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- False if the node's change numbered seq was applied already.
+local function first_time(key, seq, ttl)
+  local last = redis.call('GET', key)
+  if last and tonumber(last) >= tonumber(seq) then return false end
+  redis.call('SET', key, seq, 'PX', ttl)
+  return true
+end
+
+local function append(log, minid, channel, payload)
+  return redis.call('XADD', log, 'MINID', '~', minid, '*', 'c', channel, 'p', payload)
+end
+
+-- Session cid leaves channel (whose hash is key): 1 if that was the user's
+-- last session there (the leave is appended), else 0.
+local function leave_one(log, key, all, minid, prefix, channel, cid)
+  local user = redis.call('HGET', key, 's:' .. cid)
+  if not user then return 0 end
+  redis.call('HDEL', key, 's:' .. cid)
+  if redis.call('HINCRBY', key, 'n:' .. user, -1) > 0 then return 0 end
+  local leave = redis.call('HGET', key, 'l:' .. user)
+  redis.call('HDEL', key, 'n:' .. user, 'i:' .. user, 'o:' .. user, 'l:' .. user)
+  if redis.call('HLEN', key) == 0 then redis.call('SREM', all, channel) end
+  append(log, minid, prefix .. channel, leave)
+  return 1
+end
+"""
+
+#: KEYS: log, <p>:<channel>, <p>c:<clientId>, <p>a, <p>z, <p>n:<node>.
+#: ARGV: seq, guard ttl (ms), minid, channel, clientId, user, info (JSON),
+#: join delivery, leave delivery, presence prefix, check after (ms).
+#: Returns 1 if the user joined (the join is on the log), else 0.
+PRESENCE_ENTER = (
+    _PRESENCE_PRELUDE
+    + """
+if not first_time(KEYS[6], ARGV[1], ARGV[2]) then return 0 end
+local key, cid, user = KEYS[2], ARGV[5], ARGV[6]
+if redis.call('HEXISTS', key, 's:' .. cid) == 1 then return 0 end
+redis.call('HSET', key, 's:' .. cid, user)
+redis.call('SADD', KEYS[3], ARGV[4])
+redis.call('ZADD', KEYS[5], 'NX', now_ms() + tonumber(ARGV[11]), cid)
+if redis.call('HINCRBY', key, 'n:' .. user, 1) > 1 then return 0 end
+local id = append(KEYS[1], ARGV[3], ARGV[10] .. ARGV[4], ARGV[8])
+redis.call('HSET', key, 'i:' .. user, ARGV[7], 'l:' .. user, ARGV[9], 'o:' .. user, id)
+redis.call('SADD', KEYS[4], ARGV[4])
+return 1
+"""
+)
+
+#: KEYS: log, <p>:<channel>, <p>c:<clientId>, <p>a, <p>z, <p>n:<node>.
+#: ARGV: seq, guard ttl (ms), minid, channel, clientId, presence prefix.
+#: Returns 1 if the user left (the leave is on the log), else 0.
+PRESENCE_EXIT = (
+    _PRESENCE_PRELUDE
+    + """
+if not first_time(KEYS[6], ARGV[1], ARGV[2]) then return 0 end
+local left = leave_one(KEYS[1], KEYS[2], KEYS[4], ARGV[3], ARGV[6], ARGV[4], ARGV[5])
+redis.call('SREM', KEYS[3], ARGV[4])
+if redis.call('EXISTS', KEYS[3]) == 0 then redis.call('ZREM', KEYS[5], ARGV[5]) end
+return left
+"""
+)
+
+#: The sweeper's: session clientId is gone (its record expired), so it
+#: leaves every channel it was in. Idempotent: two nodes sweeping make one leave.
+#: KEYS: log, <p>c:<clientId>, <p>a, <p>z. ARGV: clientId, minid, presence
+#: prefix, <p>: (the prefix of the channels' keys). Returns the leaves made.
+PRESENCE_VANISH = (
+    _PRESENCE_PRELUDE
+    + """
+local left = 0
+for _, channel in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  left = left + leave_one(KEYS[1], ARGV[4] .. channel, KEYS[3], ARGV[2], ARGV[3], channel, ARGV[1])
+end
+redis.call('DEL', KEYS[2])
+redis.call('ZREM', KEYS[4], ARGV[1])
+return left
+"""
+)
+
+#: KEYS: <p>z, <p>g. ARGV: most to return.
+#: Returns {generation or '', clientId, ...}: the sessions due for a check.
+PRESENCE_DUE = (
+    _PRESENCE_PRELUDE
+    + """
+local out = {redis.call('GET', KEYS[2]) or ''}
+local due = redis.call(
+  'ZRANGE', KEYS[1], '-inf', now_ms(), 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[1]))
+for _, cid in ipairs(due) do out[#out + 1] = cid end
+return out
+"""
+)
+
+#: KEYS: <p>z. ARGV: clientId, ms to the next check, ... (sessions still alive).
+PRESENCE_RESCORE = (
+    _PRESENCE_PRELUDE
+    + """
+local now = now_ms()
+for i = 1, #ARGV, 2 do
+  redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[i + 1]), ARGV[i])
+end
+return 1
+"""
+)
+
+#: KEYS: log, <p>a, <p>g. ARGV: a new generation (kept only if there is
+#: none), <p>: (the prefix of the channels' keys).
+#: Returns {generation, last log id or '', {channel, {user, join id, info,
+#: ...}}, ...}: every member, as of that log id, atomically.
+PRESENCE_SNAPSHOT = """
+redis.call('SET', KEYS[3], ARGV[1], 'NX')
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local out = {redis.call('GET', KEYS[3]), last[1] and last[1][1] or ''}
+for _, channel in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  local all = redis.call('HGETALL', ARGV[2] .. channel)
+  local info, order, members = {}, {}, {}
+  for i = 1, #all, 2 do
+    local kind, user = string.sub(all[i], 1, 2), string.sub(all[i], 3)
+    if kind == 'i:' then info[user] = all[i + 1]
+    elseif kind == 'o:' then order[user] = all[i + 1] end
+  end
+  for user, id in pairs(order) do
+    members[#members + 1] = user
+    members[#members + 1] = id
+    members[#members + 1] = info[user] or 'null'
+  end
+  out[#out + 1] = {channel, members}
+end
+return out
+"""
