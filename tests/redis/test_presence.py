@@ -19,12 +19,13 @@ import orjson
 import pytest
 import trio
 
-from bayeux_core import EngineConfig, Extension, Message, MessageContext
+from bayeux_core import EngineConfig
 from bayeux_trio import BayeuxServer
 from bayeux_trio.redis import RedisBus
 from tests._support.waiting import eventually
 from tests.trio.helpers import HANDSHAKE, WsClient, bayeux, fail_after, make_config
 
+from ._names import Names
 from ._support import namespace
 from .conftest import REDIS_SERVER, RedisProcess
 
@@ -36,18 +37,6 @@ pytestmark = [
 ROOM = "/chat/room"
 WATCH = "/presence/chat/room"
 PRESENCE = EngineConfig(presence=("/chat/**",), timeout=10.0)
-
-
-class Names(Extension):
-    """The user (and info) from the handshake's ext, as an auth extension would."""
-
-    def incoming(self, message: Message, context: MessageContext) -> Message | None:
-        if message.get("channel") == "/meta/handshake":
-            ext = message.get("ext") or {}
-            if "user" in ext:
-                context.user = ext["user"]
-                context.info = ext.get("info")
-        return message
 
 
 async def start(
