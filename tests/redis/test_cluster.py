@@ -16,14 +16,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import trio
 
+from bayeux_core import EngineConfig
 from bayeux_trio.redis._bus import _connect
 from tests._support.ci import unavailable
+from tests._support.waiting import eventually
 from tests.interop._support import ServerProcess, start_our_server
 from tests.trio.helpers import HANDSHAKE, WsClient, fail_after
 
+from . import test_presence as presence
 from ._cluster import REDIS_CLI, LocalCluster
 from ._support import RoundRobin, check_exactly_once_in_order, namespace, start_nodes
 from .conftest import REDIS_SERVER
@@ -152,3 +156,53 @@ async def test_two_serve_processes_on_a_cluster(processes: list[ServerProcess]) 
         for p in range(2):
             inner.start_soon(publish, p)
     check_exactly_once_in_order(subscriber.received, 2, per)
+
+
+@fail_after(60)
+async def test_presence_on_a_cluster(cluster: LocalCluster) -> None:
+    # The presence keys share the log's slot ({log}); the records spread.
+    async with trio.open_nursery() as nursery:
+        await _presence_on_a_cluster(cluster, nursery)
+        nursery.cancel_scope.cancel()
+    # Every node has stopped: coredis' leaked streams warn now, under this
+    # module's filters.
+    gc.collect()
+
+
+async def _presence_on_a_cluster(cluster: LocalCluster, nursery: trio.Nursery) -> None:
+    ns = namespace()
+    nodes = [await presence.start(nursery, cluster.url, ns) for _ in range(2)]
+    doomed_scope = trio.CancelScope()
+    doomed = await presence.start(
+        nursery,
+        cluster.url,
+        ns,
+        engine=EngineConfig(presence=("/chat/**",), timeout=0.2, session_timeout=0.3),
+        scope=doomed_scope,
+        ttl_margin=1.0,
+    )
+    ports = [presence.port(n) for n in nodes]
+    watcher = await presence.Watcher.open(nursery, ports[1])
+    alice = [await presence.User(p, "alice").handshake() for p in ports]
+    carol = await presence.User(presence.port(doomed), "carol").handshake()
+    for user in [*alice, carol]:
+        await user.subscribe()
+    await eventually(lambda: presence.views(nodes) == [["alice", "carol"]] * 2)
+    doomed_scope.cancel()
+    await eventually(lambda: presence.views(nodes) == [["alice"]] * 2, seconds=10)
+    await alice[0].unsubscribe()
+    await alice[1].disconnect()
+    await eventually(lambda: presence.views(nodes) == [[]] * 2)
+    client = _connect(cluster.url)
+    async with client:
+        entries = await client.xrange(f"{ns}:{{log}}")
+    changes = [
+        next(iter(orjson.loads(e.field_values[b"p"])["data"].items()))
+        for e in entries
+        if e.field_values.get(b"c") == presence.WATCH.encode()
+    ]
+    expected = [("join", "alice"), ("join", "carol"), ("leave", "carol"), ("leave", "alice")]
+    assert [(kind, member["user"]) for kind, member in changes] == expected
+    await eventually(lambda: ("leave", "alice") in watcher.events())
+    assert watcher.events() == expected
+    await watcher.ws.aclose()

@@ -210,10 +210,10 @@ async def test_a_dead_nodes_users_leave_once_within_the_ttl(
     ns = namespace()
     survivors = [await start(nursery, redis_server.url, ns) for _ in range(2)]
     doomed_scope = trio.CancelScope()
-    # The doomed node's records live 0.2 + 0.3 + 0.2 s after each request.
+    # The doomed node's records live 0.2 + 0.3 + 1.0 s after each request.
     short = EngineConfig(presence=("/chat/**",), timeout=0.2, session_timeout=0.3)
     doomed = await start(
-        nursery, redis_server.url, ns, engine=short, scope=doomed_scope, ttl_margin=0.2
+        nursery, redis_server.url, ns, engine=short, scope=doomed_scope, ttl_margin=1.0
     )
     watchers = [await Watcher.open(nursery, port(n)) for n in survivors]
     carol = await User(port(doomed), "carol").handshake()
@@ -230,7 +230,7 @@ async def test_a_dead_nodes_users_leave_once_within_the_ttl(
     killed = trio.current_time()
     await eventually(lambda: views(survivors) == [["alice", "dave"]] * 2, seconds=10)
     took = trio.current_time() - killed
-    assert took < 0.7 + 0.5 + 1.0, took  # the record's TTL, a sweep, and slack
+    assert took < 1.5 + 0.1 + 1.5, took  # the record's TTL, a sweep, and slack
     assert survivors[0].presence("/chat/other") == [{"user": "dave", "info": "D"}]
     zed = await User(port(survivors[0]), "zed").handshake()
     await zed.subscribe()
@@ -247,6 +247,7 @@ async def test_a_dead_nodes_users_leave_once_within_the_ttl(
     assert (await log_changes(redis_server.url, ns)).count(("leave", "carol")) == 1
     for watcher in watchers:
         await watcher.ws.aclose()
+    gc.collect()  # the killed node's coredis leaks warn now, under this module's filters
 
 
 @fail_after(30)
