@@ -528,20 +528,14 @@ class RedisBus:
         if engine.store.get(client_id) is not None:
             self._evict(client_id)
         self._epochs[client_id] = new_epoch
-        if user is None and info is None:
-            hub.adopt(client_id, subscriptions=list(subs), backlog=backlog, connected=connected)
-        else:
-            # Hub.adopt takes no user: the engine's does (we are in no pass).
-            engine.adopt(
-                client_id,
-                now=trio.current_time(),
-                subscriptions=list(subs),
-                backlog=backlog,
-                connected=connected,
-                user=user,
-                info=info,
-            )
-            hub.pump()
+        hub.adopt(
+            client_id,
+            subscriptions=list(subs),
+            backlog=backlog,
+            connected=connected,
+            user=user,
+            info=info,
+        )
 
     async def _wait_position(self, target: StreamId) -> None:
         """Wait (a little) until the reader has passed ``target``."""

@@ -386,6 +386,8 @@ class Hub:
         subscriptions: Iterable[str] = (),
         backlog: Iterable[bytes] = (),
         connected: bool = True,
+        user: str | None = None,
+        info: Any = None,
     ) -> None:
         """Take over a session from another node (see :meth:`bayeux_core.Engine.adopt`)."""
         if self._pumping:
@@ -396,6 +398,8 @@ class Hub:
             subscriptions=subscriptions,
             backlog=backlog,
             connected=connected,
+            user=user,
+            info=info,
         )
         self._pump()
 
