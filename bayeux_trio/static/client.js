@@ -19,7 +19,7 @@
  *   3. the dispatcher: one envelope per message, timeouts and retries,
  *      transport selection, transport:up / transport:down
  *   4. Faye.Client: handshake, connect loop, subscriptions (session:down /
- *      session:up around a re-subscription), publishing
+ *      session:up around a re-subscription), publishing, presence
  */
 (function (global) {
   'use strict';
@@ -57,6 +57,9 @@
   var CLIENT_OPTIONS = ['interval', 'timeout', 'endpoints', 'proxy', 'retry', 'scheduler',
                         'websocketExtensions', 'tls', 'ca', 'ack'];
   var PUBLISH_OPTIONS = ['attempts', 'deadline'];
+  var PRESENCE_OPTIONS = ['timeout'];
+  // Who is in /chat/room is told on /presence/chat/room (docs/browser.md).
+  var PRESENCE = '/presence';
 
   // Bayeux grammar, as Faye applies it.
   var SEGMENT = '[A-Za-z0-9\\-_!~()$@]+';
@@ -345,6 +348,155 @@
         if (this._withChannel) this._withChannel[0].call(this._withChannel[1], message.channel, message.data);
       } catch (error) {
         report(error);
+      }
+    }
+  });
+
+  // -------------------------------------------------------------- presence
+
+  // A channel name a server may keep presence for: no wildcard, not under
+  // /meta, /service or /presence.
+  function canHavePresence(name) {
+    return isChannelName(name) && !/^\/(meta|service|presence)(\/|$)/.test(name);
+  }
+
+  function isPresenceChannel(name) {
+    return isChannelName(name) && name.indexOf(PRESENCE + '/') === 0 &&
+      canHavePresence(name.slice(PRESENCE.length));
+  }
+
+  // {user, info} from a delivery's member, or null if it is not one.
+  function presenceMember(value) {
+    if (!value || typeof value !== 'object' || typeof value.user !== 'string' || !value.user) {
+      return null;
+    }
+    return {user: value.user, info: value.info === undefined ? null : value.info};
+  }
+
+  // The members of one channel (user -> info, in join order), kept from the
+  // deliveries on its presence channel: one {members: [...]} list after each
+  // subscribe, then {join: member} and {leave: member}. One per presence
+  // channel the client listens on, shared by every Presence of the channel
+  // (the server sends the list once per subscription of the session).
+  function Roster() {
+    this.members = new Map();
+    this.synced = false;
+    this.views = [];
+  }
+  Roster.prototype = {
+    list: function () {
+      var list = [];
+      this.members.forEach(function (info, user) { list.push({user: user, info: info}); });
+      return list;
+    },
+
+    // Take a delivery's data; tell the views what changed. Joins and leaves
+    // before the first list are in it already. A later list (after a new
+    // handshake) is told as the leaves and joins that differ, then as itself.
+    apply: function (data) {
+      if (!data || typeof data !== 'object' || Array.isArray(data)) return;
+      var keys = Object.keys(data);
+      if (keys.length !== 1) return;
+      var kind = keys[0];
+      var changes = [];
+      if (kind === 'members') {
+        if (!Array.isArray(data.members)) return;
+        var listed = new Map();
+        data.members.forEach(function (entry) {
+          var member = presenceMember(entry);
+          if (member && !listed.has(member.user)) listed.set(member.user, member.info);
+        });
+        if (this.synced) {
+          this.members.forEach(function (info, user) {
+            if (!listed.has(user)) changes.push(['leave', {user: user, info: info}]);
+          });
+          var old = this.members;
+          listed.forEach(function (info, user) {
+            if (!old.has(user)) changes.push(['join', {user: user, info: info}]);
+          });
+        }
+        this.members = listed;
+        this.synced = true;
+        changes.push(['members', this.list()]);
+      } else if (kind === 'join' || kind === 'leave') {
+        var member = presenceMember(data[kind]);
+        if (!member || !this.synced) return;
+        if (kind === 'join') {
+          var known = this.members.has(member.user);
+          this.members.set(member.user, member.info);
+          if (!known) changes.push(['join', member]);
+        } else if (this.members.has(member.user)) {
+          if (member.info === null) member.info = this.members.get(member.user);
+          this.members.delete(member.user);
+          changes.push(['leave', member]);
+        }
+      }
+      this.views.slice().forEach(function (view) { view._changed(changes); });
+    }
+  };
+
+  // What client.presence(channel) returns: a thenable resolved with the
+  // members list once the server sent it, members(), and the events
+  // 'members' (the whole list: the first one, and after a new handshake),
+  // 'join' and 'leave' (a {user, info} member). See docs/browser.md.
+  function Presence(client, channel, options) {
+    options = options || {};
+    checkOptions(options, PRESENCE_OPTIONS);
+    this.channel = channel;
+    this._client = client;
+    this._cancelled = false;
+    this._settle();
+    var self = this;
+    var watch = PRESENCE + channel;
+    var seconds = options.timeout === undefined ? 10 : options.timeout;
+    this._subscription = client.subscribe(watch, noop);
+    this._roster = client._rosters.get(watch) || new Roster();
+    this._roster.views.push(this);
+    if (this._roster.synced) {
+      // The list came for an earlier listener: this one starts from it.
+      Promise.resolve().then(function () {
+        if (!self._cancelled) self._changed([['members', self._roster.list()]]);
+      }).catch(report);
+    }
+    this._subscription.then(function () {
+      if (self._roster.synced || self._cancelled || seconds <= 0) return;
+      self._timer = later(function () {
+        self._fail(new BayeuxError(null, [], 'No members list for ' + channel +
+                                   ': is presence on for it on the server?'));
+      }, seconds);
+    }, function (error) {
+      self._fail(error);
+      self.cancel();
+    });
+  }
+  Object.assign(Presence.prototype, Thenable, Events, {
+    // [{user, info}, ...] of everyone in the channel, in join order (a copy).
+    members: function () {
+      return this._roster.list();
+    },
+
+    cancel: function () {
+      if (this._cancelled) return;
+      this._cancelled = true;
+      global.clearTimeout(this._timer);
+      var roster = this._roster;
+      if (roster.views.indexOf(this) >= 0) roster.views.splice(roster.views.indexOf(this), 1);
+      // members() stays as it was (the roster goes on for other listeners).
+      this._roster = new Roster();
+      this._roster.members = new Map(roster.members);
+      this._roster.synced = roster.synced;
+      this._subscription.cancel();
+    },
+
+    unsubscribe: function () {
+      this.cancel();
+    },
+
+    _changed: function (changes) {
+      if (this._cancelled) return;
+      for (var i = 0; i < changes.length; i++) {
+        if (changes[i][0] === 'members') this._succeed(changes[i][1]);
+        this.trigger(changes[i][0], changes[i][1]);
       }
     }
   });
@@ -950,6 +1102,8 @@
     this._endpoint = endpoint || DEFAULT_ENDPOINT;
     writeLog('info', 'Client', 'new client for ' + this._endpoint);
     this._channels = new ChannelSet();
+    // Presence channel -> Roster, while anyone listens on it.
+    this._rosters = new Map();
     // History (docs/delivery.md): channel -> latest ext.history.position seen.
     this._positions = new Map();
     this._dispatcher = new Dispatcher(this, this._endpoint, options);
@@ -1118,6 +1272,7 @@
         }
       });
       this._channels = new ChannelSet();
+      this._rosters.clear();
       this._positions.clear();
       return done;
     },
@@ -1132,6 +1287,9 @@
       var self = this;
       var resubscribe = callback === true;
       var subscription = new Subscription(this, channel, resubscribe ? null : callback, context);
+      if (!resubscribe && !this._rosters.has(channel) && isPresenceChannel(channel)) {
+        this._rosters.set(channel, new Roster());
+      }
 
       if (!resubscribe && this._channels.has(channel)) {
         this._channels.add(channel, subscription);
@@ -1159,7 +1317,7 @@
             subscription._succeed();
           } else {
             subscription._fail(BayeuxError.parse(reply.error));
-            self._channels.remove(channel, subscription);
+            if (self._channels.remove(channel, subscription)) self._rosters.delete(channel);
           }
         });
       });
@@ -1174,6 +1332,7 @@
       }
       if (!this._channels.remove(channel, subscription)) return;
       this._positions.delete(channel);
+      this._rosters.delete(channel);
       var self = this;
       this.connect(function () {
         writeLog('info', 'Client', 'unsubscribing from ' + channel);
@@ -1202,6 +1361,15 @@
         });
       });
       return publication;
+    },
+
+    // presence(channel, {timeout}) -> a Presence: who is in `channel`, a
+    // channel the server keeps presence for (not in Faye; docs/browser.md).
+    presence: function (channel, options) {
+      if (!canHavePresence(channel)) {
+        throw new Error('Cannot follow the presence of ' + channel + ': not a channel name, or under /meta, /service or /presence');
+      }
+      return new Presence(this, channel, options);
     },
 
     // ------------------------------------------------------------- inside
@@ -1403,6 +1571,8 @@
       writeLog('debug', 'Client', function () {
         return 'message on ' + message.channel + ': ' + describe(message.data);
       });
+      var roster = this._rosters.get(message.channel);
+      if (roster && this._channels.has(message.channel)) roster.apply(message.data);
       this._channels.distribute(message);
     },
 
