@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN_STAMP := $(VENV)/.run-installed
 
-.PHONY: run test lint typecheck unit fuzz bench-core bench-redis bench soak clean
+.PHONY: run test lint typecheck unit fuzz bench-core bench-redis bench-presence bench soak clean
 
 # Two stamps: `make run` needs only what running needs (RUN_STAMP: the package
 # with its `asgi` extra and uvicorn, so that the ASGI example runs too:
@@ -26,7 +26,7 @@ $(STAMP): $(RUN_STAMP)
 # (examples/README.md: the other demos), keeping the last 100 messages of
 # each room so that a page that was away (a server restart) recovers them.
 run: $(RUN_STAMP)
-	$(BIN)/bayeux serve --static examples/chat --history '/chat/*=100'
+	$(BIN)/bayeux serve --static examples/chat --history '/chat/*=100' --presence '/chat/**' --extension examples.chat_presence:ChatNames
 
 test: lint typecheck unit
 
@@ -73,7 +73,7 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,fuzz,bench]'
 	touch $(BENCH_STAMP)
 
-bench: bench-core bench-redis $(BENCH_STAMP)
+bench: bench-core bench-redis bench-presence $(BENCH_STAMP)
 	$(BIN)/python bench/server_bench.py --runs $(RUNS) --json $(BENCH_JSON) \
 	  $(if $(SCENARIOS),--scenarios $(SCENARIOS))
 	$(BIN)/python bench/plot_server_bench.py $(BENCH_JSON) $(BENCH_PLOTS)
@@ -84,6 +84,16 @@ REDIS_BENCH_JSON ?= bench/results/redis_bench.json
 
 bench-redis: $(BENCH_STAMP)
 	$(BIN)/python bench/redis_bench.py --json $(REDIS_BENCH_JSON)
+
+# Presence on against off (issue 16): handshake + subscribe + disconnect
+# cycles through the core and through a server process, in memory and on a
+# redis-server of its own, and the memory per member (bench/presence_bench.py;
+# docs/benchmarks.md, "Presence"). About four minutes.
+PRESENCE_BENCH_JSON ?= bench/results/presence_bench.json
+PRESENCE_BENCH_ARGS ?=
+
+bench-presence: $(BENCH_STAMP)
+	$(BIN)/python bench/presence_bench.py --json $(PRESENCE_BENCH_JSON) $(PRESENCE_BENCH_ARGS)
 
 # Bounded soak, not part of make test (bench/soak.py; docs/reliability.md):
 # 100,000 handshake/subscribe/publish/disconnect cycles, then 2,000 clients

@@ -3,8 +3,14 @@
 // and counts unread messages in the others; sending publishes to the room
 // on screen. Everything goes through Faye's browser API (Faye.Client).
 //
+// Presence: the page shows who is in the room on screen, live. The server
+// (`make run`: --presence '/chat/**' and the extension
+// examples/chat_presence.py) learns who the page is from the name it sends
+// in its handshake, so the page asks for the name before it connects; two
+// tabs with the same name are one person.
+//
 // Query parameters, all optional:
-//   ?name=alice       fill in the name
+//   ?name=alice       the name (else the one last used here, else asked for)
 //   ?room=python      the room to show first (default: lobby)
 //   ?endpoint=URL     the Bayeux endpoint (default: /faye on this server)
 //   ?transport=NAME   prefer this transport: websocket, eventsource,
@@ -16,6 +22,7 @@
   var TRANSPORTS = ['websocket', 'eventsource', 'long-polling',
                     'cross-origin-long-polling', 'callback-polling'];
   var DEFAULT_ROOMS = ['lobby', 'random', 'python'];
+  var NAME_KEY = 'bayeux-chat-name';
 
   var params = new URLSearchParams(location.search);
   var client = new Faye.Client(params.get('endpoint') || '/faye');
@@ -24,10 +31,52 @@
   TRANSPORTS.slice(0, Math.max(preferred, 0)).forEach(function (type) { client.disable(type); });
 
   var $ = function (id) { return document.getElementById(id); };
-  var rooms = new Map(); // room -> {subscription, item, history, unread}
+  var rooms = new Map(); // room -> {subscription, presence, item, history, unread}
   var current = null;
+  var me = null; // the name the page goes by, once known
 
-  if (params.get('name')) $('name').value = params.get('name');
+  // ------------------------------------------------------------------ name
+
+  // The server names the page's user from ext.name in the handshake
+  // (examples/chat_presence.py): "Alice" is the user "alice".
+  client.addExtension({
+    outgoing: function (message, callback) {
+      if (message.channel === '/meta/handshake' && me) {
+        message.ext = Object.assign({}, message.ext, {name: me});
+      }
+      callback(message);
+    }
+  });
+
+  function cleanName(text) {
+    return String(text || '').trim().replace(/\s+/g, ' ').slice(0, 40);
+  }
+
+  function remembered() {
+    try {
+      return localStorage.getItem(NAME_KEY) || '';
+    } catch (error) {
+      return ''; // storage disabled
+    }
+  }
+
+  // Join the rooms under `name`: the first subscribe makes the handshake.
+  // The name stays for the page's life (reload with ?name= to change it).
+  function start(name) {
+    if (me || !cleanName(name)) return;
+    me = cleanName(name);
+    try {
+      localStorage.setItem(NAME_KEY, me);
+    } catch (error) { /* storage disabled */ }
+    $('name').value = me;
+    $('name').readOnly = true;
+    $('name').title = 'reload the page to change your name';
+    showStatus();
+    DEFAULT_ROOMS.forEach(function (room) { join(room); });
+    join(roomName(params.get('room') || '') || DEFAULT_ROOMS[0]);
+  }
+
+  $('name').addEventListener('change', function () { start($('name').value); });
 
   // ------------------------------------------------------------ connection
 
@@ -44,6 +93,11 @@
   client.bind('session:up', function () { session = true; showStatus(); });
 
   function showStatus() {
+    if (!me) {
+      status.dataset.state = 'connecting';
+      status.textContent = 'type your name to join';
+      return;
+    }
     var state = link === false ? 'offline' : link && session ? 'online' : 'connecting';
     status.dataset.state = state;
     status.textContent = {
@@ -100,8 +154,10 @@
     });
     $('rooms').appendChild(item);
 
-    var entry = {item: item, history: [], unread: 0, subscription: null, seen: new Set()};
+    var entry = {item: item, history: [], unread: 0, subscription: null, seen: new Set(),
+                 presence: null};
     rooms.set(room, entry);
+    entry.presence = follow(room);
     listen(room, entry).then(function () {
       item.dataset.state = 'joined';
       note(room, 'you joined #' + room);
@@ -127,17 +183,92 @@
     return entry.subscription;
   }
 
+  // Who is in the room: a members list, then joins and leaves, on
+  // /presence/chat/<room>. Our client has presence(); with Faye's own bundle
+  // the page reads the same deliveries from a plain subscription.
+  function follow(room) {
+    var channel = '/chat/' + room;
+    var update = function () { if (room === current) renderPeople(); };
+    if (typeof client.presence === 'function') {
+      var presence = client.presence(channel);
+      var listed = false;
+      presence.on('members', function () { listed = true; update(); });
+      presence.on('join', update);
+      presence.on('leave', update);
+      presence.then(null, function () { /* no presence on this server: nothing shown */ });
+      return {
+        known: function () { return listed; },
+        members: function () { return presence.members(); },
+        cancel: function () { presence.cancel(); }
+      };
+    }
+    var members = null; // user -> info, once listed
+    var subscription = client.subscribe('/presence' + channel, function (data) {
+      if (data && Array.isArray(data.members)) {
+        members = new Map();
+        data.members.forEach(function (member) { members.set(member.user, member.info); });
+      } else if (members && data && data.join) {
+        members.set(data.join.user, data.join.info);
+      } else if (members && data && data.leave) {
+        members.delete(data.leave.user);
+      }
+      update();
+    });
+    subscription.then(null, function () { /* no presence on this server */ });
+    return {
+      known: function () { return members !== null; },
+      members: function () {
+        var list = [];
+        if (members) members.forEach(function (info, user) { list.push({user: user, info: info}); });
+        return list;
+      },
+      cancel: function () { subscription.cancel(); }
+    };
+  }
+
+  // The people in the room on screen; the panel shows once a list came.
+  function renderPeople() {
+    var entry = current && rooms.get(current);
+    var panel = $('presence');
+    var people = $('people');
+    people.textContent = '';
+    if (!entry || !entry.presence.known()) {
+      panel.hidden = true;
+      return;
+    }
+    var members = entry.presence.members();
+    var mine = me ? me.toLowerCase() : null;
+    members.forEach(function (member) {
+      var li = document.createElement('li');
+      var info = member.info;
+      var shown = info && typeof info.name === 'string' ? info.name : 'guest';
+      li.dataset.user = member.user;
+      li.textContent = shown;
+      if (member.user === mine) {
+        li.className = 'me';
+        li.textContent = shown + ' (you)';
+      }
+      people.appendChild(li);
+    });
+    $('people-count').textContent = '(' + members.length + ')';
+    panel.hidden = false;
+  }
+
   function leave(room) {
     var entry = rooms.get(room);
     if (!entry) return;
     entry.subscription.cancel();
+    entry.presence.cancel();
     entry.item.remove();
     rooms.delete(room);
     if (current === room) {
       current = null;
       var next = rooms.keys().next();
       if (!next.done) show(next.value);
-      else render();
+      else {
+        render();
+        renderPeople();
+      }
     }
   }
 
@@ -150,6 +281,7 @@
       other.item.querySelector('.unread').textContent = other.unread || '';
     });
     render();
+    renderPeople();
     $('message').focus();
   }
 
@@ -209,7 +341,8 @@
 
   $('compose').addEventListener('submit', function (event) {
     event.preventDefault();
-    var name = $('name').value.trim();
+    start($('name').value);
+    var name = me;
     var text = $('message').value.trim();
     if (!name || !text || !current) return;
     var room = current;
@@ -226,6 +359,11 @@
     if (room) join(room);
   });
 
-  DEFAULT_ROOMS.forEach(function (room) { join(room); });
-  join(roomName(params.get('room') || '') || DEFAULT_ROOMS[0]);
+  var known = cleanName(params.get('name') || remembered());
+  if (known) {
+    start(known);
+  } else {
+    showStatus();
+    $('name').focus();
+  }
 })();

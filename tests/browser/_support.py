@@ -71,8 +71,18 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO_ROOT / "examples"
 PAGES = Path(__file__).resolve().parent / "pages"
 #: the chat demo's server arguments, as `make run` has them (test_make_run.py
-#: checks): rooms keep history, so a page away during a restart recovers
-CHAT_ARGS = ["--static", "examples/chat", "--history", "/chat/*=100"]
+#: checks): rooms keep history, so a page away during a restart recovers;
+#: rooms tell who is in them, users named by the page (examples/chat_presence.py)
+CHAT_ARGS = [
+    "--static",
+    "examples/chat",
+    "--history",
+    "/chat/*=100",
+    "--presence",
+    "/chat/**",
+    "--extension",
+    "examples.chat_presence:ChatNames",
+]
 #: how long a page may take to show something the test waits for (ms); a
 #: reconnection after a server restart takes a few `retry` periods (5 s each)
 WAIT_MS = 15_000
