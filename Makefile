@@ -88,12 +88,12 @@ bench-redis: $(BENCH_STAMP)
 # Presence on against off (issue 16): handshake + subscribe + disconnect
 # cycles through the core and through a server process, in memory and on a
 # redis-server of its own, and the memory per member (bench/presence_bench.py;
-# docs/benchmarks.md, "Presence"). About four minutes.
+# docs/benchmarks.md, "Presence"). About six minutes; needs redis-server.
 PRESENCE_BENCH_JSON ?= bench/results/presence_bench.json
 PRESENCE_BENCH_ARGS ?=
 
 bench-presence: $(BENCH_STAMP)
-	$(BIN)/python bench/presence_bench.py --json $(PRESENCE_BENCH_JSON) $(PRESENCE_BENCH_ARGS)
+	$(BIN)/python bench/presence_bench.py --redis --json $(PRESENCE_BENCH_JSON) $(PRESENCE_BENCH_ARGS)
 
 # Bounded soak, not part of make test (bench/soak.py; docs/reliability.md):
 # 100,000 handshake/subscribe/publish/disconnect cycles, then 2,000 clients
