@@ -61,15 +61,11 @@ from bayeux_core import (
     is_service,
     is_valid_name,
     matches,
+    presence_channel,
+    presence_target,
 )
 
-from ._roster import (
-    PRESENCE_PREFIX,
-    PresenceEvent,
-    Roster,
-    can_have_presence,
-    presence_channel,
-)
+from ._roster import PresenceEvent, Roster, can_have_presence
 from ._transports import (
     Endpoint,
     HttpSettings,
@@ -870,9 +866,9 @@ class BayeuxClient:
         channel = subscription.channel
         self.session.subscribe(channel, now=trio.current_time(), since=subscription.since)
         self._subscriptions.setdefault(channel, []).append(subscription)
-        if channel not in self._rosters and channel.startswith(PRESENCE_PREFIX + "/"):
-            target = channel[len(PRESENCE_PREFIX) :]
-            if can_have_presence(target):
+        if channel not in self._rosters:
+            target = presence_target(channel)
+            if target is not None and can_have_presence(target):
                 # Kept for any subscription to it: a Presence that comes later
                 # shares the members list the first subscribe brought.
                 self._rosters[channel] = Roster(target)

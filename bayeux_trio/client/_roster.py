@@ -15,17 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bayeux_core import is_meta, is_pattern, is_service, is_valid_name
+from bayeux_core import PRESENCE_PREFIX, is_meta, is_pattern, is_service, is_valid_name
 
-__all__ = ["PRESENCE_PREFIX", "PresenceEvent", "Roster", "can_have_presence", "presence_channel"]
-
-#: presence channels live under it: ``/presence/chat/room`` tells of ``/chat/room``
-PRESENCE_PREFIX = "/presence"
-
-
-def presence_channel(channel: str) -> str:
-    """The channel that tells who is in ``channel``: ``"/presence" + channel``."""
-    return PRESENCE_PREFIX + channel
+__all__ = ["PresenceEvent", "Roster", "can_have_presence"]
 
 
 def can_have_presence(channel: str) -> bool:
