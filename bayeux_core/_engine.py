@@ -1194,17 +1194,21 @@ class Engine:
                     ),
                 )
             presence = self._presence
+            if presence is not None:
+                # Every watch gets the members list, a repeated one too: a
+                # client resends a subscribe whose reply it lost. (Before the
+                # joins below, which the list then includes.)
+                for pattern in patterns:
+                    target = presence_target(pattern)
+                    if target is not None and (client_id, pattern) not in self._awaiting:
+                        self._await_members(session, pattern, target, batch)
             for pattern in fresh:
                 # /service channels are answered, never broadcast: accept the
                 # subscribe (CometD clients expect that) without recording it.
                 if store.subscribe(session, pattern):
                     self._actions.append(Subscribed(client_id, pattern))
-                    if presence is not None:
-                        target = presence_target(pattern)
-                        if target is not None:
-                            self._await_members(session, pattern, target, batch)
-                        elif presence.enabled(pattern):
-                            self._presence_enter(session, pattern)
+                    if presence is not None and presence.enabled(pattern):
+                        self._presence_enter(session, pattern)
         else:
             for pattern in patterns:
                 if store.unsubscribe(session, pattern):
@@ -1339,6 +1343,14 @@ class Engine:
         for session, pattern, target in snapshots:
             if session.state is SessionState.NONE or pattern not in session.subscriptions:
                 continue  # ended, or unsubscribed again, later in the batch
+            if session.queue and not session.ack:
+                # Changes queued before this list are in it: drop them, or
+                # they would repeat a join or leave after it.
+                stale = b'{"channel":' + orjson.dumps(pattern) + b","
+                kept = [p for p in session.queue if not p.startswith(stale)]
+                if len(kept) != len(session.queue):
+                    session.queue.clear()
+                    session.queue.extend(kept)
             members: Message = {"channel": pattern, "data": {"members": presence.members(target)}}
             payload: bytes | None
             if self._rewrites_deliveries:

@@ -5,8 +5,6 @@ How the engine runs extensions is tested with the engine.
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from bayeux_core import Extension, Message, MessageContext

@@ -338,11 +338,25 @@ def test_a_long_polling_watcher_gets_the_members_in_the_subscribe_response() -> 
     assert data_on(got) == [{"join": {"user": "bo", "info": None}}]
 
 
-def test_a_repeated_watch_sends_no_second_members_list() -> None:
+def test_a_repeated_watch_gets_a_fresh_list_and_no_stale_change() -> None:
+    """A client resends a subscribe whose reply it lost: it gets the list
+    again, and the changes queued before it are dropped (they are in it)."""
     w = wire()
     al = handshake(w, "al")
     assert data_on(replies(subscribe(w, al, WATCH))) == [{"members": []}]
-    assert data_on(replies(subscribe(w, al, WATCH))) == []
+    subscribe(w, al, "/news")
+    bo = handshake(w, "bo")
+    subscribe(w, bo, ROOM)  # a join queued for al
+    w.engine.publish("/news", "kept", now=w.now)
+    w.engine.actions_to_send()
+    got = replies(subscribe(w, al, WATCH))
+    assert data_on(got) == [{"members": [{"user": "bo", "info": None}]}]
+    got = replies(w.send([{"channel": "/meta/connect", "clientId": al, "connectionType": LP}]))
+    assert data_on(got) == []
+    assert data_on(got, "/news") == ["kept"]
+    # Twice in one message: one list.
+    got = replies(subscribe(w, al, WATCH, WATCH))
+    assert len(data_on(got)) == 1
 
 
 def test_watch_and_unwatch_in_one_batch_sends_no_members() -> None:
