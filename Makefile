@@ -24,7 +24,9 @@ $(STAMP): $(RUN_STAMP)
 
 # The chat demo at http://localhost:9292/ next to the endpoint at /faye
 # (examples/README.md: the other demos), keeping the last 100 messages of
-# each room so that a page that was away (a server restart) recovers them.
+# each room so that a page that was away (a server restart) recovers them,
+# and showing who is in each room (docs/presence.md; the page's name is the
+# user, through the examples.chat_presence extension).
 run: $(RUN_STAMP)
 	$(BIN)/bayeux serve --static examples/chat --history '/chat/*=100' --presence '/chat/**' --extension examples.chat_presence:ChatNames
 
