@@ -9,7 +9,7 @@ Run it from the repository root with any ASGI server::
 and open http://127.0.0.1:9292/ in two windows. The pages are
 ``examples/chat/`` unchanged: they load ``/faye/client.js`` and talk to
 ``/faye``, which the mounted :class:`~bayeux_asgi.BayeuxASGI` answers. Rooms
-keep their last 100 messages, as with ``make run``.
+keep their last 100 messages and show who is in them, as with ``make run``.
 
 Why a parent application and a mount: this is how Bayeux lives next to an
 application's own routes. ``bayeux.routes()`` is ``Mount("/faye", bayeux)``
@@ -30,6 +30,7 @@ from starlette.staticfiles import StaticFiles
 
 from bayeux_asgi import BayeuxASGI, WireConfig
 from bayeux_core import EngineConfig, Extension, HistoryPolicy
+from examples.chat_presence import ChatNames
 
 __all__ = ["CHAT", "app", "create_app"]
 
@@ -44,7 +45,10 @@ def create_app(
 ) -> Starlette:
     """The chat pages at ``/`` and Bayeux at ``/faye`` (``wire.mount``)."""
     if engine_config is None:
-        engine_config = EngineConfig(history={"/chat/*": HistoryPolicy(100)})
+        engine_config = EngineConfig(
+            history={"/chat/*": HistoryPolicy(100)}, presence=("/chat/**",)
+        )
+        extensions = [ChatNames(), *extensions]
     if wire is None:
         wire = WireConfig(mount="/faye")
     bayeux = BayeuxASGI(engine_config, wire=wire, extensions=extensions)
