@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ._support import EXAMPLES, REPO_ROOT, Browsers, Server, launch_chromium, running, start_server
+from ._support import CHAT_ARGS, REPO_ROOT, Browsers, Server, launch_chromium, running, start_server
 from .test_chat import expect_line, open_chat, say
 
 OUTPUT = REPO_ROOT / "docs" / "chat.png"
@@ -45,7 +45,7 @@ def take_screenshot(browsers: Browsers, server: Server, output: Path) -> None:
 def main(argv: list[str]) -> int:
     output = Path(argv[0]) if argv else OUTPUT
     with tempfile.TemporaryDirectory() as log_dir:
-        server = start_server(Path(log_dir), ["--static", str(EXAMPLES / "chat")])
+        server = start_server(Path(log_dir), CHAT_ARGS)
         with running(server), launch_chromium() as browser:
             browsers = Browsers(browser)
             try:
