@@ -540,9 +540,8 @@ class Engine:
         self._store.add(session)
         presence = self._presence
         for pattern in subscriptions:
-            self._store.subscribe(session, pattern)
-            if presence is not None and presence.enabled(pattern):
-                presence.enter(pattern, user or client_id, client_id)
+            if self._store.subscribe(session, pattern) and presence is not None:
+                self._presence_added(session, pattern, silent=True)
         self._start_expiry(session)
         for payload in backlog:
             if self._rewrites_deliveries:
@@ -617,13 +616,10 @@ class Engine:
             self._actions.append(Close(stream))
         if self._address_of:
             self._forget_address(client_id)
-        presence = self._presence
-        if presence is not None:
+        if self._presence is not None:
             # The session goes on elsewhere: it is still in its channels.
-            user = session.user or client_id
             for pattern in session.subscriptions:
-                if presence.enabled(pattern):
-                    presence.exit(pattern, user, client_id)
+                self._presence_removed(session, pattern, silent=True)
         self._store.remove(session)
         session.state = SessionState.NONE
         session.queue.clear()
@@ -667,8 +663,8 @@ class Engine:
         if session is None or not self._store.unsubscribe(session, pattern):
             return False
         self._actions.append(Unsubscribed(client_id, pattern))
-        if self._presence is not None and self._presence.enabled(pattern):
-            self._presence_exit(session, pattern)
+        if self._presence is not None:
+            self._presence_removed(session, pattern)
         return True
 
     def handle_timer(self, now: float) -> None:
@@ -1207,14 +1203,14 @@ class Engine:
                 # subscribe (CometD clients expect that) without recording it.
                 if store.subscribe(session, pattern):
                     self._actions.append(Subscribed(client_id, pattern))
-                    if presence is not None and presence.enabled(pattern):
-                        self._presence_enter(session, pattern)
+                    if presence is not None:
+                        self._presence_added(session, pattern)
         else:
             for pattern in patterns:
                 if store.unsubscribe(session, pattern):
                     self._actions.append(Unsubscribed(client_id, pattern))
-                    if self._presence is not None and self._presence.enabled(pattern):
-                        self._presence_exit(session, pattern)
+                    if self._presence is not None:
+                        self._presence_removed(session, pattern)
         reply["successful"] = True
         reply["subscription"] = subscription
         return reply
@@ -1274,6 +1270,32 @@ class Engine:
 
     # --------------------------------------------------------------- presence
 
+    def _presence_added(self, session: Session, pattern: str, *, silent: bool = False) -> None:
+        """``session`` has a new subscription (presence is on): count a watch,
+        or enter a channel with presence (``silent``: with no join or action,
+        for a session adopted from another node)."""
+        presence = self._presence
+        assert presence is not None
+        if presence.watches(pattern):
+            presence.count_watch(pattern, 1)
+        elif presence.enabled(pattern):
+            if silent:
+                presence.enter(pattern, session.user or session.client_id, session.client_id)
+            else:
+                self._presence_enter(session, pattern)
+
+    def _presence_removed(self, session: Session, pattern: str, *, silent: bool = False) -> None:
+        """The reverse of :meth:`_presence_added` (``silent``: evicted)."""
+        presence = self._presence
+        assert presence is not None
+        if presence.watches(pattern):
+            presence.count_watch(pattern, -1)
+        elif presence.enabled(pattern):
+            if silent:
+                presence.exit(pattern, session.user or session.client_id, session.client_id)
+            else:
+                self._presence_exit(session, pattern)
+
     def _presence_enter(self, session: Session, channel: str) -> None:
         """``session`` subscribed to ``channel``, which has presence."""
         presence = self._presence
@@ -1302,14 +1324,19 @@ class Engine:
 
     def _presence_event(self, channel: str, kind: str, user: str, info: Any) -> None:
         """Tell ``/presence<channel>`` that ``user`` joined or left; encoded once."""
+        assert self._presence is not None
         target = presence_channel(channel)
-        delivery = presence_delivery(channel, kind, user, info)
-        recipients: Collection[Session] = self._store.subscribers(target)
+        # Nobody watching (the common case of a room nobody lists): no
+        # look-up of subscribers, no encoding.
+        recipients: Collection[Session] = (
+            self._store.subscribers(target) if self._presence.watched(target) else ()
+        )
         if self._awaiting and recipients:
             # Those about to get the members list get this change in it.
             awaiting = self._awaiting
             recipients = [s for s in recipients if (s.client_id, target) not in awaiting]
         if recipients:
+            delivery = presence_delivery(channel, kind, user, info)
             if self._rewrites_deliveries:
                 self._route_each(recipients, delivery)
             else:
@@ -1592,8 +1619,8 @@ class Engine:
         presence = self._presence
         for pattern in sorted(session.subscriptions):
             self._actions.append(Unsubscribed(session.client_id, pattern))
-            if presence is not None and presence.enabled(pattern):
-                self._presence_exit(session, pattern)
+            if presence is not None:
+                self._presence_removed(session, pattern)
         if self._address_of:
             self._forget_address(session.client_id)
         self._store.remove(session)

@@ -133,16 +133,20 @@ class PresenceTracker:
             presence itself, whatever the patterns (``/**`` included).
     """
 
-    __slots__ = ("_enabled", "_members", "_patterns", "_sessions")
+    __slots__ = ("_enabled", "_members", "_patterns", "_sessions", "_watches")
 
     def __init__(self, patterns: Iterable[str]) -> None:
         self._patterns = frozenset(patterns)
         #: channel -> whether presence is on for it (names seen so far)
         self._enabled: dict[str, bool] = {}
-        #: channel -> user -> this engine's sessions that hold the user in
-        self._sessions: dict[str, dict[str, set[str]]] = {}
+        #: channel -> user -> this engine's session (a client id) or sessions
+        #: (a set, from the second on) that hold the user in
+        self._sessions: dict[str, dict[str, str | set[str]]] = {}
         #: channel -> user -> info: the members, in join order
         self._members: dict[str, dict[str, Any]] = {}
+        #: subscriptions that receive joins and leaves (a presence channel,
+        #: or ``/**``) -> how many sessions have each
+        self._watches: dict[str, int] = {}
 
     def enabled(self, channel: str) -> bool:
         """True if ``channel`` is a channel name with presence.
@@ -165,6 +169,27 @@ class PresenceTracker:
         self._enabled[channel] = answer
         return answer
 
+    # --------------------------------------------------------------- watches
+
+    @staticmethod
+    def watches(pattern: str) -> bool:
+        """True if a subscription to ``pattern`` receives joins and leaves of
+        some channel: a presence channel, or ``/**`` (patterns under
+        ``/presence`` are refused, and ``/*`` matches one segment)."""
+        return pattern == "/**" or pattern.startswith(_PREFIX_SLASH)
+
+    def count_watch(self, pattern: str, delta: int) -> None:
+        """A subscription to ``pattern`` (see :meth:`watches`) came or went."""
+        count = self._watches.get(pattern, 0) + delta
+        if count > 0:
+            self._watches[pattern] = count
+        else:
+            self._watches.pop(pattern, None)
+
+    def watched(self, channel: str) -> bool:
+        """True if anyone may receive what is published on presence ``channel``."""
+        return channel in self._watches or "/**" in self._watches
+
     # ------------------------------------------------------- local sessions
 
     def enter(self, channel: str, user: str, client_id: str) -> bool:
@@ -173,9 +198,15 @@ class PresenceTracker:
         users = self._sessions.setdefault(channel, {})
         sessions = users.get(user)
         if sessions is None:
-            users[user] = {client_id}
+            # Most users have one session: a plain string until a second
+            # (a one-element set would cost ~200 bytes per member).
+            users[user] = client_id
             return True
-        sessions.add(client_id)
+        if isinstance(sessions, str):
+            if sessions != client_id:
+                users[user] = {sessions, client_id}
+        else:
+            sessions.add(client_id)
         return False
 
     def exit(self, channel: str, user: str, client_id: str) -> bool:
@@ -183,10 +214,17 @@ class PresenceTracker:
         last session here (their leave, on a lone engine)."""
         users = self._sessions.get(channel)
         sessions = users.get(user) if users is not None else None
-        if users is None or sessions is None or client_id not in sessions:
+        if users is None or sessions is None:
             return False
-        sessions.discard(client_id)
-        if sessions:
+        if isinstance(sessions, str):
+            if sessions != client_id:
+                return False
+        elif client_id in sessions:
+            sessions.discard(client_id)
+            if len(sessions) == 1:
+                (users[user],) = sessions
+            return False
+        else:
             return False
         del users[user]
         if not users:

@@ -354,6 +354,12 @@ def test_a_repeated_watch_gets_a_fresh_list_and_no_stale_change() -> None:
     got = replies(w.send([{"channel": "/meta/connect", "clientId": al, "connectionType": LP}]))
     assert data_on(got) == []
     assert data_on(got, "/news") == ["kept"]
+    # Nothing stale queued: the queue is left as it is.
+    w.engine.publish("/news", "again", now=w.now)
+    w.engine.actions_to_send()
+    assert len(data_on(replies(subscribe(w, al, WATCH)))) == 1
+    got = replies(w.send([{"channel": "/meta/connect", "clientId": al, "connectionType": LP}]))
+    assert data_on(got, "/news") == ["again"]
     # Twice in one message: one list.
     got = replies(subscribe(w, al, WATCH, WATCH))
     assert len(data_on(got)) == 1
@@ -708,3 +714,40 @@ def test_a_member_dropped_by_a_reset_does_not_leave_twice() -> None:
     w.engine.reset_presence({})
     actions = unsubscribe(w, al, ROOM)
     assert not [e for e in events(actions) if isinstance(e, PresenceLeft)]
+
+
+def test_tracker_keeps_one_session_as_a_string() -> None:
+    tracker = PresenceTracker(("/chat/**",))
+    assert tracker.enter(ROOM, "al", "c1") is True
+    assert tracker.enter(ROOM, "al", "c1") is False  # the same session again
+    assert tracker._sessions[ROOM]["al"] == "c1"
+    assert tracker.enter(ROOM, "al", "c2") is False
+    assert tracker.enter(ROOM, "al", "c3") is False
+    assert tracker.exit(ROOM, "al", "c9") is False
+    assert tracker.exit(ROOM, "al", "c3") is False
+    assert tracker.exit(ROOM, "al", "c1") is False
+    assert tracker._sessions[ROOM]["al"] == "c2"
+    assert tracker.exit(ROOM, "al", "c9") is False
+    assert tracker.exit(ROOM, "al", "c2") is True
+
+
+def test_a_firehose_subscriber_hears_joins_and_watch_counts_go_back_to_zero() -> None:
+    w = wire()
+    spy = handshake(w, "spy")
+    subscribe(w, spy, "/**")
+    al = handshake(w, "al")
+    subscribe(w, al, ROOM)
+    got = replies(w.send([{"channel": "/meta/connect", "clientId": spy, "connectionType": LP}]))
+    assert data_on(got) == [{"join": {"user": "al", "info": None}}]
+    watcher = handshake(w, "wa")
+    subscribe(w, watcher, WATCH)
+    tracker = w.engine._presence
+    assert tracker is not None
+    assert tracker._watches == {"/**": 1, WATCH: 1}
+    unsubscribe(w, spy, "/**")
+    w.send([{"channel": "/meta/disconnect", "clientId": watcher}])
+    assert tracker._watches == {}
+    # Nobody watching: a leave is made (the event fires) and sent to no one.
+    actions = unsubscribe(w, al, ROOM)
+    assert PresenceLeft(ROOM, "al") in events(actions)
+    assert not [a for a in actions if isinstance(a, Deliver)]
