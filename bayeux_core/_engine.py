@@ -100,6 +100,7 @@ _BATCH_TOO_LARGE = error_string(ErrorCode.BAD_REQUEST, (), "Too many messages in
 #: what a message that an extension raised on is refused with
 _EXTENSION_FAILED = error_string(ErrorCode.SERVER_ERROR)
 _TOO_MANY_FROM_ADDRESS = "503::Too many clients from this address"
+_PRESENCE_SLASH = "/presence/"
 #: longest user id an extension may give a session
 _MAX_USER_LENGTH = 256
 
@@ -1276,61 +1277,49 @@ class Engine:
         for a session adopted from another node)."""
         presence = self._presence
         assert presence is not None
-        if presence.watches(pattern):
+        if pattern == "/**" or pattern.startswith(_PRESENCE_SLASH):
             presence.count_watch(pattern, 1)
         elif presence.enabled(pattern):
+            client_id = session.client_id
+            user = session.user or client_id
+            first = presence.enter(pattern, user, client_id)
             if silent:
-                presence.enter(pattern, session.user or session.client_id, session.client_id)
-            else:
-                self._presence_enter(session, pattern)
+                return
+            if not self._local_routing:
+                self._actions.append(PresenceEntered(client_id, pattern, user, session.info))
+            elif first and presence.join(pattern, user, session.info):
+                self._presence_event(pattern, "join", user, session.info)
 
     def _presence_removed(self, session: Session, pattern: str, *, silent: bool = False) -> None:
         """The reverse of :meth:`_presence_added` (``silent``: evicted)."""
         presence = self._presence
         assert presence is not None
-        if presence.watches(pattern):
+        if pattern == "/**" or pattern.startswith(_PRESENCE_SLASH):
             presence.count_watch(pattern, -1)
         elif presence.enabled(pattern):
+            client_id = session.client_id
+            user = session.user or client_id
+            last = presence.exit(pattern, user, client_id)
             if silent:
-                presence.exit(pattern, session.user or session.client_id, session.client_id)
-            else:
-                self._presence_exit(session, pattern)
-
-    def _presence_enter(self, session: Session, channel: str) -> None:
-        """``session`` subscribed to ``channel``, which has presence."""
-        presence = self._presence
-        assert presence is not None
-        client_id = session.client_id
-        user = session.user or client_id
-        first = presence.enter(channel, user, client_id)
-        if not self._local_routing:
-            self._actions.append(PresenceEntered(client_id, channel, user, session.info))
-        elif first and presence.join(channel, user, session.info):
-            self._presence_event(channel, "join", user, session.info)
-
-    def _presence_exit(self, session: Session, channel: str) -> None:
-        """``session`` is no longer subscribed to ``channel``, which has presence."""
-        presence = self._presence
-        assert presence is not None
-        client_id = session.client_id
-        user = session.user or client_id
-        last = presence.exit(channel, user, client_id)
-        if not self._local_routing:
-            self._actions.append(PresenceExited(client_id, channel, user))
-        elif last:
-            left, info = presence.leave(channel, user)
-            if left:
-                self._presence_event(channel, "leave", user, info)
+                return
+            if not self._local_routing:
+                self._actions.append(PresenceExited(client_id, pattern, user))
+            elif last:
+                left, info = presence.leave(pattern, user)
+                if left:
+                    self._presence_event(pattern, "leave", user, info)
 
     def _presence_event(self, channel: str, kind: str, user: str, info: Any) -> None:
         """Tell ``/presence<channel>`` that ``user`` joined or left; encoded once."""
-        assert self._presence is not None
-        target = presence_channel(channel)
+        presence = self._presence
+        assert presence is not None
         # Nobody watching (the common case of a room nobody lists): no
         # look-up of subscribers, no encoding.
-        recipients: Collection[Session] = (
-            self._store.subscribers(target) if self._presence.watched(target) else ()
-        )
+        recipients: Collection[Session] = ()
+        if presence.watching:
+            target = presence_channel(channel)
+            if presence.watched(target):
+                recipients = self._store.subscribers(target)
         if self._awaiting and recipients:
             # Those about to get the members list get this change in it.
             awaiting = self._awaiting

@@ -171,20 +171,20 @@ class PresenceTracker:
 
     # --------------------------------------------------------------- watches
 
-    @staticmethod
-    def watches(pattern: str) -> bool:
-        """True if a subscription to ``pattern`` receives joins and leaves of
-        some channel: a presence channel, or ``/**`` (patterns under
-        ``/presence`` are refused, and ``/*`` matches one segment)."""
-        return pattern == "/**" or pattern.startswith(_PREFIX_SLASH)
-
     def count_watch(self, pattern: str, delta: int) -> None:
-        """A subscription to ``pattern`` (see :meth:`watches`) came or went."""
+        """A subscription that hears joins and leaves came or went: one to a
+        presence channel, or to ``/**`` (patterns under ``/presence`` are
+        refused, and ``/*`` matches one segment only)."""
         count = self._watches.get(pattern, 0) + delta
         if count > 0:
             self._watches[pattern] = count
         else:
             self._watches.pop(pattern, None)
+
+    @property
+    def watching(self) -> bool:
+        """True if any subscription can hear joins and leaves."""
+        return bool(self._watches)
 
     def watched(self, channel: str) -> bool:
         """True if anyone may receive what is published on presence ``channel``."""

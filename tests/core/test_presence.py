@@ -751,3 +751,14 @@ def test_a_firehose_subscriber_hears_joins_and_watch_counts_go_back_to_zero() ->
     actions = unsubscribe(w, al, ROOM)
     assert PresenceLeft(ROOM, "al") in events(actions)
     assert not [a for a in actions if isinstance(a, Deliver)]
+
+
+def test_a_watcher_of_another_room_hears_nothing_of_this_one() -> None:
+    w = wire()
+    watcher = handshake(w, "wa")
+    conn = stream(w, watcher)
+    subscribe(w, watcher, "/presence/chat/other", conn=conn)
+    al = handshake(w, "al")
+    actions = subscribe(w, al, ROOM)
+    assert PresenceJoined(ROOM, "al") in events(actions)
+    assert pushed(actions, conn) == []
