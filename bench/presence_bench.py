@@ -122,12 +122,17 @@ class EngineCase:
     name: str
     presence: bool
     channel: str
+    #: presence off, and the cycle publishes the join and the leave itself to
+    #: the watchers' channel, as an application without presence does (from
+    #: its subscribe and disconnect events, with server.publish)
+    hand_rolled: bool = False
 
 
 ENGINE_CASES = (
     EngineCase("off", False, ROOM),
     EngineCase("on", True, ROOM),
     EngineCase("on, other channel", True, OTHER),
+    EngineCase("off, joins published by hand", False, ROOM, hand_rolled=True),
 )
 
 
@@ -165,7 +170,7 @@ class EngineCycler:
 
     def expected_deliveries(self, cycles: int) -> int:
         """Joins and leaves the watchers must get over ``cycles`` cycles."""
-        if self.case.presence and self.case.channel == ROOM:
+        if (self.case.presence or self.case.hand_rolled) and self.case.channel == ROOM:
             return 2 * cycles * self.watchers
         return 0
 
@@ -175,6 +180,7 @@ class EngineCycler:
         conns = self._conns
         tick = self._tick
         channel = self.case.channel
+        by_hand = self.case.hand_rolled
         delivered = 0
         cpu = time.process_time()
         start = time.perf_counter()
@@ -182,10 +188,15 @@ class EngineCycler:
             engine.receive(next(conns), [_handshake("long-polling")], now=tick())
             client_id = self._client_id()
             engine.receive(next(conns), [_subscribe(client_id, channel)], now=tick())
+            if by_hand:
+                member = {"user": client_id, "info": None}
+                engine.publish(WATCHED, {"join": member}, now=tick())
             for action in engine.actions_to_send():
                 if type(action) is Deliver:
                     delivered += len(action.conns)
             engine.receive(next(conns), [_disconnect(client_id)], now=tick())
+            if by_hand:
+                engine.publish(WATCHED, {"leave": member}, now=tick())
             for action in engine.actions_to_send():
                 if type(action) is Deliver:
                     delivered += len(action.conns)
