@@ -48,7 +48,11 @@ def test_every_part_runs_at_tiny_sizes(tmp_path: Path, capsys: pytest.CaptureFix
     assert "| 2 | memory, on | " in printed
     data = json.loads(out.read_text())
     cases = {(row["watchers"], row["case"]) for row in data["engine"]}
-    assert cases == {(w, case) for w in (0, 3) for case in ("off", "on", "on, other channel")}
+    assert cases == {
+        (w, case)
+        for w in (0, 3)
+        for case in ("off", "on", "on, other channel", "off, joins published by hand")
+    }
     assert all(len(row["rates"]) == 2 for row in data["engine"])
     assert data["memory"]["members"] == 300
     assert data["memory"]["on_bytes"] > data["memory"]["off_bytes"]
