@@ -51,9 +51,8 @@ from bayeux_core import (
 
 from ._scripts import (
     CLAIM,
+    PRESENCE_APPLY,
     PRESENCE_DUE,
-    PRESENCE_ENTER,
-    PRESENCE_EXIT,
     PRESENCE_RESCORE,
     PRESENCE_SNAPSHOT,
     PRESENCE_VANISH,
@@ -198,6 +197,10 @@ class _Presence:
         self.seq = 0
 
 
+#: presence exits of sessions a pipeline deleted, for the next pipeline
+_Endings = list[tuple[str, list[_Presence]]]
+
+
 class _Ops:
     """What one pass changes in one session record."""
 
@@ -290,6 +293,10 @@ class RedisBus:
         self._locks: dict[str, trio.Lock] = {}
         self._outbox: list[_Pass] = []
         self._writing = 0
+        #: written passes whose replies wait for the next pipeline (the
+        #: presence exits of the sessions they deleted), and their failures
+        self._carried: list[_Pass] = []
+        self._carried_failed: dict[str, bool] = {}
         self._wake = trio.Event()
         #: sessions being taken back after a lost race (_resubscribe)
         self._resubscribing = 0
@@ -369,8 +376,7 @@ class RedisBus:
             self._claim = client.register_script(CLAIM)
             self._update = client.register_script(UPDATE)
             if self._presence:
-                self._enter = client.register_script(PRESENCE_ENTER)
-                self._exit = client.register_script(PRESENCE_EXIT)
+                self._apply = client.register_script(PRESENCE_APPLY)
                 self._vanish = client.register_script(PRESENCE_VANISH)
                 self._due = client.register_script(PRESENCE_DUE)
                 self._rescore = client.register_script(PRESENCE_RESCORE)
@@ -711,27 +717,47 @@ class RedisBus:
     # ------------------------------------------------------------ the writer
 
     async def _writer(self) -> None:
+        # Presence exits of sessions a pipeline deleted: written by the next
+        # pipeline, together with the passes that came meanwhile, and the
+        # deleting passes' replies wait for them (docs/redis.md, "Presence").
+        endings: _Endings = []
         while True:
-            await self._wake.wait()
+            if not endings:
+                await self._wake.wait()
             self._wake = trio.Event()
             passes, self._outbox = self._outbox, []
-            if not passes:
+            if not passes and not endings:
                 continue
-            self._writing = len(passes)  # counted in stats until their replies are out
+            # counted in stats until their replies are out
+            self._writing = len(passes) + len(self._carried)
             try:
-                failed = await self._write_all(passes)
-                self._finish(passes, failed)
+                failed, endings = await self._write_all(passes, endings)
+                self._settle()
+                if endings:
+                    self._carried, self._carried_failed = passes, failed
+                else:
+                    self._finish(passes, failed)
             finally:
-                self._writing = 0
+                self._writing = len(self._carried)
 
-    async def _write_all(self, passes: list[_Pass]) -> dict[str, bool]:
-        """Write ``passes`` until Redis takes them; give their replies up in time.
+    def _settle(self) -> None:
+        """Send the replies of the passes that waited for their exits."""
+        if self._carried:
+            carried, self._carried = self._carried, []
+            self._finish(carried, self._carried_failed)
+
+    async def _write_all(
+        self, passes: list[_Pass], endings: Sequence[tuple[str, list[_Presence]]] = ()
+    ) -> tuple[dict[str, bool], _Endings]:
+        """Write ``passes`` (after ``endings``) until Redis takes them; give
+        their replies up in time.
 
         Once the writes have failed for ``request_timeout``, the held replies
         go out refused (:meth:`_give_up`), and so do, at each further failed
         attempt (backoff up to 2 s), those of the passes that came meanwhile,
         which join ``passes``; the writes that remain are retried until Redis
-        answers.
+        answers. The passes waiting for ``endings`` wrote all theirs: their
+        replies go out as they are.
         """
         delay = 0.1
         recovering = False
@@ -739,7 +765,7 @@ class RedisBus:
         given_up = False
         while True:
             try:
-                result = await self._write(passes, recovering=recovering)
+                result = await self._write(passes, recovering=recovering, endings=endings)
             except _RETRYABLE as exc:
                 self._down("write", exc)
                 recovering = True
@@ -747,6 +773,7 @@ class RedisBus:
                     given_up = True
                     more, self._outbox = self._outbox, []
                     passes += more
+                    self._settle()
                     self._writing = len(passes)
                     self._give_up(passes)
                 with trio.move_on_at(give_up_at if not given_up else math.inf):
@@ -798,8 +825,18 @@ class RedisBus:
         retention_ms = self._retention * 1000 if self._retention is not None else 2 * self._ttl_ms
         return f"{max(0, self._last_ms - int(retention_ms))}-0"
 
-    async def _write(self, passes: list[_Pass], *, recovering: bool) -> dict[str, bool]:
-        """One pipeline for these passes; the sessions whose fenced writes failed."""
+    async def _write(
+        self,
+        passes: list[_Pass],
+        *,
+        recovering: bool,
+        endings: Sequence[tuple[str, list[_Presence]]] = (),
+    ) -> tuple[dict[str, bool], _Endings]:
+        """One pipeline for these passes and the exits of ``endings``.
+
+        Returns the sessions whose fenced writes failed, and the presence
+        exits of the sessions this pipeline deleted, for the next one.
+        """
         client = self._client
         assert client is not None
         present: set[bytes] = set()
@@ -810,10 +847,19 @@ class RedisBus:
         minid = self._minid()
         ttl = str(self._ttl_ms)
         kinds: list[tuple[str, str]] = []
+        #: every presence change of this pipeline, in order, for one script
+        #: call at its end: first the exits of the sessions that the last
+        #: pipeline deleted (each numbered before this pipeline's own changes)
+        changes: list[tuple[str, _Presence]] = []
+        for client_id, exits in endings:
+            for change in exits:
+                if not change.seq:
+                    change.seq = next(self._seq)
+                changes.append((client_id, change))
         #: presence changes of sessions this pipeline deletes: made only once
         #: the (fenced) deletion got through, so a node that lost the session
         #: cannot make its user leave (docs/redis.md, "Presence")
-        ending: list[tuple[str, list[_Presence]]] = []
+        ending: _Endings = []
         async with client.pipeline(transaction=False) as pipe:
             for work in passes:
                 for fields in work.xadds:
@@ -859,8 +905,10 @@ class RedisBus:
                             for change in ops.presence:
                                 if not change.seq:
                                     change.seq = next(self._seq)
-                                self._change(pipe, client_id, change, minid)
-                                kinds.append(("-", ""))
+                                changes.append((client_id, change))
+            if changes:
+                self._apply_presence(pipe, changes, minid)
+                kinds.append(("-", ""))
         results = pipe.results or ()
         failed: dict[str, bool] = {}
         for (kind, client_id), result in zip(kinds, results, strict=False):
@@ -868,42 +916,36 @@ class RedisBus:
                 self._last_ms = max(self._last_ms, _parse(result)[0])
             elif kind == "u" and result == 0:
                 failed[client_id] = True
-        ending = [(client_id, changes) for client_id, changes in ending if client_id not in failed]
-        if ending:
-            async with client.pipeline(transaction=False) as pipe:
-                for client_id, changes in ending:
-                    for change in changes:
-                        # Idempotent (leaving twice is nothing), so a new
-                        # number each time: never behind a later change's.
-                        change.seq = next(self._seq)
-                        self._change(pipe, client_id, change, minid)
-        return failed
+        ending = [(client_id, exits) for client_id, exits in ending if client_id not in failed]
+        return failed, ending
 
-    def _change(self, pipe: Any, client_id: str, change: _Presence, minid: str) -> None:
-        """Queue one enter or exit script on ``pipe`` (docs/redis.md, "Presence")."""
+    def _apply_presence(self, pipe: Any, changes: list[tuple[str, _Presence]], minid: str) -> None:
+        """Queue one script call on ``pipe`` for these enters and exits, in
+        order (docs/redis.md, "Presence")."""
         p = self._p
-        keys = [
-            self.log_key,
-            f"{p}:{change.channel}",
-            f"{p}c:{client_id}",
-            f"{p}a",
-            f"{p}z",
-            f"{p}n:{self.node}",
+        keys = [self.log_key, f"{p}a", f"{p}z", f"{p}n:{self.node}"]
+        args: list[str | bytes] = [
+            str(2 * self._ttl_ms),
+            minid,
+            _PRESENCE_ROOT,
+            str(self._ttl_ms),
         ]
-        head = [str(change.seq), str(2 * self._ttl_ms), minid, change.channel, client_id]
-        if change.join is None:
-            self._exit(keys=keys, args=[*head, _PRESENCE_ROOT], client=pipe)
-        else:
-            args: list[str | bytes] = [
-                *head,
-                change.user,
-                change.info,
-                change.join,
-                change.leave,
-                _PRESENCE_ROOT,
-                str(self._ttl_ms),
-            ]
-            self._enter(keys=keys, args=args, client=pipe)
+        for client_id, change in changes:
+            keys += (f"{p}:{change.channel}", f"{p}c:{client_id}")
+            if change.join is None:
+                args += ("x", str(change.seq), change.channel, client_id)
+            else:
+                args += (
+                    "e",
+                    str(change.seq),
+                    change.channel,
+                    client_id,
+                    change.user,
+                    change.info,
+                    change.join,
+                    change.leave,
+                )
+        self._apply(keys=keys, args=args, client=pipe)
 
     def _finish(self, passes: list[_Pass], failed: dict[str, bool]) -> None:
         hub = self._hub

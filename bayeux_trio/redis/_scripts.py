@@ -10,9 +10,8 @@ from __future__ import annotations
 
 __all__ = [
     "CLAIM",
+    "PRESENCE_APPLY",
     "PRESENCE_DUE",
-    "PRESENCE_ENTER",
-    "PRESENCE_EXIT",
     "PRESENCE_RESCORE",
     "PRESENCE_SNAPSHOT",
     "PRESENCE_VANISH",
@@ -131,14 +130,6 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- False if the node's change numbered seq was applied already.
-local function first_time(key, seq, ttl)
-  local last = redis.call('GET', key)
-  if last and tonumber(last) >= tonumber(seq) then return false end
-  redis.call('SET', key, seq, 'PX', ttl)
-  return true
-end
-
 local function append(log, minid, channel, payload)
   return redis.call('XADD', log, 'MINID', '~', minid, '*', 'c', channel, 'p', payload)
 end
@@ -158,38 +149,59 @@ local function leave_one(log, key, all, minid, prefix, channel, cid)
 end
 """
 
-#: KEYS: log, <p>:<channel>, <p>c:<clientId>, <p>a, <p>z, <p>n:<node>.
-#: ARGV: seq, guard ttl (ms), minid, channel, clientId, user, info (JSON),
-#: join delivery, leave delivery, presence prefix, check after (ms).
-#: Returns 1 if the user joined (the join is on the log), else 0.
-PRESENCE_ENTER = (
+#: Every presence change of one pipeline, in order, in one call (so one
+#: round of the scripting machinery, one look at the node's guard, and one
+#: wake-up of the nodes' log readers for all of them).
+#: KEYS: log, <p>a, <p>z, <p>n:<node>, then per change: <p>:<channel>,
+#: <p>c:<clientId>.
+#: ARGV: guard ttl (ms), minid, presence prefix, check after (ms), then per
+#: change: 'e', seq, channel, clientId, user, info (JSON), join delivery,
+#: leave delivery (the session entered the channel; the join is appended if
+#: it is the user's first session there) or 'x', seq, channel, clientId (it
+#: left; the leave is appended if it was the user's last). A change whose
+#: seq is not above the node's last applied one is skipped: it was applied
+#: by an earlier try of the same pipeline.
+#: Returns the joins and leaves appended.
+PRESENCE_APPLY = (
     _PRESENCE_PRELUDE
     + """
-if not first_time(KEYS[6], ARGV[1], ARGV[2]) then return 0 end
-local key, cid, user = KEYS[2], ARGV[5], ARGV[6]
-if redis.call('HEXISTS', key, 's:' .. cid) == 1 then return 0 end
-redis.call('HSET', key, 's:' .. cid, user)
-redis.call('SADD', KEYS[3], ARGV[4])
-redis.call('ZADD', KEYS[5], 'NX', now_ms() + tonumber(ARGV[11]), cid)
-if redis.call('HINCRBY', key, 'n:' .. user, 1) > 1 then return 0 end
-local id = append(KEYS[1], ARGV[3], ARGV[10] .. ARGV[4], ARGV[8])
-redis.call('HSET', key, 'i:' .. user, ARGV[7], 'l:' .. user, ARGV[9], 'o:' .. user, id)
-redis.call('SADD', KEYS[4], ARGV[4])
-return 1
-"""
-)
-
-#: KEYS: log, <p>:<channel>, <p>c:<clientId>, <p>a, <p>z, <p>n:<node>.
-#: ARGV: seq, guard ttl (ms), minid, channel, clientId, presence prefix.
-#: Returns 1 if the user left (the leave is on the log), else 0.
-PRESENCE_EXIT = (
-    _PRESENCE_PRELUDE
-    + """
-if not first_time(KEYS[6], ARGV[1], ARGV[2]) then return 0 end
-local left = leave_one(KEYS[1], KEYS[2], KEYS[4], ARGV[3], ARGV[6], ARGV[4], ARGV[5])
-redis.call('SREM', KEYS[3], ARGV[4])
-if redis.call('EXISTS', KEYS[3]) == 0 then redis.call('ZREM', KEYS[5], ARGV[5]) end
-return left
+local log, all, due, guard = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local minid, prefix, check = ARGV[2], ARGV[3], tonumber(ARGV[4])
+local last = tonumber(redis.call('GET', guard) or '0')
+local top, now, made = last, nil, 0
+local i, k = 5, 5
+while i <= #ARGV do
+  local kind, seq, channel, cid = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3]
+  local key, sessions = KEYS[k], KEYS[k + 1]
+  k = k + 2
+  if kind == 'e' then
+    local user = ARGV[i + 4]
+    if seq > last and redis.call('HEXISTS', key, 's:' .. cid) == 0 then
+      redis.call('HSET', key, 's:' .. cid, user)
+      redis.call('SADD', sessions, channel)
+      if not now then now = now_ms() end
+      redis.call('ZADD', due, 'NX', now + check, cid)
+      if redis.call('HINCRBY', key, 'n:' .. user, 1) == 1 then
+        local id = append(log, minid, prefix .. channel, ARGV[i + 6])
+        redis.call(
+          'HSET', key, 'i:' .. user, ARGV[i + 5], 'l:' .. user, ARGV[i + 7], 'o:' .. user, id)
+        redis.call('SADD', all, channel)
+        made = made + 1
+      end
+    end
+    i = i + 8
+  else
+    if seq > last then
+      made = made + leave_one(log, key, all, minid, prefix, channel, cid)
+      redis.call('SREM', sessions, channel)
+      if redis.call('EXISTS', sessions) == 0 then redis.call('ZREM', due, cid) end
+    end
+    i = i + 4
+  end
+  if seq > top then top = seq end
+end
+if top > last then redis.call('SET', guard, tostring(top), 'PX', ARGV[1]) end
+return made
 """
 )
 
