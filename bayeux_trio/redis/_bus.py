@@ -297,6 +297,11 @@ class RedisBus:
         #: presence exits of the sessions they deleted), and their failures
         self._carried: list[_Pass] = []
         self._carried_failed: dict[str, bool] = {}
+        #: the scripts the writer's pipelines call by their SHA alone (a
+        #: Script object in a coredis pipeline costs a SCRIPT EXISTS round
+        #: trip each time), loaded on start and again when Redis lost them
+        self._pipelined: list[Any] = []
+        self._scripts_lost = True
         self._wake = trio.Event()
         #: sessions being taken back after a lost race (_resubscribe)
         self._resubscribing = 0
@@ -375,8 +380,10 @@ class RedisBus:
             self._client = client
             self._claim = client.register_script(CLAIM)
             self._update = client.register_script(UPDATE)
+            self._pipelined = [self._update]
             if self._presence:
                 self._apply = client.register_script(PRESENCE_APPLY)
+                self._pipelined.append(self._apply)
                 self._vanish = client.register_script(PRESENCE_VANISH)
                 self._due = client.register_script(PRESENCE_DUE)
                 self._rescore = client.register_script(PRESENCE_RESCORE)
@@ -766,6 +773,13 @@ class RedisBus:
         while True:
             try:
                 result = await self._write(passes, recovering=recovering, endings=endings)
+            except coredis.exceptions.NoScriptError:
+                # Redis lost its script cache (a restart): load them, and
+                # write again, as after a pipeline that failed halfway.
+                log.info("Redis lost the scripts: loading them again")
+                self._scripts_lost = True
+                recovering = True
+                continue
             except _RETRYABLE as exc:
                 self._down("write", exc)
                 recovering = True
@@ -839,6 +853,10 @@ class RedisBus:
         """
         client = self._client
         assert client is not None
+        if self._scripts_lost:
+            for script in self._pipelined:
+                await client.script_load(script.script)
+            self._scripts_lost = False
         present: set[bytes] = set()
         if recovering:
             # A failed pipeline may have been applied in part: do not append twice.
@@ -896,7 +914,7 @@ class RedisBus:
                             "1" if ops.delete else "0",
                             *ops.subs,
                         ]
-                        self._update(keys=[key], args=args, client=pipe)
+                        pipe.evalsha(self._update.sha, keys=[key], args=args)
                         kinds.append(("u", client_id))
                     if ops.presence:
                         if ops.delete:
@@ -945,7 +963,7 @@ class RedisBus:
                     change.join,
                     change.leave,
                 )
-        self._apply(keys=keys, args=args, client=pipe)
+        pipe.evalsha(self._apply.sha, keys=keys, args=args)
 
     def _finish(self, passes: list[_Pass], failed: dict[str, bool]) -> None:
         hub = self._hub
