@@ -76,6 +76,7 @@ from ._messages import Message as Message
 from ._messages import decode_body as decode_body
 from ._messages import encode as encode
 from ._presence import PRESENCE_PREFIX as PRESENCE_PREFIX
+from ._presence import can_have_presence as can_have_presence
 from ._presence import presence_channel as presence_channel
 from ._presence import presence_delivery as presence_delivery
 from ._presence import presence_probe as presence_probe
@@ -157,6 +158,7 @@ __all__ = (
     "TransportDown",
     "TransportUp",
     "Unsubscribed",
+    "can_have_presence",
     "channel_kind",
     "claimed_sessions",
     "decode_body",

@@ -78,6 +78,7 @@ from ._ids import random_client_id
 from ._kinds import SESSION_KINDS, channel_kind
 from ._messages import Message
 from ._presence import (
+    PRESENCE_PREFIX,
     PresenceTracker,
     presence_channel,
     presence_delivery,
@@ -100,7 +101,7 @@ _BATCH_TOO_LARGE = error_string(ErrorCode.BAD_REQUEST, (), "Too many messages in
 #: what a message that an extension raised on is refused with
 _EXTENSION_FAILED = error_string(ErrorCode.SERVER_ERROR)
 _TOO_MANY_FROM_ADDRESS = "503::Too many clients from this address"
-_PRESENCE_SLASH = "/presence/"
+_PRESENCE_SLASH = PRESENCE_PREFIX + "/"
 #: longest user id an extension may give a session
 _MAX_USER_LENGTH = 256
 
@@ -452,14 +453,13 @@ class Engine:
         self._tick(now)
         if self._presence is not None and presence_target(channel) is not None:
             change = self._presence.apply(channel, payload)
-            if change is None:
-                if self._presence.is_change(channel, payload):
+            if change is not None:
+                kind, user, info, changed = change
+                if not changed:
                     # A repeat (a node replaying its log over a fresh view):
                     # its watchers have it in their members list already.
                     return ()
-            else:
-                kind, user, info = change
-                target = channel[len("/presence") :]
+                target = channel[len(PRESENCE_PREFIX) :]
                 if kind == "join":
                     self._actions.append(PresenceJoined(target, user, info))
                 else:

@@ -39,6 +39,7 @@ from ._channels import expand, is_meta, is_pattern, is_service, is_valid_name, i
 __all__ = [
     "PRESENCE_PREFIX",
     "PresenceTracker",
+    "can_have_presence",
     "check_presence_patterns",
     "presence_channel",
     "presence_delivery",
@@ -101,6 +102,22 @@ def presence_probe(message: object) -> dict[str, Any] | None:
     return probe
 
 
+def can_have_presence(channel: object) -> bool:
+    """True for a channel name a server may keep presence for.
+
+    A concrete name (no wildcard), not under ``/meta``, ``/service`` or
+    ``/presence``. Whether a server does is its configuration's business
+    (``EngineConfig.presence``).
+    """
+    return (
+        is_valid_name(channel)
+        and not is_pattern(channel)
+        and not is_meta(channel)
+        and not is_service(channel)
+        and not _under_presence(channel)
+    )
+
+
 def check_presence_patterns(patterns: object) -> tuple[str, ...]:
     """``patterns`` as a tuple of valid channel patterns, or ValueError.
 
@@ -156,14 +173,7 @@ class PresenceTracker:
         known = self._enabled.get(channel)
         if known is not None:
             return known
-        answer = (
-            is_valid_name(channel)
-            and not is_pattern(channel)
-            and not channel.startswith(_PREFIX_SLASH)
-            and not is_meta(channel)
-            and not is_service(channel)
-            and not self._patterns.isdisjoint(expand(channel))
-        )
+        answer = can_have_presence(channel) and not self._patterns.isdisjoint(expand(channel))
         if len(self._enabled) >= 10_000:
             self._enabled.clear()
         self._enabled[channel] = answer
@@ -255,10 +265,6 @@ class PresenceTracker:
             del self._members[channel]
         return True, info
 
-    def info(self, channel: str, user: str) -> Any:
-        """A member's info (None if not a member or none was set)."""
-        return self._members.get(channel, {}).get(user)
-
     def members(self, channel: str) -> list[dict[str, Any]]:
         """``[{"user": ..., "info": ...}, ...]`` in join order."""
         return [
@@ -269,26 +275,22 @@ class PresenceTracker:
         """Channel -> number of members, for every channel with one."""
         return {channel: len(members) for channel, members in self._members.items()}
 
-    def apply(self, channel: str, payload: bytes) -> tuple[str, str, Any] | None:
+    def apply(self, channel: str, payload: bytes) -> tuple[str, str, Any, bool] | None:
         """Apply a presence delivery routed from a cluster's log to the view.
 
         ``channel`` is the presence channel it was published on. Returns
-        ``("join" | "leave", user, info)`` if it changed the view, None if it
-        is no join or leave, or changes nothing (a repeat).
+        ``("join" | "leave", user, info, changed)``, where ``changed`` is
+        False for a repeat (the view had it already), or None if ``payload``
+        is no join or leave.
         """
         read = self._read(channel, payload)
         if read is None:
             return None
         target, kind, user, info = read
         if kind == "join":
-            return ("join", user, info) if self.join(target, user, info) else None
+            return "join", user, info, self.join(target, user, info)
         left, info = self.leave(target, user)
-        return ("leave", user, info) if left else None
-
-    def is_change(self, channel: str, payload: bytes) -> bool:
-        """True if ``payload`` on ``channel`` is a join or a leave (whether or
-        not it would change the view)."""
-        return self._read(channel, payload) is not None
+        return "leave", user, info, left
 
     @staticmethod
     def _read(channel: str, payload: bytes) -> tuple[str, str, str, Any] | None:

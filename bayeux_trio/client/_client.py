@@ -57,6 +57,7 @@ from bayeux_core import (
     SubscriptionRecovered,
     TransportDown,
     TransportUp,
+    can_have_presence,
     is_meta,
     is_service,
     is_valid_name,
@@ -65,7 +66,7 @@ from bayeux_core import (
     presence_target,
 )
 
-from ._roster import PresenceEvent, Roster, can_have_presence
+from ._roster import PresenceEvent, Roster
 from ._transports import (
     Endpoint,
     HttpSettings,

@@ -15,25 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bayeux_core import PRESENCE_PREFIX, is_meta, is_pattern, is_service, is_valid_name
-
-__all__ = ["PresenceEvent", "Roster", "can_have_presence"]
-
-
-def can_have_presence(channel: str) -> bool:
-    """True for a channel name a server may keep presence for.
-
-    A concrete name (no wildcard), not under ``/meta``, ``/service`` or
-    ``/presence``. Whether the server does is its configuration's business.
-    """
-    return (
-        is_valid_name(channel)
-        and not is_pattern(channel)
-        and not is_meta(channel)
-        and not is_service(channel)
-        and channel != PRESENCE_PREFIX
-        and not channel.startswith(PRESENCE_PREFIX + "/")
-    )
+__all__ = ["PresenceEvent", "Roster"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from coredis.retry import NoRetryPolicy
 from coredis.tokens import PureToken
 
 from bayeux_core import (
+    PRESENCE_PREFIX,
     Action,
     Broadcast,
     Close,
@@ -88,8 +89,6 @@ _RECOVERY_SCAN = 10_000
 #: what a request gets when Redis cannot be reached in time (docs/redis.md, Faults)
 PUBLISH_REFUSED = "407::Redis unreachable"
 REFUSED = "503::Redis unreachable"
-#: the root of presence channels (bayeux_core.PRESENCE_PREFIX)
-_PRESENCE_ROOT = "/presence"
 
 
 _Client = coredis.Redis[bytes] | coredis.RedisCluster[bytes]
@@ -945,7 +944,7 @@ class RedisBus:
         args: list[str | bytes] = [
             str(2 * self._ttl_ms),
             minid,
-            _PRESENCE_ROOT,
+            PRESENCE_PREFIX,
             str(self._ttl_ms),
         ]
         for client_id, change in changes:
@@ -1194,7 +1193,7 @@ class RedisBus:
                 for cid in gone:
                     self._vanish(
                         keys=[self.log_key, f"{p}c:{cid}", f"{p}a", f"{p}z"],
-                        args=[cid, minid, _PRESENCE_ROOT, f"{p}:"],
+                        args=[cid, minid, PRESENCE_PREFIX, f"{p}:"],
                         client=pipe,
                     )
             return pipe.results or ()

@@ -21,6 +21,7 @@ from bayeux_core import (
     PresenceJoined,
     PresenceLeft,
     Reply,
+    can_have_presence,
     presence_channel,
     presence_delivery,
     presence_probe,
@@ -152,8 +153,11 @@ def test_tracker_enabled() -> None:
     assert tracker.enabled(ROOM)
     assert tracker.enabled(ROOM)  # remembered
     assert tracker.enabled("/other")
-    for channel in ("/chat/*", WATCH, "/meta/x", "/service/x", "bad"):
+    for channel in ("/chat/*", WATCH, "/presence", "/meta/x", "/service/x", "bad"):
         assert not tracker.enabled(channel)
+        assert not can_have_presence(channel)
+    assert can_have_presence(ROOM)
+    assert not can_have_presence(5)
     small = PresenceTracker(("/chat/*",))
     assert not small.enabled("/chat/a/b")
     for n in range(10_001):
@@ -175,7 +179,7 @@ def test_tracker_sessions_and_members() -> None:
     assert tracker.join(ROOM, "al", 1) is True
     assert tracker.join(ROOM, "al", 2) is False
     assert tracker.join(ROOM, "bo", None) is True
-    assert tracker.info(ROOM, "al") == 1
+    assert tracker.members(ROOM)[0] == {"user": "al", "info": 1}
     assert tracker.members(ROOM) == [{"user": "al", "info": 1}, {"user": "bo", "info": None}]
     assert tracker.counts() == {ROOM: 2}
     assert tracker.leave(ROOM, "al") == (True, 1)
@@ -193,10 +197,10 @@ def test_tracker_apply() -> None:
     def apply(data: Any, channel: str = WATCH) -> Any:
         return tracker.apply(channel, orjson.dumps({"channel": channel, "data": data}))
 
-    assert apply({"join": {"user": "al", "info": 1}}) == ("join", "al", 1)
-    assert apply({"join": {"user": "al", "info": 1}}) is None  # a repeat
-    assert apply({"leave": {"user": "al"}}) == ("leave", "al", 1)
-    assert apply({"leave": {"user": "al"}}) is None
+    assert apply({"join": {"user": "al", "info": 1}}) == ("join", "al", 1, True)
+    assert apply({"join": {"user": "al", "info": 1}}) == ("join", "al", 1, False)  # a repeat
+    assert apply({"leave": {"user": "al"}}) == ("leave", "al", 1, True)
+    assert apply({"leave": {"user": "al"}}) == ("leave", "al", None, False)
     junk: Any
     for junk in (
         None,
