@@ -29,24 +29,13 @@ from bayeux_core import (
     refuse,
 )
 from bayeux_core._presence import PresenceTracker, check_presence_patterns
+from tests._support.presence import Names
 
 from .helpers import LP, Wire, counter_ids, events, replies
 
 ROOM = "/chat/room"
 WATCH = "/presence/chat/room"
 PRESENCE = EngineConfig(presence=("/chat/**",), timeout=10.0, session_timeout=5.0)
-
-
-class Names(Extension):
-    """Takes the user (and a display name) from the handshake's ext."""
-
-    def incoming(self, message: Message, context: MessageContext) -> Message | None:
-        if message.get("channel") == "/meta/handshake":
-            ext = message.get("ext") or {}
-            if "user" in ext:
-                context.user = ext["user"]
-                context.info = ext.get("info")
-        return message
 
 
 def wire(config: EngineConfig = PRESENCE, *extensions: Extension) -> Wire:

@@ -31,28 +31,17 @@ from bayeux_core import (
     Deliver,
     Engine,
     EngineConfig,
-    Extension,
-    Message,
-    MessageContext,
     PresenceJoined,
     PresenceLeft,
     Reply,
 )
+from tests._support.presence import Names
 
 from .helpers import counter_ids
 
 CHANNELS = ("/chat/one", "/chat/two")
 CONFIG = EngineConfig(presence=("/chat/*",), timeout=10.0, session_timeout=5.0)
 USERS = st.sampled_from(["ann", "bob", "cy", None])
-
-
-class Names(Extension):
-    def incoming(self, message: Message, context: MessageContext) -> Message | None:
-        if message.get("channel") == "/meta/handshake":
-            ext = message.get("ext") or {}
-            context.user = ext.get("user")
-            context.info = ext.get("info")
-        return message
 
 
 class PresenceMachine(RuleBasedStateMachine):

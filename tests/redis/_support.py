@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import os
 import secrets
+import signal
+import subprocess
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,7 +16,42 @@ import trio
 from bayeux_core import EngineConfig
 from bayeux_trio import BayeuxServer
 from bayeux_trio.redis import RedisBus
+from tests._support.ports import free_port
+from tests._support.processes import wait_listening
 from tests.trio.helpers import HANDSHAKE, bayeux, deliveries, make_config
+
+
+class Node:
+    """A ``bayeux serve --engine <url>`` process on a free port, with ``args``."""
+
+    def __init__(self, url: str, *args: str) -> None:
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [
+                sys.executable, "-m", "bayeux_trio", "serve",
+                "--port", str(self.port), "--engine", url, "--log-level", "warning", *args,
+            ],
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+
+    def wait_listening(self) -> None:
+        # slow under load
+        listening = wait_listening(self.port, timeout=60, process=self.process)
+        assert self.process.poll() is None, "the server exited"
+        assert listening, "the server never listened"
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
 
 
 def namespace() -> str:

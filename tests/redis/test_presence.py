@@ -22,10 +22,10 @@ import trio
 from bayeux_core import EngineConfig
 from bayeux_trio import BayeuxServer
 from bayeux_trio.redis import RedisBus
+from tests._support.presence import Names
 from tests._support.waiting import eventually
 from tests.trio.helpers import HANDSHAKE, WsClient, bayeux, fail_after, make_config
 
-from ._names import Names
 from ._support import namespace
 from .conftest import REDIS_SERVER, RedisProcess
 

@@ -7,11 +7,7 @@ survivors, once; a user with a session on a survivor stays.
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,11 +16,11 @@ import h11
 import pytest
 import trio
 
-from tests._support.ports import HOST, free_port
-from tests._support.processes import wait_listening
+from tests._support.ports import HOST
 from tests._support.waiting import eventually
 from tests.trio.helpers import HANDSHAKE, bayeux, fail_after
 
+from ._support import Node
 from .conftest import RedisProcess
 
 pytestmark = [
@@ -40,32 +36,11 @@ TTL = 1 + 1 + 10
 _FAILURES = (OSError, trio.BrokenResourceError, h11.RemoteProtocolError)
 
 
-class Node:
-    def __init__(self, url: str) -> None:
-        self.port = free_port()
-        self.process = subprocess.Popen(
-            [
-                sys.executable, "-m", "bayeux_trio", "serve",
-                "--port", str(self.port), "--engine", url,
-                "--timeout", "1", "--session-timeout", "1",
-                "--presence", "/chat/**", "--extension", "tests.redis._names:Names",
-                "--log-level", "warning",
-            ],
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+#: short timeouts, so that a killed node's sessions expire soon
+ARGS = (
+    "--timeout", "1", "--session-timeout", "1",
+    "--presence", "/chat/**", "--extension", "tests._support.presence:Names",
+)  # fmt: skip
 
 
 @pytest.fixture
@@ -77,9 +52,9 @@ def nodes(redis_server: RedisProcess) -> Iterator[list[Node]]:
     started: list[Node] = []
     try:
         for _ in range(3):
-            started.append(Node(url))
+            started.append(Node(url, *ARGS))
         for node in started:
-            assert wait_listening(node.port, timeout=60, process=node.process)
+            node.wait_listening()
         yield started
     finally:
         for node in started:

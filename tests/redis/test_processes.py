@@ -8,10 +8,6 @@ Every subscriber must get every message exactly once, in publisher order.
 from __future__ import annotations
 
 import gc
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,11 +15,9 @@ import h11
 import pytest
 import trio
 
-from tests._support.ports import free_port
-from tests._support.processes import wait_listening
 from tests.trio.helpers import HANDSHAKE, WsClient, fail_after
 
-from ._support import RoundRobin, check_exactly_once_in_order
+from ._support import Node, RoundRobin, check_exactly_once_in_order
 from .conftest import RedisProcess
 
 pytestmark = [
@@ -34,42 +28,10 @@ pytestmark = [
 _FAILURES = (OSError, trio.BrokenResourceError, h11.RemoteProtocolError, AssertionError)
 
 
-class Node:
-    def __init__(self, url: str) -> None:
-        self.port = free_port()
-        self.process = subprocess.Popen(
-            [
-                sys.executable, "-m", "bayeux_trio", "serve",
-                "--port", str(self.port), "--engine", url, "--timeout", "5",
-                "--log-level", "warning",
-            ],
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
-
-    def wait_listening(self) -> None:
-        # slow under load
-        listening = wait_listening(self.port, timeout=60, process=self.process)
-        assert self.process.poll() is None, "the server exited"
-        assert listening, "the server never listened"
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
 @pytest.fixture
 def nodes(redis_server: RedisProcess) -> Iterator[list[Node]]:
     url = redis_server.url.rsplit("/", 1)[0] + "/3"
-    started = [Node(url) for _ in range(3)]
+    started = [Node(url, "--timeout", "5") for _ in range(3)]
     try:
         for node in started:
             node.wait_listening()
