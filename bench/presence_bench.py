@@ -73,10 +73,15 @@ from typing import Any
 import orjson
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+for _path in (REPO_ROOT, REPO_ROOT / "bench"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from server_bench import loadavg  # noqa: E402
+from soak import Http, ok_reply  # noqa: E402
 
 from bayeux_core import Deliver, Engine, EngineConfig, Handshaken, Message  # noqa: E402
+from tests._support.ports import free_port  # noqa: E402
 
 HOST = "127.0.0.1"
 MOUNT = "/faye"
@@ -355,13 +360,6 @@ def memory_table(result: MemoryResult) -> str:
 # ------------------------------------------------------------ the server
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def cpu_seconds(pid: int) -> float:
     """utime + stime of ``pid`` (all its threads)."""
     stat = Path(f"/proc/{pid}/stat").read_text()
@@ -485,52 +483,6 @@ class ServerUnderTest:
             process.wait(timeout=10)
 
 
-def _ok(replies: Any, channel: str) -> dict[str, Any]:
-    for reply in replies:
-        if reply.get("channel") == channel and "successful" in reply:
-            if reply["successful"] is not True:
-                raise RuntimeError(f"refused: {reply}")
-            result: dict[str, Any] = reply
-            return result
-    raise RuntimeError(f"no {channel} reply in {replies}")
-
-
-class Http:
-    """One kept-alive HTTP/1.1 connection; requests written and parsed by hand."""
-
-    def __init__(self, stream: Any) -> None:
-        self.stream = stream
-        self.buffer = b""
-
-    async def post(self, messages: list[Message]) -> Any:
-        body = orjson.dumps(messages)
-        await self.stream.send_all(
-            b"POST /faye HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n%b" % (len(body), body)
-        )
-        while b"\r\n\r\n" not in self.buffer:
-            await self._read()
-        head, _, rest = self.buffer.partition(b"\r\n\r\n")
-        if not head.startswith(b"HTTP/1.1 200 "):
-            raise RuntimeError(f"unexpected response: {head[:60]!r}")
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        while len(rest) < length:
-            await self._read()
-            rest = self.buffer.partition(b"\r\n\r\n")[2]
-        self.buffer = rest[length:]
-        return orjson.loads(rest[:length])
-
-    async def _read(self) -> None:
-        data = await self.stream.receive_some(65536)
-        if not data:
-            raise RuntimeError("the server closed the connection")
-        self.buffer += data
-
-
 class Watcher:
     """A WebSocket client subscribed to /presence/chat/room that counts joins and leaves.
 
@@ -575,7 +527,7 @@ class Watcher:
                     while texts:
                         for message in orjson.loads(texts.pop(0)):
                             if message.get("channel") == channel and "successful" in message:
-                                return _ok([message], channel)
+                                return ok_reply([message], channel)
                     await events()
                 raise RuntimeError(f"watcher: no {channel} reply")
 
@@ -638,11 +590,11 @@ async def _cycles(
         async with stream:
             http = Http(stream)
             while time.monotonic() < stop_at and next(counter) < limit:
-                client_id = _ok(await http.post([_handshake("long-polling")]), "/meta/handshake")[
-                    "clientId"
-                ]
-                _ok(await http.post([_subscribe(client_id, channel)]), "/meta/subscribe")
-                _ok(await http.post([_disconnect(client_id)]), "/meta/disconnect")
+                client_id = ok_reply(
+                    await http.post([_handshake("long-polling")]), "/meta/handshake"
+                )["clientId"]
+                ok_reply(await http.post([_subscribe(client_id, channel)]), "/meta/subscribe")
+                ok_reply(await http.post([_disconnect(client_id)]), "/meta/disconnect")
                 done += 1
 
     start = time.perf_counter()
@@ -843,13 +795,6 @@ def machine() -> dict[str, Any]:
         "orjson": orjson.__version__,
         "loadavg": loadavg(),
     }
-
-
-def loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
 
 
 def _ints(text: str) -> list[int]:

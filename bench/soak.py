@@ -329,7 +329,7 @@ class Ws:
         await self.stream.aclose()
 
 
-def _ok(replies: list[dict[str, Any]], channel: str) -> dict[str, Any]:
+def ok_reply(replies: list[dict[str, Any]], channel: str) -> dict[str, Any]:
     for reply in replies:
         if reply.get("channel") == channel and "successful" in reply:
             if reply["successful"] is not True:
@@ -341,12 +341,12 @@ def _ok(replies: list[dict[str, Any]], channel: str) -> dict[str, Any]:
 async def _http_cycle(port: int, n: int) -> None:
     http = await Http.open(port)
     try:
-        client_id = _ok(await http.post([HANDSHAKE]), "/meta/handshake")["clientId"]
+        client_id = ok_reply(await http.post([HANDSHAKE]), "/meta/handshake")["clientId"]
         channel = f"/soak/{n % 64}"
         sub = {"channel": "/meta/subscribe", "clientId": client_id, "subscription": channel}
-        _ok(await http.post([sub]), "/meta/subscribe")
-        _ok(await http.post([{"channel": channel, "clientId": client_id, "data": n}]), channel)
-        _ok(
+        ok_reply(await http.post([sub]), "/meta/subscribe")
+        ok_reply(await http.post([{"channel": channel, "clientId": client_id, "data": n}]), channel)
+        ok_reply(
             await http.post([{"channel": "/meta/disconnect", "clientId": client_id}]),
             "/meta/disconnect",
         )
@@ -358,7 +358,7 @@ async def _ws_cycle(port: int, n: int) -> None:
     ws = await Ws.open(port)
     try:
         await ws.send([HANDSHAKE])
-        client_id = _ok(await ws.receive(), "/meta/handshake")["clientId"]
+        client_id = ok_reply(await ws.receive(), "/meta/handshake")["clientId"]
         channel = f"/soak/ws/{n}"
         await ws.send(
             [
@@ -366,7 +366,7 @@ async def _ws_cycle(port: int, n: int) -> None:
                 {"channel": "/meta/connect", "clientId": client_id, "connectionType": "websocket"},
             ]
         )
-        _ok(await ws.receive(), "/meta/subscribe")
+        ok_reply(await ws.receive(), "/meta/subscribe")
         await ws.send([{"channel": channel, "clientId": client_id, "data": n, "id": "p"}])
         acked = delivered = False
         for _ in range(10):
@@ -384,7 +384,7 @@ async def _ws_cycle(port: int, n: int) -> None:
         for _ in range(10):
             replies = await ws.receive()
             if any(r.get("channel") == "/meta/disconnect" for r in replies):
-                _ok(replies, "/meta/disconnect")
+                ok_reply(replies, "/meta/disconnect")
                 break
     finally:
         await ws.close()
@@ -458,7 +458,7 @@ class LongLived:
         room = f"/room/{index % self.rooms}"
         try:
             await ws.send([HANDSHAKE])
-            client_id = _ok(await ws.receive(), "/meta/handshake")["clientId"]
+            client_id = ok_reply(await ws.receive(), "/meta/handshake")["clientId"]
             connect = {
                 "channel": "/meta/connect",
                 "clientId": client_id,
@@ -471,7 +471,7 @@ class LongLived:
                 ]
             )
             replies = await ws.receive()
-            _ok(replies, "/meta/subscribe")
+            ok_reply(replies, "/meta/subscribe")
             if any(r.get("channel") == "/meta/connect" for r in replies):
                 await ws.send([connect])  # the first connect is answered at once
             self.ready += 1
@@ -509,24 +509,24 @@ class LongLived:
         http = await Http.open(self.port)
         room = f"/room/{index % self.rooms}"
         try:
-            client_id = _ok(await http.post([HANDSHAKE]), "/meta/handshake")["clientId"]
+            client_id = ok_reply(await http.post([HANDSHAKE]), "/meta/handshake")["clientId"]
             connect = {
                 "channel": "/meta/connect",
                 "clientId": client_id,
                 "connectionType": "long-polling",
             }
             sub = {"channel": "/meta/subscribe", "clientId": client_id, "subscription": room}
-            _ok(await http.post([sub, connect]), "/meta/subscribe")
+            ok_reply(await http.post([sub, connect]), "/meta/subscribe")
             self.ready += 1
             self._check_up()
             while not self.stop.is_set():
                 replies = await http.post([connect])
-                _ok(replies, "/meta/connect")
+                ok_reply(replies, "/meta/connect")
                 self.received[index] += sum(1 for m in replies if m.get("channel") == room)
             # What was queued since the last connect, without a hold.
             replies = await http.post([{**connect, "advice": {"timeout": 0}}])
             self.received[index] += sum(1 for m in replies if m.get("channel") == room)
-            _ok(
+            ok_reply(
                 await http.post([{"channel": "/meta/disconnect", "clientId": client_id}]),
                 "/meta/disconnect",
             )
