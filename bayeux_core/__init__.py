@@ -81,6 +81,7 @@ from ._presence import presence_channel as presence_channel
 from ._presence import presence_delivery as presence_delivery
 from ._presence import presence_probe as presence_probe
 from ._presence import presence_target as presence_target
+from ._presence import probe_refusal as probe_refusal
 from ._replies import failure_reply as failure_reply
 from ._replies import refused_copy as refused_copy
 from ._replies import unanswered as unanswered
@@ -179,6 +180,7 @@ __all__ = (
     "presence_delivery",
     "presence_probe",
     "presence_target",
+    "probe_refusal",
     "random_client_id",
     "recovery_offset",
     "refuse",

@@ -84,6 +84,7 @@ from ._presence import (
     presence_delivery,
     presence_probe,
     presence_target,
+    probe_refusal,
 )
 from ._replies import failure_reply
 from ._state import TRANSITIONS, MessageKind, Outcome, SessionState
@@ -760,14 +761,9 @@ class Engine:
             probe = presence_probe(accepted)
             if probe is not None:
                 # Whoever may not subscribe to the channel may not watch it.
-                checked = self._run_incoming(probe, context)
-                if checked is None:
-                    named = probe["subscription"]
-                    accepted["error"] = error_string(
-                        ErrorCode.CHANNEL_FORBIDDEN, [named] if type(named) is str else named
-                    )
-                elif "error" in checked:
-                    accepted["error"] = checked["error"]
+                refusal = probe_refusal(probe, self._run_incoming(probe, context))
+                if refusal is not None:
+                    accepted["error"] = refusal
         return accepted
 
     def _run_incoming(self, message: Message, context: MessageContext) -> Message | None:

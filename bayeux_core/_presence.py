@@ -35,6 +35,7 @@ from typing import Any
 import orjson
 
 from ._channels import expand, is_meta, is_pattern, is_service, is_valid_name, is_valid_pattern
+from ._errors import ErrorCode, error_string
 
 __all__ = [
     "PRESENCE_PREFIX",
@@ -45,8 +46,10 @@ __all__ = [
     "presence_delivery",
     "presence_probe",
     "presence_target",
+    "probe_refusal",
 ]
 
+_BAD_REQUEST = error_string(ErrorCode.BAD_REQUEST)
 #: The root of every presence channel: ``/presence/chat/room`` tells of ``/chat/room``.
 PRESENCE_PREFIX = "/presence"
 _PREFIX_SLASH = PRESENCE_PREFIX + "/"
@@ -100,6 +103,24 @@ def presence_probe(message: object) -> dict[str, Any] | None:
     probe = dict(message)
     probe["subscription"] = targets[0] if type(subscription) is str else targets
     return probe
+
+
+def probe_refusal(probe: dict[str, Any], checked: dict[str, Any] | None) -> str | None:
+    """The error that refuses a watch, from what the extensions made of its probe.
+
+    ``probe`` is :func:`presence_probe`'s copy and ``checked`` what the
+    incoming extensions returned for it: None (accepted) if they let it
+    through; their error if they refused it (a non-string error as the
+    engine answers one, ``400::Bad request``); ``403:<channels>:Forbidden
+    channel`` if they dropped it.
+    """
+    if checked is None:
+        named = probe["subscription"]
+        return error_string(ErrorCode.CHANNEL_FORBIDDEN, [named] if type(named) is str else named)
+    if "error" not in checked:
+        return None
+    error = checked["error"]
+    return error if type(error) is str else _BAD_REQUEST
 
 
 def can_have_presence(channel: object) -> bool:

@@ -23,14 +23,13 @@ import trio
 
 from bayeux_core import (
     Engine,
-    ErrorCode,
     Event,
     Extension,
     ExtensionFailed,
     Message,
     Published,
-    error_string,
     presence_probe,
+    probe_refusal,
     refused_copy,
 )
 from bayeux_core.wire import HttpRequest, HttpResponse, WireConfig
@@ -430,17 +429,9 @@ class BayeuxServer:
                 if probe is not None:
                     # Whoever may not subscribe to a channel may not watch who is in it.
                     checked = await self._run_async_extensions(probe, request)
-                    if checked is None:
-                        named = probe["subscription"]
-                        result = refused_copy(
-                            result,
-                            error_string(
-                                ErrorCode.CHANNEL_FORBIDDEN,
-                                [named] if type(named) is str else named,
-                            ),
-                        )
-                    elif "error" in checked:
-                        result = refused_copy(result, str(checked["error"]))
+                    refusal = probe_refusal(probe, checked)
+                    if refusal is not None:
+                        result = refused_copy(result, refusal)
                 kept.append(result)
             messages = kept
         if self.bus is not None:

@@ -26,6 +26,7 @@ from bayeux_core import (
     presence_delivery,
     presence_probe,
     presence_target,
+    probe_refusal,
     refuse,
 )
 from bayeux_core._presence import PresenceTracker, check_presence_patterns
@@ -755,3 +756,12 @@ def test_a_watcher_of_another_room_hears_nothing_of_this_one() -> None:
     actions = subscribe(w, al, ROOM)
     assert PresenceJoined(ROOM, "al") in events(actions)
     assert pushed(actions, conn) == []
+
+
+def test_probe_refusal() -> None:
+    probe = {"channel": "/meta/subscribe", "subscription": ROOM}
+    assert probe_refusal(probe, dict(probe)) is None
+    assert probe_refusal(probe, None) == f"403:{ROOM}:Forbidden channel"
+    assert probe_refusal(probe, dict(probe, error="403::No")) == "403::No"
+    # As the engine answers a message an extension refused with a non-string.
+    assert probe_refusal(probe, dict(probe, error={"no": 1})) == "400::Bad request"
