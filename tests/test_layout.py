@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: room -> the rooms it may import; every room may use bayeux_core's public API
 ALLOWED: dict[str, set[str]] = {
-    "cli": {"server", "client", "ops", "redis"},
+    "cli": {"server", "client", "ops", "redis", "access"},
+    "access": {"server"},
     "redis": {"server"},
     "server": {"ops"},
     "ops": set(),
