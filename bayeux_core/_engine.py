@@ -244,7 +244,7 @@ class Engine:
         #: who is in the channels with presence; None (no cost) without any
         self._presence = PresenceTracker(cfg.presence) if cfg.presence else None
         #: (user, info) an extension gave the handshake being handled
-        self._identity: tuple[str | None, Any] = (None, None)
+        self._identity: tuple[str | None, Any, Any] = (None, None, None)
         #: (client id, presence channel) whose members list this batch sends:
         #: joins and leaves in the same batch are in that list already
         self._awaiting: set[tuple[str, str]] = set()
@@ -520,6 +520,7 @@ class Engine:
         connected: bool = True,
         user: str | None = None,
         info: Any = None,
+        access: Any = None,
     ) -> Session:
         """Take over a session that lived on another node of a cluster.
 
@@ -527,8 +528,8 @@ class Engine:
         deliveries it has not received yet, in order (the queue cap applies).
         No :class:`Handshaken` or :class:`Subscribed` event fires: the session
         is not new. ``connected`` False means no connect has been seen yet, so
-        the first one is answered at once. ``user`` and ``info``: as an
-        extension set them on its handshake (the bus keeps them); the session
+        the first one is answered at once. ``user``, ``info`` and ``access``: as
+        an extension set them on its handshake (the bus keeps them); the session
         is in its presence channels already, so no presence action fires.
         """
         self._tick(now)
@@ -539,6 +540,7 @@ class Engine:
         session.interval = self.config.interval
         session.user = user
         session.info = info
+        session.access = access
         self._store.add(session)
         presence = self._presence
         for pattern in subscriptions:
@@ -628,7 +630,7 @@ class Engine:
         session.token += 1
         return True
 
-    def disconnect(self, client_id: str, *, now: float) -> bool:
+    def disconnect(self, client_id: str, *, now: float, rehandshake: bool = False) -> bool:
         """End a session from the server (an administrator's kick).
 
         A held connect is answered at once with ``reconnect: none`` (unlike a
@@ -640,12 +642,21 @@ class Engine:
         ``handshake``, for up to ``session_timeout`` seconds: Bayeux clients
         then stop instead of handshaking again. False if there is no such
         session here.
+
+        ``rehandshake``: the client should come back with fresh credentials
+        (its token expired), not stop: a held connect is answered with
+        ``reconnect: handshake``, and its next message gets the usual 401
+        ``Unknown client`` with ``reconnect: handshake``. Bayeux clients then
+        handshake again at once.
         """
         self._tick(now)
         session = self._store.get(client_id) if type(client_id) is str else None
         if session is None:
             return False
-        self._end(session, final=True)
+        self._end(session, final=not rehandshake, rehandshake=rehandshake)
+        if rehandshake:
+            self._actions.append(Disconnected(client_id, DisconnectReason.SERVER))
+            return True
         kicked = self._kicked
         for stale in [k for k, until in kicked.items() if until <= self._now]:
             del kicked[stale]
@@ -743,7 +754,7 @@ class Engine:
         channel = message.get("channel")
         handshake = channel == "/meta/handshake"
         if handshake:
-            self._identity = (None, None)
+            self._identity = (None, None, None)
         sender = self._store.get(client_id) if client_id is not None and not handshake else None
         context = MessageContext(
             self._now,
@@ -751,6 +762,7 @@ class Engine:
             request,
             user=sender.user if sender is not None else None,
             info=sender.info if sender is not None else None,
+            access=sender.access if sender is not None else None,
         )
         accepted = self._run_incoming(message, context)
         if accepted is None or "error" in accepted:
@@ -784,7 +796,7 @@ class Engine:
     def _take_identity(self, message: Message, context: MessageContext) -> Message:
         """Keep the user and info the extensions gave a handshake, for the
         session it makes; refuse it (a bug of the extension) if they are bad."""
-        user, info = context.user, context.info
+        user, info, access = context.user, context.info, context.access
         try:
             if user is not None and (
                 type(user) is not str or not user or len(user) > _MAX_USER_LENGTH
@@ -792,10 +804,12 @@ class Engine:
                 raise TypeError(f"context.user must be a string of 1 to 256 characters: {user!r}")
             if info is not None:
                 orjson.dumps(info)
+            if access is not None:
+                orjson.dumps(access)
         except (TypeError, orjson.JSONEncodeError) as exc:
             self._actions.append(ExtensionFailed(None, "incoming", "/meta/handshake", exc))
             return failure_reply(message, _EXTENSION_FAILED)
-        self._identity = (user, info)
+        self._identity = (user, info, access)
         return message
 
     def _outgoing_reply(self, reply: Message, request: object) -> bytes | None:
@@ -1052,8 +1066,8 @@ class Engine:
         if self._extensions:
             # Set by _incoming for this very handshake (and reset by it for
             # each one, so a refused handshake's cannot linger).
-            session.user, session.info = self._identity
-            self._identity = (None, None)
+            session.user, session.info, session.access = self._identity
+            self._identity = (None, None, None)
         self._store.add(session)
         if address is not None:
             self._per_address[address] = self._per_address.get(address, 0) + 1
@@ -1584,15 +1598,25 @@ class Engine:
         )
         self._start_expiry(session)
 
-    def _end(self, session: Session, conn: int | None = None, *, final: bool = False) -> None:
+    def _end(
+        self,
+        session: Session,
+        conn: int | None = None,
+        *,
+        final: bool = False,
+        rehandshake: bool = False,
+    ) -> None:
         """Remove a session: release its connect, close its stream, forget it.
 
         ``final``: the server ended it on purpose, and a held connect is told
-        ``reconnect: none``; otherwise it keeps its ``retry`` advice.
+        ``reconnect: none``; ``rehandshake``: told ``reconnect: handshake``;
+        otherwise it keeps its ``retry`` advice.
         """
         if session.held is not None:
             if final:
                 session.held.reply["advice"] = {"reconnect": "none", "interval": 0}
+            elif rehandshake:
+                session.held.reply["advice"] = {"reconnect": "handshake", "interval": 0}
             self._release(session, with_messages=False)
         stream = session.stream
         if stream is not None:

@@ -69,6 +69,10 @@ class MessageContext:
         info: public data about the user (JSON: a display name, an avatar
             URL) that presence shows beside them to everyone in the channel;
             set it with ``user``, on handshake.
+        access: private data the server keeps with the session for the
+            extensions' own later checks (JSON: the channels a token allows,
+            its expiry); set it on handshake like ``user``. Never sent to any
+            client; a cluster carries it with the session.
     """
 
     now: float
@@ -77,6 +81,7 @@ class MessageContext:
     is_delivery: bool = False
     user: str | None = None
     info: Any = None
+    access: Any = None
 
 
 class Extension:

@@ -41,6 +41,7 @@ class Session:
     """One client's state. Owned by the engine; kept by a store."""
 
     __slots__ = (
+        "access",
         "ack",
         "batch",
         "client_id",
@@ -98,6 +99,8 @@ class Session:
         self.user: str | None = None
         #: Public data about the user for presence (a display name), or None.
         self.info: Any = None
+        #: Private data for the extensions (``MessageContext.access``), or None.
+        self.access: Any = None
 
     def __repr__(self) -> str:
         return f"<Session {self.client_id[:6]}... {self.state.value}>"

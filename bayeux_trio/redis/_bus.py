@@ -520,7 +520,8 @@ class RedisBus:
         previous = result[4]
         user = result[5].decode() if result[5] else None
         info = orjson.loads(result[6]) if result[6] else None
-        subs = {result[i].decode(): _parse(result[i + 1]) for i in range(7, len(result) - 1, 2)}
+        access = orjson.loads(result[7]) if result[7] else None
+        subs = {result[i].decode(): _parse(result[i + 1]) for i in range(8, len(result) - 1, 2)}
         self._adoptions += 1
         if previous != self.node.encode():
             evict = _Pass()
@@ -547,6 +548,7 @@ class RedisBus:
             connected=connected,
             user=user,
             info=info,
+            access=access,
         )
 
     async def _wait_position(self, target: StreamId) -> None:
@@ -673,10 +675,16 @@ class RedisBus:
                 found.create = pos
                 assert self._hub is not None
                 session = self._hub.engine.store.get(client_id)
-                if session is not None and (session.user is not None or session.info is not None):
+                if session is not None and (
+                    session.user is not None
+                    or session.info is not None
+                    or session.access is not None
+                ):
                     found.identity = {"f": _json(session.info)}
                     if session.user is not None:
                         found.identity["u"] = session.user.encode()
+                    if session.access is not None:
+                        found.identity["a"] = _json(session.access)
             elif kind is Subscribed or kind is Unsubscribed:
                 found = ops(action.client_id)  # type: ignore[attr-defined]
                 if found is not None:

@@ -48,8 +48,9 @@ end
 #: node owns it ('' for none), ttl in ms, '1' if the batch has a connect,
 #: then subscription changes to record with the claim, as for UPDATE.
 #: Returns {0}: no such session; {1}: already ours; or
-#: {2, new epoch, cursor, state, previous owner, user, info, pattern, from, ...}:
-#: taken over (user and info as the handshake's extension set them, or nil).
+#: {2, new epoch, cursor, state, previous owner, user, info, access, pattern,
+#: from, ...}: taken over (user, info and access as the handshake's extensions
+#: set them, or nil).
 CLAIM = (
     _PRELUDE
     + """
@@ -71,7 +72,7 @@ epoch = epoch + 1
 redis.call('HSET', rec, 'o', ARGV[1], 'g', tostring(epoch))
 local out = {
   2, epoch, redis.call('HGET', rec, 'c'), state, owner,
-  redis.call('HGET', rec, 'u'), redis.call('HGET', rec, 'f')
+  redis.call('HGET', rec, 'u'), redis.call('HGET', rec, 'f'), redis.call('HGET', rec, 'a')
 }
 local all = redis.call('HGETALL', rec)
 for i = 1, #all, 2 do

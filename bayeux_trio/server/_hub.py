@@ -314,17 +314,21 @@ class Hub:
     def _publish(self, channel: str, data: Any, ext: Any) -> None:
         self.engine.publish(channel, data, now=trio.current_time(), ext=ext)
 
-    def disconnect(self, client_id: str) -> bool:
-        """End a session from the server; False if there is none here."""
+    def disconnect(self, client_id: str, *, rehandshake: bool = False) -> bool:
+        """End a session from the server; False if there is none here.
+
+        ``rehandshake``: ask the client to handshake again (its credentials
+        expired) instead of telling it to stop.
+        """
         if self._pumping:
-            self._deferred.append(partial(self._disconnect, client_id))
+            self._deferred.append(partial(self._disconnect, client_id, rehandshake))
             return self.engine.store.get(client_id) is not None
-        done = self._disconnect(client_id)
+        done = self._disconnect(client_id, rehandshake)
         self._pump()
         return done
 
-    def _disconnect(self, client_id: str) -> bool:
-        return self.engine.disconnect(client_id, now=trio.current_time())
+    def _disconnect(self, client_id: str, rehandshake: bool = False) -> bool:
+        return self.engine.disconnect(client_id, now=trio.current_time(), rehandshake=rehandshake)
 
     def unsubscribe(self, client_id: str, pattern: str) -> bool:
         """Drop one subscription from the server; False if there is no such one."""
@@ -388,6 +392,7 @@ class Hub:
         connected: bool = True,
         user: str | None = None,
         info: Any = None,
+        access: Any = None,
     ) -> None:
         """Take over a session from another node (see :meth:`bayeux_core.Engine.adopt`)."""
         if self._pumping:
@@ -400,6 +405,7 @@ class Hub:
             connected=connected,
             user=user,
             info=info,
+            access=access,
         )
         self._pump()
 
