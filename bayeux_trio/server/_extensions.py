@@ -7,7 +7,8 @@ connection's own task before the engine sees the batch, so a slow look-up
 holds back only that client. It refuses a message by setting
 ``message["error"]`` (the engine then answers ``successful: false`` with that
 error) or drops it by returning None. Async extensions run before the
-synchronous ones.
+synchronous ones. One that sets ``wants_address`` is also given the peer's IP
+address (``address=``), which costs a system call per connection.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ __all__ = ["AsyncExtension", "load_extension"]
 
 class AsyncExtension:
     """Base class for extensions whose incoming hook awaits."""
+
+    #: True: ``incoming`` is called with ``address=`` the peer's IP address
+    #: (None when unknown).
+    wants_address: bool = False
 
     async def incoming(self, message: Message, request: object) -> Message | None:
         return message

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -162,6 +162,11 @@ class BayeuxServer:
         if bus is not None:
             bus.attach(self.hub)
         self._async_extensions: list[AsyncExtension] = []
+        #: peers' addresses are needed (by the engine's limit or an extension)
+        self._want_address = self.config.engine.max_clients_per_address is not None
+        #: tasks to run while serving (add_task), and the nursery once serving
+        self._tasks: list[Callable[[], Awaitable[None]]] = []
+        self._nursery: trio.Nursery | None = None
         for extension in extensions:
             self.add_extension(extension)
         self.client_files = StaticFiles(_CLIENT_DIR, index=None)
@@ -197,6 +202,7 @@ class BayeuxServer:
         """Add a server extension; it runs after those already added."""
         if isinstance(extension, AsyncExtension):
             self._async_extensions.append(extension)
+            self._want_address = self._want_address or extension.wants_address
         elif isinstance(extension, Extension):
             self.hub.add_extension(extension)
         else:
@@ -226,6 +232,14 @@ class BayeuxServer:
         caused it); data that is not JSON is then logged, not raised.
         """
         self.hub.publish(channel, data, ext)
+
+    def add_task(self, task: Callable[[], Awaitable[None]]) -> None:
+        """Run ``task()`` while the server serves (started by :meth:`serve`,
+        or at once if it is serving), cancelled when it stops. An exception
+        it raises stops the server, as any failure of the server's own tasks."""
+        self._tasks.append(task)
+        if self._nursery is not None:
+            self._nursery.start_soon(task)
 
     def add_service(self, channel: str, handler: ServiceHandler) -> None:
         """Answer calls to ``channel`` (``/service/...``) with ``handler``.
@@ -358,10 +372,14 @@ class BayeuxServer:
                     nursery.start_soon(self._reap_idle_websockets)
                     if config.reclaim_after is not None:
                         nursery.start_soon(self._reclaim_memory, config.reclaim_after)
+                    for task in self._tasks:
+                        nursery.start_soon(task)
+                    self._nursery = nursery
                     for listener in self._listeners:
                         nursery.start_soon(self._accept, listener, nursery)
                     task_status.started(self)
             finally:
+                self._nursery = None
                 for listener in self._listeners:
                     await trio.aclose_forcefully(listener)
 
@@ -422,13 +440,13 @@ class BayeuxServer:
             kept: list[Message] = []
             presence = bool(self.config.engine.presence)
             for message in messages:
-                result = await self._run_async_extensions(message, request)
+                result = await self._run_async_extensions(message, request, address)
                 if result is None:
                     continue
                 probe = presence_probe(result) if presence and "error" not in result else None
                 if probe is not None:
                     # Whoever may not subscribe to a channel may not watch who is in it.
-                    checked = await self._run_async_extensions(probe, request)
+                    checked = await self._run_async_extensions(probe, request, address)
                     refusal = probe_refusal(probe, checked)
                     if refusal is not None:
                         result = refused_copy(result, refusal)
@@ -438,12 +456,19 @@ class BayeuxServer:
             await self.bus.prepare(messages)
         self.hub.receive(conn, messages, request, address)
 
-    async def _run_async_extensions(self, message: Message, request: object) -> Message | None:
+    async def _run_async_extensions(
+        self, message: Message, request: object, address: str | None = None
+    ) -> Message | None:
         result: Message | None = message
         for extension in list(self._async_extensions):
             assert result is not None
             try:
-                result = await extension.incoming(result, request)
+                if extension.wants_address:
+                    result = await extension.incoming(  # type: ignore[call-arg]
+                        result, request, address=address
+                    )
+                else:
+                    result = await extension.incoming(result, request)
             except Exception as exc:
                 # A bug in the hook refuses this message only.
                 _log_extension_failure(extension, "incoming", message.get("channel"), exc)
@@ -493,9 +518,7 @@ class BayeuxServer:
         limit = self.config.max_connections
         per_address = self.config.max_connections_per_address
         # The peer's address costs a system call: only taken when a limit needs it.
-        want_address = (
-            per_address is not None or self.config.engine.max_clients_per_address is not None
-        )
+        want_address = per_address is not None or self._want_address
         while True:
             try:
                 stream = await listener.accept()
@@ -530,10 +553,9 @@ class BayeuxServer:
             self._per_address[address] = self._per_address.get(address, 0) + 1
         try:
             # The address is passed on only when a per-address session limit
-            # needs it.
-            limited = self.config.engine.max_clients_per_address is not None
+            # or an extension needs it.
             serving = serve_connection(
-                self, stream, address if limited else None, ssl_context=self._ssl_context
+                self, stream, address if self._want_address else None, ssl_context=self._ssl_context
             )
             # serve_connection owns the stream and closes it; not kept here,
             # so that what it gives up (trio's wrappers of a plaintext
