@@ -1,4 +1,5 @@
-"""The ``bayeux`` command line: ``serve``, and the client's ``publish`` and ``subscribe``."""
+"""The ``bayeux`` command line: ``serve``, ``check-config``, and the client's ``publish``
+and ``subscribe``."""
 
 from __future__ import annotations
 
@@ -6,20 +7,23 @@ import argparse
 import logging
 import math
 import os
+import re
 import signal
 import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 import trio
 
-from bayeux_core import EngineConfig, HistoryPolicy, __version__, is_valid_pattern
+from bayeux_core import EngineConfig, Extension, HistoryPolicy, __version__, is_valid_pattern
+from bayeux_trio.access import AccessSettings
 from bayeux_trio.ops import configure_logging
-from bayeux_trio.server import BayeuxServer, ServerConfig, load_extension
+from bayeux_trio.server import AsyncExtension, BayeuxServer, ServerConfig, load_extension
 
 from ._client_commands import add_client_commands, run_client_command
+from ._config_file import ConfigError, ConfigFile, load_config_file
 
 if TYPE_CHECKING:
     from bayeux_trio.redis import RedisBus
@@ -30,6 +34,11 @@ log = logging.getLogger("bayeux")
 
 
 def _parser() -> argparse.ArgumentParser:
+    return _parsers()[0]
+
+
+def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The ``bayeux`` parser, and its ``serve`` subparser (which config files follow)."""
     parser = argparse.ArgumentParser(
         prog="bayeux", description="A Bayeux (Faye/CometD) push messaging server and client."
     )
@@ -39,6 +48,14 @@ def _parser() -> argparse.ArgumentParser:
         "serve",
         help="run the server",
         description="Serve Bayeux over long-polling, callback-polling, WebSocket and EventSource.",
+    )
+    serve.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="read options and access control from this TOML file; options given on "
+        "the command line win (docs/configuration.md)",
     )
     serve.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
@@ -273,8 +290,15 @@ def _parser() -> argparse.ArgumentParser:
         help="read the admin API's bearer token from FILE (never on the command line, "
         "where ps shows it)",
     )
+    check = commands.add_parser(
+        "check-config",
+        help="check a config file without starting the server",
+        description="Check a `bayeux serve --config` file as the server would at start: "
+        "exit 0 and a summary if it is good, else exit 2 and what is wrong.",
+    )
+    check.add_argument("file", type=Path, metavar="FILE", help="the TOML config file")
     add_client_commands(commands)
-    return parser
+    return parser, serve
 
 
 def _history_option(text: str) -> tuple[str, HistoryPolicy]:
@@ -298,7 +322,8 @@ def _presence_option(text: str) -> str:
     return text
 
 
-def _config(args: argparse.Namespace) -> ServerConfig:
+def _config(args: argparse.Namespace, names: Mapping[str, str] | None = None) -> ServerConfig:
+    """The server's config from the options (``names``: see :func:`_named`)."""
     return ServerConfig(
         host=args.host,
         port=args.port,
@@ -324,7 +349,7 @@ def _config(args: argparse.Namespace) -> ServerConfig:
         reuse_port=args.reuse_port,
         health_path=args.health_path or None,
         admin_path=args.admin_path or None,
-        admin_token=_admin_token(args) if args.admin_path else None,
+        admin_token=_admin_token(args, names or {}) if args.admin_path else None,
         metrics_path=args.metrics_path or None,
         reclaim_after=args.reclaim_after or None,
         max_service_calls=args.max_service_calls,
@@ -346,25 +371,51 @@ def _extra_missing(option: str, module: str, extra: str) -> NoReturn:
     )
 
 
-def _check_serve_args(args: argparse.Namespace) -> None:
+def _named(names: Mapping[str, str], dest: str) -> str:
+    """How a message names an option: ``--static``, or ``bayeux.toml: static``.
+
+    ``names`` maps the dests a config file set to the latter
+    (:meth:`ConfigFile.merge`).
+    """
+    return names.get(dest) or "--" + dest.replace("_", "-")
+
+
+def _blamed(names: Mapping[str, str], message: str) -> str | None:
+    """``max_body must be ...`` -> ``bayeux.toml: max-body: max_body must be ...``.
+
+    A ServerConfig/EngineConfig error starts with its field, which for most
+    options is the option's dest; None if that option did not come from a file.
+    """
+    field = re.match(r"\w+", message)
+    if field is None or field[0] not in names:
+        return None
+    return f"{names[field[0]]}: {message}"
+
+
+def _check_serve_args(args: argparse.Namespace, names: Mapping[str, str] | None = None) -> None:
     """Refuse, in one line, what would otherwise fail later or silently."""
+    names = names or {}
     if args.static is not None and not args.static.is_dir():
-        _fail(f"--static {args.static}: not a directory")
-    _check_tls_files(args.certfile, args.keyfile)
+        _fail(f"{_named(names, 'static')} {args.static}: not a directory")
+    _check_tls_files(args.certfile, args.keyfile, names)
     if args.metrics_path:
         try:
             import prometheus_client  # noqa: F401
         except ImportError:
-            _extra_missing("--metrics-path", "prometheus_client", "metrics")
+            _extra_missing(_named(names, "metrics_path"), "prometheus_client", "metrics")
 
 
-def _check_tls_files(certfile: Path | None, keyfile: Path | None) -> None:
+def _check_tls_files(
+    certfile: Path | None, keyfile: Path | None, names: Mapping[str, str] | None = None
+) -> None:
     """--certfile and --keyfile: both or neither, readable, and a usable pair."""
+    names = names or {}
     if certfile is None and keyfile is None:
         return
+    cert_option, key_option = _named(names, "certfile"), _named(names, "keyfile")
     if certfile is None or keyfile is None:
-        _fail("--certfile and --keyfile go together: give both, or neither")
-    for option, path in (("--certfile", certfile), ("--keyfile", keyfile)):
+        _fail(f"{cert_option} and {key_option} go together: give both, or neither")
+    for option, path in ((cert_option, certfile), (key_option, keyfile)):
         try:
             with path.open("rb"):
                 pass
@@ -374,8 +425,8 @@ def _check_tls_files(certfile: Path | None, keyfile: Path | None) -> None:
         ServerConfig(certfile=certfile, keyfile=keyfile).ssl_context()
     except (OSError, ssl.SSLError) as exc:
         _fail(
-            f"--certfile {certfile} --keyfile {keyfile}: not a certificate chain and its "
-            f"unencrypted private key, in PEM ({exc})"
+            f"{cert_option} {certfile} {key_option} {keyfile}: not a certificate chain and "
+            f"its unencrypted private key, in PEM ({exc})"
         )
 
 
@@ -392,13 +443,15 @@ def _redis_bus(url: str, parser: argparse.ArgumentParser) -> RedisBus:
     return RedisBus(url)
 
 
-def _admin_token(args: argparse.Namespace) -> str:
+def _admin_token(args: argparse.Namespace, names: Mapping[str, str]) -> str:
     """The admin token, from --admin-token-file or BAYEUX_ADMIN_TOKEN."""
     if args.admin_token_file is not None:
         try:
             return str(args.admin_token_file.read_text()).strip()
         except OSError as exc:
-            raise ValueError(f"cannot read --admin-token-file: {exc}") from None
+            option = _named(names, "admin_token_file")
+            path = args.admin_token_file
+            raise ValueError(f"{option}: cannot read {path} ({exc.strerror or exc})") from None
     token = os.environ.get("BAYEUX_ADMIN_TOKEN", "").strip()
     if not token:
         raise ValueError("--admin-path needs --admin-token-file or BAYEUX_ADMIN_TOKEN")
@@ -488,13 +541,121 @@ def _use_jemalloc(argv: Sequence[str]) -> str | None:
     os.execve(sys.executable, [sys.executable, "-m", "bayeux_trio", *argv], env)
 
 
+def _given(argv: Sequence[str] | None) -> set[str]:
+    """The dests of the serve options the command line gave: parsed again without defaults."""
+    parser, serve = _parsers()
+    for action in serve._actions:  # argparse has no public list of them
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
+
+
+def _read_config(
+    args: argparse.Namespace, serve: argparse.ArgumentParser, argv: Sequence[str] | None
+) -> tuple[ConfigFile | None, dict[str, str]]:
+    """Merge ``--config FILE`` into ``args`` (parsed from ``argv``); the options the
+    command line gave win. Returns the file and ``{dest: "FILE: key"}`` for the
+    options taken from it."""
+    if args.config is None:
+        return None, {}
+    loaded = _load(args.config, serve)
+    return loaded, loaded.merge(args, _given(argv))
+
+
+def _load(path: Path, serve: argparse.ArgumentParser) -> ConfigFile:
+    try:
+        return load_config_file(path, serve)
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+def _check_access(loaded: ConfigFile) -> None:
+    """The access sections' files readable, and whatever bayeux_trio.access checks."""
+    try:
+        loaded.check_files()
+    except ConfigError as exc:
+        _fail(str(exc))
+    if not loaded.access.active:
+        return
+    import bayeux_trio.access
+
+    check: Callable[[AccessSettings], None] | None = getattr(bayeux_trio.access, "check", None)
+    if check is not None:
+        try:
+            check(loaded.access)
+        except ValueError as exc:
+            _fail(loaded.explain(str(exc)))
+
+
+_Extensions = list[Extension | AsyncExtension]
+
+
+def _prepare(
+    args: argparse.Namespace,
+    parser: argparse.ArgumentParser,
+    names: Mapping[str, str],
+    error: Callable[[str], NoReturn],
+) -> tuple[ServerConfig, _Extensions, RedisBus | None]:
+    """Everything built from the options, refused with ``error`` (or ``_fail``, naming
+    the file's key, for a value that came from a config file)."""
+    try:
+        if not (math.isfinite(args.grace) and args.grace >= 0):
+            option = _named(names, "grace")
+            raise ValueError(f"{option}: want a number of seconds >= 0, not {args.grace}")
+        config = _config(args, names)
+        if args.extension:
+            # As `python -m` does (and so the jemalloc re-execution): an
+            # extension may live in the directory the server is started from.
+            cwd = os.getcwd()
+            if cwd not in sys.path and "" not in sys.path:
+                sys.path.insert(0, cwd)
+        extensions = [load_extension(spec) for spec in args.extension]
+    except ValueError as exc:
+        message = str(exc)
+        if any(name in message for name in names.values()):
+            _fail(message)  # it names the file's key already
+        blamed = _blamed(names, message)
+        if blamed is not None:
+            _fail(blamed)
+        error(message)
+    bus = None
+    if args.engine != "memory":
+        bus = _redis_bus(args.engine, parser)
+    if args.workers != 1 and (bus is None or args.workers < 1 or args.port == 0):
+        error("--workers N needs N >= 1, --engine redis://... and a fixed --port")
+    return config, extensions, bus
+
+
+def _check_config(
+    path: Path, parser: argparse.ArgumentParser, serve: argparse.ArgumentParser
+) -> int:
+    """``bayeux check-config FILE``: what ``serve --config FILE`` checks before it listens."""
+    loaded = _load(path, serve)
+    args = parser.parse_args(["serve"])
+    names = loaded.merge(args, given=())
+    _check_serve_args(args, names)
+    if args.allocator == "jemalloc" and find_jemalloc() is None:
+        _fail(f"{_named(names, 'allocator')} jemalloc: libjemalloc.so.2 not found")
+    _check_access(loaded)
+    _prepare(args, parser, names, _fail)
+    print(f"{path}: ok")
+    print(loaded.summary(), flush=True)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
+    parser, serve = _parsers()
     args = parser.parse_args(argv)
+    if args.command == "check-config":
+        return _check_config(args.file, parser, serve)
     if args.command != "serve":
         return run_client_command(args, parser)
+    # Workers (--workers) and the jemalloc re-execution run this argv again,
+    # so they read the file too (and the options given here still win).
+    loaded, names = _read_config(args, serve, argv)
+    _check_serve_args(args, names)
+    if loaded is not None:
+        _check_access(loaded)
     # "auto" re-executes only a real command (argv None), never a caller's process.
-    _check_serve_args(args)
     wanted = args.allocator == "jemalloc" or (
         args.allocator == "auto" and argv is None and find_jemalloc() is not None
     )
@@ -504,31 +665,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.log_level, args.log_format)
     if problem is not None:
         log.warning("running on CPython's allocator: %s", problem)
-    try:
-        if not (math.isfinite(args.grace) and args.grace >= 0):
-            raise ValueError(f"--grace must be a number of seconds >= 0, not {args.grace}")
-        config = _config(args)
-        if args.extension:
-            # As `python -m` does (and so the jemalloc re-execution): an
-            # extension may live in the directory the server is started from.
-            cwd = os.getcwd()
-            if cwd not in sys.path and "" not in sys.path:
-                sys.path.insert(0, cwd)
-        extensions = [load_extension(spec) for spec in args.extension]
-    except ValueError as exc:
-        parser.error(str(exc))
-    bus = None
-    if args.engine != "memory":
-        bus = _redis_bus(args.engine, parser)
+    config, extensions, bus = _prepare(args, parser, names, parser.error)
     if args.workers != 1:
         from bayeux_trio.server import run_workers
 
-        if bus is None or args.workers < 1 or args.port == 0:
-            parser.error("--workers N needs N >= 1, --engine redis://... and a fixed --port")
         return run_workers(
             args.workers, list(sys.argv[1:] if argv is None else argv), grace=args.grace
         )
     server = BayeuxServer(config, extensions=extensions, bus=bus)
+    if loaded is not None and loaded.access.active:
+        from bayeux_trio.access import install
+
+        try:
+            install(server, loaded.access)
+        except ValueError as exc:
+            _fail(loaded.explain(str(exc)))
     failed: BaseException | None = None
     try:
         trio.run(_serve, server, args.grace)
