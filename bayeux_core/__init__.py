@@ -6,6 +6,10 @@ Faye's HTTP and WebSocket wire rules, as pure functions, are in
 :mod:`bayeux_core.wire`.
 """
 
+from ._access import GRANTS_RULE as GRANTS_RULE
+from ._access import AccessRules as AccessRules
+from ._access import ChannelRule as ChannelRule
+from ._access import Principal as Principal
 from ._actions import Action as Action
 from ._actions import Broadcast as Broadcast
 from ._actions import Close as Close
@@ -101,8 +105,10 @@ from . import wire as wire
 
 __all__ = (
     "CONNECTION_TYPES",
+    "GRANTS_RULE",
     "PRESENCE_PREFIX",
     "TRANSITIONS",
+    "AccessRules",
     "Action",
     "BayeuxError",
     "BodyError",
@@ -110,6 +116,7 @@ __all__ = (
     "Broadcast",
     "CallFailed",
     "CallSucceeded",
+    "ChannelRule",
     "ClientEvent",
     "ClientSession",
     "ClientState",
@@ -139,6 +146,7 @@ __all__ = (
     "PresenceExited",
     "PresenceJoined",
     "PresenceLeft",
+    "Principal",
     "ProtocolError",
     "PublishError",
     "PublishFailed",
