@@ -94,9 +94,7 @@ class JwtSettings:
     def __post_init__(self) -> None:
         sources = [self.secret_file, self.public_key_file, self.jwks_file]
         if sum(source is not None for source in sources) != 1:
-            raise ValueError(
-                "secret_file, public_key_file, jwks_file: give exactly one key source"
-            )
+            raise ValueError("secret_file, public_key_file, jwks_file: give exactly one key source")
         if not (math.isfinite(self.leeway) and 0 <= self.leeway <= MAX_LEEWAY):
             raise ValueError(f"leeway: want 0 to {MAX_LEEWAY:g} seconds, not {self.leeway}")
         _ext_path(self.field, "field")
@@ -112,6 +110,14 @@ class JwtSettings:
                 raise ValueError(f"algorithms: {alg} needs a public key, not secret_file")
             if not symmetric and not alg.startswith(("RS", "ES", "PS")):
                 raise ValueError(f"algorithms: {alg} needs secret_file, not a public key")
+
+    @property
+    def token_path(self) -> tuple[str, ...]:
+        return _ext_path(self.field, "field")
+
+    @property
+    def channel_token_path(self) -> tuple[str, ...]:
+        return _ext_path(self.channel_field, "channel_field")
 
     @property
     def accepted_algorithms(self) -> tuple[str, ...]:
@@ -180,9 +186,7 @@ class AccessSettings:
 
     def __post_init__(self) -> None:
         if self.handshake not in ("anyone", "authenticated"):
-            raise ValueError(
-                f"handshake: want 'anyone' or 'authenticated', not {self.handshake!r}"
-            )
+            raise ValueError(f"handshake: want 'anyone' or 'authenticated', not {self.handshake!r}")
         for kind in self.hooks:
             if kind not in ("handshake", "subscribe", "publish"):
                 raise ValueError(

@@ -53,3 +53,6 @@ def configure_logging(level: str, fmt: str = "text") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # httpx (the backend hooks' client) logs every request at info: one line
+    # per hook call would drown the server's own; its warnings still show.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))

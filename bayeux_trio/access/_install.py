@@ -1,0 +1,82 @@
+"""Putting access control on a server: build the parts the settings name."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING
+
+import trio
+
+from bayeux_core import Message
+
+from ._control import AccessControl
+from ._jwt import JwtVerifier
+from ._registry import TokenRegistry
+from ._settings import AccessSettings
+
+if TYPE_CHECKING:
+    from bayeux_trio.server import BayeuxServer
+
+__all__ = ["check", "install", "make_control"]
+
+#: a backend secret shorter than this is refused (it would be guessable)
+MIN_SECRET = 16
+
+
+def make_control(
+    settings: AccessSettings, *, clock: Callable[[], float] = time.time
+) -> AccessControl:
+    """The extension the settings describe, its files read now.
+
+    ``clock`` is the wall clock tokens expire by (tests move it). Raises
+    ValueError naming the setting when a file is missing or bad.
+    """
+    jwt = JwtVerifier(settings.jwt, clock=clock) if settings.jwt is not None else None
+    tokens = TokenRegistry(settings.tokens) if settings.tokens is not None else None
+    secret = None
+    if settings.backend_secret_file is not None:
+        try:
+            secret = settings.backend_secret_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"backend_secret_file: cannot read it ({exc})") from None
+        if len(secret) < MIN_SECRET:
+            raise ValueError(f"backend_secret_file: want at least {MIN_SECRET} characters")
+    return AccessControl(settings, jwt=jwt, tokens=tokens, backend_secret=secret, clock=clock)
+
+
+def check(settings: AccessSettings) -> None:
+    """Read and check every file the settings name, as :func:`install` would."""
+    make_control(settings)
+
+
+def install(server: BayeuxServer, settings: AccessSettings) -> AccessControl:
+    """Add access control to ``server``: the backend hooks (if any), the
+    rules and identities, and the task that ends sessions whose token has
+    expired. Call it before the server serves. Returns the extension."""
+    control = make_control(settings)
+    if settings.hooks:
+        from ._hooks import BackendHooks
+
+        store = server.engine.store
+
+        def user_of(message: Message) -> str | None:
+            client_id = message.get("clientId")
+            session = store.get(client_id) if type(client_id) is str else None
+            return control.user_of(message, session.user if session is not None else None)
+
+        hooks = BackendHooks(settings.hooks, user_of=user_of)
+        server.add_extension(hooks)
+        server.add_task(partial(_close_when_done, hooks))
+    server.add_extension(control)
+    server.add_task(partial(control.watch, partial(server.hub.disconnect, rehandshake=True)))
+    return control
+
+
+async def _close_when_done(hooks: object) -> None:
+    try:
+        await trio.sleep_forever()
+    finally:
+        with trio.CancelScope(shield=True):
+            await hooks.aclose()  # type: ignore[attr-defined]
