@@ -281,7 +281,7 @@ class AccessControl(Extension):
             token = ext_value(message, self._channel_path)
             if token is not None:
                 try:
-                    channel_token = self._jwt.channel(token)
+                    channel_token = self._jwt.channel(token, user=user)
                 except AuthError as refused:
                     return refused.error
         return Principal(user=user, grants=grants, channel_token=channel_token)

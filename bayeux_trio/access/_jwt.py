@@ -255,12 +255,18 @@ class JwtVerifier:
         info = claims.get(self._settings.info_claim)
         return Identity(user=user, info=info, channels=channels, expires=expires)
 
-    def channel(self, token: object) -> str:
-        """The channel a subscribe's channel token opens; AuthError if refused."""
+    def channel(self, token: object, *, user: str | None = None) -> str:
+        """The channel a subscribe's channel token opens; AuthError if refused.
+
+        A token with a ``sub`` claim is for that user only: ``user`` (the
+        subscriber's) must equal it, so a leaked token is no use to others.
+        """
         claims, _ = self._verify(token, _CHANNEL)
         channel = claims.get("channel")
         if not is_valid_name(channel):
             raise AuthError(f"401::{_CHANNEL} invalid")
+        if "sub" in claims and claims["sub"] != user:
+            raise AuthError(f"401::{_CHANNEL} is for another user")
         return channel
 
     def _key_for(self, header: dict[str, Any]) -> _Key | None:

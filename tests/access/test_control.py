@@ -227,6 +227,11 @@ def test_a_channel_token_opens_one_token_channel(tmp_path: Path) -> None:
     assert subscribe(w, cid, "/secret/a")["error"] == "403:/secret/a:Forbidden"
     bad = {"auth": {"channelToken": "nonsense"}}
     assert subscribe(w, cid, "/secret/a", bad)["error"].startswith("401:")
+    # A channel token naming a user is that user's alone.
+    mine = {"auth": {"channelToken": token(channel="/secret/a", sub="alice")}}
+    assert subscribe(w, cid, "/secret/a", mine)["error"] == "401::Channel token is for another user"
+    alice = handshake(w, {"auth": {"token": token(sub="alice")}})["clientId"]
+    assert subscribe(w, alice, "/secret/a", mine)["successful"] is True
     # A connection token is not a channel token.
     conn = {"auth": {"channelToken": token(sub="alice")}}
     assert subscribe(w, cid, "/secret/a", conn)["successful"] is False

@@ -464,8 +464,16 @@ def test_channels_claim_must_list_channel_patterns(hs: JwtVerifier, channels: An
 
 
 def test_channel_token_opens_its_channel(hs: JwtVerifier) -> None:
-    assert hs.channel(hs_token(channel="/private/alice/bob")) == "/private/alice/bob"
+    token = hs_token(channel="/private/alice/bob")
+    assert hs.channel(token, user="alice") == "/private/alice/bob"
     assert hs.channel(hs_token(sub=None, channel="/room/1")) == "/room/1"
+    assert hs.channel(hs_token(sub=None, channel="/room/1"), user="bob") == "/room/1"
+
+
+@pytest.mark.parametrize("user", [None, "bob"])
+def test_a_channel_token_with_a_sub_is_that_users_alone(hs: JwtVerifier, user: str | None) -> None:
+    token = hs_token(channel="/private/alice/bob")
+    refused(lambda: hs.channel(token, user=user), "401::Channel token is for another user")
 
 
 def test_a_channel_token_is_not_a_connection_token(hs: JwtVerifier) -> None:
