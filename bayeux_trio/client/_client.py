@@ -47,6 +47,8 @@ from bayeux_core import (
     HandshakeSucceeded,
     LocalProtocolError,
     Message,
+    MessageContext,
+    MessageKind,
     MessageReceived,
     PublishError,
     PublishFailed,
@@ -62,6 +64,7 @@ from bayeux_core import (
     is_service,
     is_valid_name,
     matches,
+    message_kind,
     presence_channel,
     presence_target,
 )
@@ -549,6 +552,63 @@ class Presence:
         self._synced.set()
 
 
+#: What a token callback is: a plain function returning the token (or None).
+TokenCallback = Callable[[], str | None]
+
+
+class _HandshakeToken(Extension):
+    """Puts ``token()`` into each outgoing handshake's ``ext``, at ``path``.
+
+    Called for every handshake sent (the first, each re-handshake, each
+    resend), so a server that refused an expired token gets the fresh one
+    the application now returns. A callback that fails costs that handshake
+    its token, never the client: the server refuses it and the session
+    tries again later, as after any refused handshake.
+    """
+
+    def __init__(self, token: TokenCallback, path: tuple[str, ...]) -> None:
+        self._token = token
+        self._path = path
+
+    def outgoing(self, message: Message, context: MessageContext) -> Message | None:
+        if message_kind(message) is not MessageKind.HANDSHAKE:
+            return message
+        try:
+            token: object = self._token()  # checked: an untyped app may return anything
+        except Exception:
+            log.exception("the token callback failed: handshaking without a token")
+            return message
+        if token is None:
+            return message
+        if not isinstance(token, str):
+            log.warning(
+                "the token callback returned %s, not a string: handshaking without a token",
+                type(token).__name__,
+            )
+            return message
+        # Copied on the way down: the session's own message (kept for
+        # resends) may share these dicts.
+        ext = message.get("ext")
+        tree: dict[str, Any] = dict(ext) if isinstance(ext, dict) else {}
+        message["ext"] = node = tree
+        *parents, leaf = self._path
+        for key in parents:
+            child = node.get(key)
+            node[key] = node = dict(child) if isinstance(child, dict) else {}
+        node[leaf] = token
+        return message
+
+
+def _token_path(field: str) -> tuple[str, ...]:
+    """``"auth.token"`` -> ("auth", "token"); ValueError for an empty part."""
+    parts = tuple(field.split("."))
+    if not all(parts):
+        raise ValueError(
+            f"token_field must be a dotted path in ext (say 'auth.token'), not {field!r}"
+        )
+    return parts
+
+
 class BayeuxClient:
     """A Bayeux client; made and run by :func:`open_client` (see its arguments)."""
 
@@ -569,6 +629,8 @@ class BayeuxClient:
         max_message_size: int = 1024 * 1024,
         close_timeout: float = 2.0,
         ack: bool = False,
+        token: TokenCallback | None = None,
+        token_field: str = "auth.token",
     ) -> None:
         disabled = set(disable)
         for name in (*transports, *disabled):
@@ -581,6 +643,12 @@ class BayeuxClient:
             raise ValueError(f"max_message_size must be at least 1024, not {max_message_size!r}")
         if not (math.isfinite(connect_timeout) and connect_timeout > 0):
             raise ValueError(f"connect_timeout must be a positive number, not {connect_timeout!r}")
+        token_path = _token_path(token_field)
+        extensions = list(extensions)
+        if token is not None:
+            if inspect.iscoroutinefunction(token):
+                raise TypeError("token must be a plain function: keep the token in a variable")
+            extensions.insert(0, _HandshakeToken(token, token_path))
         self.url = url
         header_list = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
         self._settings = HttpSettings(
@@ -1080,6 +1148,8 @@ async def open_client(
     max_message_size: int = 1024 * 1024,
     close_timeout: float = 2.0,
     ack: bool = False,
+    token: TokenCallback | None = None,
+    token_field: str = "auth.token",
 ) -> AsyncIterator[BayeuxClient]:
     """Run a Bayeux client for the duration of an ``async with`` block.
 
@@ -1110,6 +1180,16 @@ async def open_client(
         ack: ask for acknowledged delivery (CometD's ack extension): if the
             server agrees, deliveries lost with a dropped connection are sent
             again, in order, and copies are dropped (``docs/delivery.md``).
+        token: a function called before each handshake (the first and every
+            new one, say after the server ended a session whose token
+            expired); what it returns (a string, or None for no token) goes
+            into the handshake's ``ext`` at ``token_field``. It must not
+            block: an application that refreshes tokens in the background
+            keeps the current one in a variable and returns that. If it
+            raises, the handshake goes without a token (and is refused; the
+            client tries again later). See docs/client.md, "Tokens".
+        token_field: where in ``ext`` the token goes, as a dotted path
+            (``"auth.token"`` is ``ext.auth.token``, the server's default).
     """
     client = BayeuxClient(
         url,
@@ -1126,6 +1206,8 @@ async def open_client(
         max_message_size=max_message_size,
         close_timeout=close_timeout,
         ack=ack,
+        token=token,
+        token_field=token_field,
     )
     try:
         async with trio.open_nursery() as nursery:

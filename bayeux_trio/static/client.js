@@ -55,7 +55,7 @@
   var DISCONNECTED = 4;
 
   var CLIENT_OPTIONS = ['interval', 'timeout', 'endpoints', 'proxy', 'retry', 'scheduler',
-                        'websocketExtensions', 'tls', 'ca', 'ack'];
+                        'websocketExtensions', 'tls', 'ca', 'ack', 'token', 'tokenField'];
   var PUBLISH_OPTIONS = ['attempts', 'deadline'];
   var PRESENCE_OPTIONS = ['timeout'];
   // Who is in /chat/room is told on /presence/chat/room (docs/browser.md).
@@ -116,6 +116,28 @@
     var line = '[Faye.' + source + '] ' + (typeof text === 'function' ? text() : text);
     if (typeof logger[level] === 'function') logger[level](line);
     else if (typeof logger === 'function') logger(line);
+  }
+
+  // 'auth.token' -> ['auth', 'token']: where in `ext` a token goes.
+  function extPath(field) {
+    var parts = String(field).split('.');
+    if (parts.some(function (part) { return !part; })) {
+      throw new Error('tokenField must be a dotted path in ext (say \'auth.token\'), not ' + field);
+    }
+    return parts;
+  }
+
+  // A copy of `ext` with `value` at `path`, copying the objects on the way.
+  function withExtValue(ext, path, value) {
+    var top = Object.assign({}, ext);
+    var node = top;
+    path.slice(0, -1).forEach(function (key) {
+      var child = node[key];
+      node[key] = child && typeof child === 'object' && !Array.isArray(child) ? Object.assign({}, child) : {};
+      node = node[key];
+    });
+    node[path[path.length - 1]] = value;
+    return top;
   }
 
   function describe(value) {
@@ -1095,10 +1117,17 @@
 
   // ---------------------------------------------------------------- client
 
-  // new Faye.Client(endpoint, {timeout, interval, retry, endpoints, scheduler})
+  // new Faye.Client(endpoint, {timeout, interval, retry, endpoints, scheduler,
+  //                            ack, token, tokenField})
   function Client(endpoint, options) {
     options = options || {};
     checkOptions(options, CLIENT_OPTIONS);
+    if (options.token !== undefined && typeof options.token !== 'function') {
+      throw new Error('token must be a function returning the token (or a Promise of it)');
+    }
+    // Called before each handshake; what it gives goes into ext at tokenField.
+    this._token = options.token || null;
+    this._tokenPath = extPath(options.tokenField === undefined ? 'auth.token' : options.tokenField);
     this._endpoint = endpoint || DEFAULT_ENDPOINT;
     writeLog('info', 'Client', 'new client for ' + this._endpoint);
     this._channels = new ChannelSet();
@@ -1388,11 +1417,42 @@
       var timeout = this._advice.timeout
         ? 1.2 * this._advice.timeout / 1000
         : 1.2 * this._dispatcher.retry;
-      this._pipeThroughExtensions('outgoing', message, function (outgoing) {
-        if (!outgoing) return;
-        if (callback) self._responseCallbacks.set(outgoing.id, callback);
-        self._dispatcher.sendMessage(outgoing, timeout, options || {});
+      this._withToken(message, function (tokened) {
+        self._pipeThroughExtensions('outgoing', tokened, function (outgoing) {
+          if (!outgoing) return;
+          if (callback) self._responseCallbacks.set(outgoing.id, callback);
+          self._dispatcher.sendMessage(outgoing, timeout, options || {});
+        });
       });
+    },
+
+    // A handshake gets the token option's answer (a string, or a Promise of
+    // one) in ext at tokenField, before the extensions see it. A token
+    // function that throws or rejects costs the handshake its token only:
+    // the server refuses it, and the client tries again after `retry`.
+    _withToken: function (message, send) {
+      var token = this._token;
+      if (!token || message.channel !== META.handshake) return send(message);
+      var path = this._tokenPath;
+      var put = function (value) {
+        if (typeof value === 'string') message.ext = withExtValue(message.ext, path, value);
+        else if (value !== null && value !== undefined) {
+          writeLog('warn', 'Client', 'the token function gave a ' + typeof value + ', not a string: handshaking without a token');
+        }
+        send(message);
+      };
+      var failed = function (error) {
+        writeLog('warn', 'Client', 'the token function failed (' + error + '): handshaking without a token');
+        send(message);
+      };
+      var value;
+      try {
+        value = token();
+      } catch (error) {
+        return failed(error);
+      }
+      if (value && typeof value.then === 'function') Promise.resolve(value).then(put, failed).catch(report);
+      else put(value);
     },
 
     // Takes a connect reply's batch number; true if that batch was handled.
