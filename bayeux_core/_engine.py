@@ -196,6 +196,8 @@ class Engine:
         self._store: SessionStore = store if store is not None else MemoryStore()
         self._new_id = client_id_generator
         self._extensions: list[Extension] = []
+        #: the extensions whose ``outgoing`` is their own: only they see replies
+        self._reply_hooks: list[Extension] = []
         self._rewrites_deliveries = False
         for extension in extensions:
             self.add_extension(extension)
@@ -256,7 +258,7 @@ class Engine:
         if not isinstance(extension, Extension):
             raise LocalProtocolError(f"{extension!r} is not an Extension")
         self._extensions.append(extension)
-        self._rewrites_deliveries = any(e.rewrites_outgoing for e in self._extensions)
+        self._extensions_changed()
 
     def remove_extension(self, extension: Extension) -> None:
         """Remove an extension added earlier."""
@@ -264,7 +266,12 @@ class Engine:
             self._extensions.remove(extension)
         except ValueError:
             raise LocalProtocolError(f"{extension!r} was not added") from None
-        self._rewrites_deliveries = any(e.rewrites_outgoing for e in self._extensions)
+        self._extensions_changed()
+
+    def _extensions_changed(self) -> None:
+        extensions = self._extensions
+        self._rewrites_deliveries = any(e.rewrites_outgoing for e in extensions)
+        self._reply_hooks = [e for e in extensions if type(e).outgoing is not Extension.outgoing]
 
     @property
     def store(self) -> SessionStore:
@@ -813,13 +820,14 @@ class Engine:
         return message
 
     def _outgoing_reply(self, reply: Message, request: object) -> bytes | None:
-        if not self._extensions:
+        hooks = self._reply_hooks
+        if not hooks:
             return orjson.dumps(reply)
         context = MessageContext(self._now, _client_id_of(reply), request)
         original = reply
-        blame = self._extensions[0]
+        blame = hooks[0]
         try:
-            for blame in list(self._extensions):
+            for blame in list(hooks):
                 result = blame.outgoing(reply, context)
                 if result is None:
                     return None

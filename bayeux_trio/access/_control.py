@@ -45,7 +45,6 @@ from bayeux_core import (
     MessageKind,
     Principal,
     is_meta,
-    is_valid_name,
     is_valid_pattern,
     message_kind,
 )
@@ -62,6 +61,7 @@ log = logging.getLogger("bayeux.access")
 #: where the backend secret is in ``ext``
 BACKEND_FIELD = ("auth", "backend")
 _EXPIRED = "401::Authentication token expired"
+_ANONYMOUS = Principal()
 _UNAUTHENTICATED = "401::Authentication required"
 
 
@@ -140,6 +140,8 @@ class AccessControl(Extension):
         self._secrets = [p for p in (self._token_path, self._jwt_path, self._channel_path) if p]
         if self._backend is not None:
             self._secrets.append(BACKEND_FIELD)
+        #: some rule stamps the sender into the data
+        self._stamps = any(rule.sender is not None for rule in settings.rules)
         #: (expiry, client id) of sessions whose connection token expires
         self._expiries: list[tuple[float, str]] = []
         self._watched: dict[str, float] = {}
@@ -247,18 +249,21 @@ class AccessControl(Extension):
                 return
 
     def _publish(self, message: Message, channel: str, context: MessageContext) -> None:
-        if not is_valid_name(channel):
-            return  # the engine refuses the message
         who = self._principal(message, context, subscribing=False)
         if isinstance(who, str):
             message["error"] = who
             return
-        refusing = self.rules.may_publish(channel, who)
+        try:
+            refusing = self.rules.may_publish(channel, who)
+        except ValueError:
+            return  # not a channel name: the engine refuses the message
         if refusing is not None:
             message["error"] = self._refusal(refusing, channel)
             return
+        if not self._stamps or who.user is None:
+            return
         found = self.rules.rule_for(channel)
-        if found is not None and found[0].sender is not None and who.user is not None:
+        if found is not None and found[0].sender is not None:
             data = message.get("data")
             if type(data) is dict:
                 message["data"] = {**data, found[0].sender: who.user}
@@ -267,12 +272,16 @@ class AccessControl(Extension):
         self, message: Message, context: MessageContext, *, subscribing: bool
     ) -> Principal | str:
         """The sender as the rules see it, or the error text of a bad channel token."""
+        access = context.access
+        if "ext" not in message and access is None:
+            # The common case, without credentials: no look-ups, no new object.
+            user = context.user
+            return _ANONYMOUS if user is None else Principal(user=user)
         if self._is_backend(message):
             return Principal(server=True)
         user = self._registry_user(message)
         if user is None:
             user = context.user
-        access = context.access
         grants = None
         if type(access) is dict and "channels" in access:
             grants = tuple(access["channels"])
