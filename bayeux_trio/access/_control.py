@@ -130,6 +130,8 @@ class AccessControl(Extension):
         self.rules = AccessRules(settings.rules)
         self._jwt = jwt
         self._tokens = tokens
+        #: the backend secret (the server's own client sends it too)
+        self.backend_secret = backend_secret
         self._backend = backend_secret.encode() if backend_secret else None
         self._clock = clock
         self._leeway = settings.jwt.leeway if settings.jwt is not None else 0.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 from functools import partial
@@ -9,9 +10,9 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from bayeux_core import Message
+from bayeux_core import Extension, Message, MessageContext
 
-from ._control import AccessControl
+from ._control import BACKEND_FIELD, AccessControl
 from ._jwt import JwtVerifier
 from ._registry import TokenRegistry
 from ._settings import AccessSettings
@@ -26,16 +27,21 @@ MIN_SECRET = 16
 
 
 def make_control(
-    settings: AccessSettings, *, clock: Callable[[], float] = time.time
+    settings: AccessSettings,
+    *,
+    clock: Callable[[], float] = time.time,
+    local_secret: str | None = None,
 ) -> AccessControl:
     """The extension the settings describe, its files read now.
 
-    ``clock`` is the wall clock tokens expire by (tests move it). Raises
-    ValueError naming the setting when a file is missing or bad.
+    ``clock`` is the wall clock tokens expire by (tests move it).
+    ``local_secret``: the backend secret when the settings name none (the
+    server's own client proves itself with it). Raises ValueError naming the
+    setting when a file is missing or bad.
     """
     jwt = JwtVerifier(settings.jwt, clock=clock) if settings.jwt is not None else None
     tokens = TokenRegistry(settings.tokens) if settings.tokens is not None else None
-    secret = None
+    secret = local_secret
     if settings.backend_secret_file is not None:
         try:
             secret = settings.backend_secret_file.read_text(encoding="utf-8").strip()
@@ -55,7 +61,11 @@ def install(server: BayeuxServer, settings: AccessSettings) -> AccessControl:
     """Add access control to ``server``: the backend hooks (if any), the
     rules and identities, and the task that ends sessions whose token has
     expired. Call it before the server serves. Returns the extension."""
-    control = make_control(settings)
+    # The server's own client (get_client()) is the application: it proves
+    # it with the backend secret, or one made up for this process.
+    control = make_control(settings, local_secret=secrets.token_urlsafe(32))
+    assert control.backend_secret is not None
+    server.local_extensions.append(_Credentials(control.backend_secret))
     if settings.hooks:
         from ._hooks import BackendHooks
 
@@ -80,3 +90,20 @@ async def _close_when_done(hooks: object) -> None:
     finally:
         with trio.CancelScope(shield=True):
             await hooks.aclose()  # type: ignore[attr-defined]
+
+
+class _Credentials(Extension):
+    """The in-process client's: the backend secret in each message's ext."""
+
+    def __init__(self, secret: str) -> None:
+        self._secret = secret
+
+    def outgoing(self, message: Message, context: MessageContext) -> Message | None:
+        ext = message.get("ext")
+        ext = dict(ext) if type(ext) is dict else {}
+        auth = ext.get(BACKEND_FIELD[0])
+        auth = dict(auth) if type(auth) is dict else {}
+        auth[BACKEND_FIELD[1]] = self._secret
+        ext[BACKEND_FIELD[0]] = auth
+        message["ext"] = ext
+        return message

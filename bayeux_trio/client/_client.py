@@ -1250,6 +1250,8 @@ def publish_sync(
     headers: Mapping[str, str] | Iterable[tuple[str, str]] = (),
     cookies: Mapping[str, str] | None = None,
     ssl_context: ssl.SSLContext | None = None,
+    token: TokenCallback | None = None,
+    token_field: str = "auth.token",
 ) -> None:
     """Publish one message from ordinary (not async) code; blocks until acknowledged.
 
@@ -1260,7 +1262,9 @@ def publish_sync(
 
     Do not call it from async code (a coroutine, an asyncio or trio task): it
     runs its own trio event loop and blocks the thread. It raises RuntimeError
-    when it sees a running asyncio or trio loop.
+    when it sees a running asyncio or trio loop. ``token`` and ``token_field``:
+    as for :class:`BayeuxClient`, for a server that wants a connection token
+    (docs/access.md); a backend's secret goes in ``ext`` instead.
 
     Raises:
         PublishError: the server refused the message (``.error`` says why).
@@ -1274,6 +1278,8 @@ def publish_sync(
         "headers": headers,
         "cookies": cookies,
         "ssl_context": ssl_context,
+        "token": token,
+        "token_field": token_field,
     }
 
     async def publish_once() -> None:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from bayeux_core import Message
+from bayeux_core import Extension, Message
 from bayeux_core.wire import HttpRequest, HttpResponse, WireConfig
 
 from ._config import ServerConfig
@@ -40,6 +40,11 @@ class ServerContext(Protocol):
 
     @property
     def wire(self) -> WireConfig: ...
+
+    @property
+    def local_extensions(self) -> list[Extension]:
+        """Client extensions of the in-process client (:class:`LocalClient`)."""
+        ...
 
     @property
     def closing(self) -> bool:

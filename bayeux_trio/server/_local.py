@@ -209,6 +209,7 @@ class LocalClient:
             connection_types=("in-process",),
             retry=_RETRY,
             timeout=self._server.config.engine.timeout,
+            extensions=self._server.local_extensions,
         )
 
     def _start(self) -> None:

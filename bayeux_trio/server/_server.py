@@ -183,6 +183,8 @@ class BayeuxServer:
         #: the port actually bound (useful with port 0)
         self.port: int | None = None
         self._local: LocalClient | None = None
+        #: client extensions of the in-process client (its credentials, say)
+        self.local_extensions: list[Extension] = []
         self._services: Services | None = None
         self.hub.add_listener(_log_event)
         #: the admin API and metrics endpoint, when configured (bayeux_trio.ops._admin)
@@ -318,7 +320,9 @@ class BayeuxServer:
         """The server's in-process client (one per server, made on first use).
 
         Its messages pass through the server's extensions with ``request``
-        None, as with Faye's ``getClient()``. The server must be serving.
+        None, as with Faye's ``getClient()``; the client extensions in
+        :attr:`local_extensions` (when it was made) see them first. The server
+        must be serving.
         """
         if self._local is None:
             self._local = LocalClient(self)

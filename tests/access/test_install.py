@@ -8,6 +8,7 @@ sender.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import AsyncIterator
@@ -142,3 +143,26 @@ async def test_an_authenticated_server_refuses_anonymous_handshakes(
     assert refused["advice"]["reconnect"] == "handshake"
     (accepted,) = await bayeux(server.port, [{**HANDSHAKE, "ext": {"authToken": "carol-token"}}])
     assert accepted["successful"] is True
+
+
+@fail_after(20)
+async def test_publish_sync_with_a_token_to_an_authenticated_server(
+    nursery: trio.Nursery, tmp_path: Path, backend: Backend
+) -> None:
+    from bayeux_trio import PublishError, publish_sync
+
+    access = settings(tmp_path, backend, handshake="authenticated")
+    server = await serve(nursery, access)
+    received: list[Any] = []
+    await server.get_client().subscribe("/notes/alice", lambda channel, data: received.append(data))
+    call = functools.partial(
+        publish_sync, server.url, "/notes/alice", {"text": "x"}, token=lambda: token("alice")
+    )
+    await trio.to_thread.run_sync(call)
+    assert received == [{"text": "checked", "by": "alice"}]
+    # The server's own client is the application: any channel, no token.
+    await server.get_client().publish("/notes/alice", {"text": "from the server"})
+    assert received[-1] == {"text": "checked"}
+    refused = functools.partial(publish_sync, server.url, "/notes/alice", 1, timeout=2)
+    with pytest.raises((PublishError, TimeoutError)):
+        await trio.to_thread.run_sync(refused)
