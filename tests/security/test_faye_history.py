@@ -3,12 +3,21 @@
 One test per row, named after it; the engine-level tests of the same rows are
 in ``test_core_security.py``. Every test ends by checking that the server
 still serves other clients.
+
+Each row runs twice (issue 17): as Faye (no access control) and with channel
+rules, a token registry, JWT and a backend secret installed. The rules close
+channels no row uses, so each row's own assertions still hold; what the second
+run shows is that access control opens none of the holes again.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import struct
+import sys
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -18,7 +27,9 @@ import trio
 import trustme
 from wsproto.events import CloseConnection
 
-from bayeux_core import Extension, Message, MessageContext, TransportDown
+from bayeux_core import ChannelRule, Extension, Message, MessageContext, TransportDown
+from bayeux_trio import AsyncExtension, BayeuxServer, ServerConfig
+from bayeux_trio.access import AccessSettings, JwtSettings, TokenFileSettings, install
 from tests._support.ports import HOST
 from tests._support.waiting import eventually
 from tests.client.support import Recorder, client
@@ -43,6 +54,85 @@ from tests.trio.helpers import (
 from .helpers import still_serving, ws_frame, ws_session
 
 JSON = [("content-type", "application/json")]
+
+# ------------------------------------------- the second run: rules and JWT on
+
+JWT_SECRET = "faye-history-jwt-secret-of-40-bytes-0123"
+BACKEND_SECRET = "faye-history-backend-secret"
+#: closed channels that no row below subscribes or publishes to
+RULES = (
+    ChannelRule("/private/{a}/{b}", subscribe=("{a}", "{b}"), publish=("{a}", "{b}")),
+    ChannelRule("/secret/**", subscribe="token", publish="server"),
+    ChannelRule("/alerts/**", publish="server"),
+)
+
+
+def access_settings(directory: Path) -> AccessSettings:
+    """Every identity source and the rules above, their files in ``directory``."""
+    secret = directory / "jwt.secret"
+    secret.write_text(JWT_SECRET)
+    tokens = directory / "tokens.json"
+    tokens.write_text(json.dumps({"alice": {"token": "alice-token"}, "bob": "bob-token"}))
+    backend = directory / "backend.secret"
+    backend.write_text(BACKEND_SECRET)
+    return AccessSettings(
+        rules=RULES,
+        tokens=TokenFileSettings(file=tokens),
+        jwt=JwtSettings(secret_file=secret),
+        backend_secret_file=backend,
+    )
+
+
+@pytest.fixture(autouse=True, params=["faye", "rules+jwt"])
+def access_mode(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """Run the row as Faye, then again with access control installed."""
+    mode: str = request.param
+    if mode == "faye":
+        return mode
+    settings = access_settings(tmp_path)
+
+    async def start_guarded_server(
+        nursery: trio.Nursery,
+        config: ServerConfig | None = None,
+        *,
+        extensions: Sequence[Extension | AsyncExtension] = (),
+    ) -> BayeuxServer:
+        # tests.trio.helpers.start_server, with install() before serving
+        config = config if config is not None else make_config()
+        server = BayeuxServer(config, extensions=extensions)
+        install(server, settings)
+        started: BayeuxServer = await nursery.start(server.serve)
+        assert started is server
+        assert server.port is not None
+        return server
+
+    monkeypatch.setattr(sys.modules[__name__], "start_server", start_guarded_server)
+    return mode
+
+
+@fail_after(10)
+async def test_the_second_run_has_access_control_in_force(
+    nursery: trio.Nursery, access_mode: str
+) -> None:
+    server = await start_server(nursery)
+    assert server.port is not None
+    client_id = await handshake(server.port)
+    subscribe = {"channel": "/meta/subscribe", "clientId": client_id}
+    replies = await bayeux(
+        server.port,
+        [
+            subscribe | {"subscription": "/private/alice/bob"},
+            subscribe | {"subscription": "/public"},
+            {"channel": "/alerts/all", "clientId": client_id, "data": 1},
+        ],
+    )
+    closed = access_mode != "faye"
+    assert [r["successful"] for r in replies] == [not closed, True, not closed]
+    (reply,) = await bayeux(server.port, [{**HANDSHAKE, "ext": {"auth": {"token": "forged"}}}])
+    assert reply["successful"] is not closed
+
 
 # --------------------------------- 2013-01: remote calls through /meta/<name>
 
@@ -468,7 +558,7 @@ class ChannelAuth(Extension):
 )
 @fail_after(10)
 async def test_wildcard_subscriptions_go_through_auth_extensions(
-    nursery: trio.Nursery, subscription: str | list[str]
+    nursery: trio.Nursery, subscription: str | list[str], access_mode: str
 ) -> None:
     server = await start_server(nursery, extensions=[ChannelAuth()])
     assert server.port is not None
@@ -495,7 +585,12 @@ async def test_wildcard_subscriptions_go_through_auth_extensions(
     assert session.subscriptions == set()
     assert not session.queue
     # the admin token passes
-    (reply,) = await spy.send([ask | {"ext": {"token": "admin"}}])
+    admin: dict[str, Any] = {"token": "admin"}
+    if access_mode != "faye":
+        # With rules, a wildcard reaching a closed channel is refused to every
+        # user; only the application itself (the backend secret) may have it.
+        admin["auth"] = {"backend": BACKEND_SECRET}
+    (reply,) = await spy.send([ask | {"ext": admin}])
     assert reply["successful"] is True
 
 
