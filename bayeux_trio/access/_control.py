@@ -62,6 +62,14 @@ log = logging.getLogger("bayeux.access")
 BACKEND_FIELD = ("auth", "backend")
 _EXPIRED = "401::Authentication token expired"
 _ANONYMOUS = Principal()
+
+
+class _RegistryIdentity(Identity):
+    """An identity from a registry token: the session loses it with the user."""
+
+    __slots__ = ()
+
+
 _UNAUTHENTICATED = "401::Authentication required"
 
 
@@ -159,6 +167,8 @@ class AccessControl(Extension):
                 self._subscribe(message, context)
         elif kind is MessageKind.CONNECT:
             self._live(message, context)
+        elif kind is MessageKind.DISCONNECT:
+            self._forget(context.client_id)
         elif (kind is MessageKind.PUBLISH or kind is MessageKind.SERVICE) and "data" in message:
             if self._live(message, context):
                 self._publish(message, message["channel"], context)
@@ -198,6 +208,8 @@ class AccessControl(Extension):
         context.user = identity.user
         context.info = identity.info
         access: dict[str, Any] = {}
+        if isinstance(identity, _RegistryIdentity):
+            access["via"] = "tokens"
         if identity.channels is not None:
             access["channels"] = list(identity.channels)
         if identity.expires is not None:
@@ -213,7 +225,7 @@ class AccessControl(Extension):
         user = self._registry_user(message)
         if user is not None:
             assert self._tokens is not None
-            return Identity(user=user, info=self._tokens.info_of(user))
+            return _RegistryIdentity(user=user, info=self._tokens.info_of(user))
         if self._token_path is not None and ext_value(message, self._token_path) is not None:
             raise AuthError("401::Invalid auth token")
         return None
@@ -281,9 +293,13 @@ class AccessControl(Extension):
             return _ANONYMOUS if user is None else Principal(user=user)
         if self._is_backend(message):
             return Principal(server=True)
-        user = self._registry_user(message)
-        if user is None:
-            user = context.user
+        user = self._session_user(context)
+        if self._token_path is not None:
+            token = ext_value(message, self._token_path)
+            if token is not None:
+                # A token given is the identity, even a wrong or revoked one.
+                assert self._tokens is not None
+                user = self._tokens.user_of(token)
         grants = None
         if type(access) is dict and "channels" in access:
             grants = tuple(access["channels"])
@@ -296,6 +312,21 @@ class AccessControl(Extension):
                 except AuthError as refused:
                     return refused.error
         return Principal(user=user, grants=grants, channel_token=channel_token)
+
+    def _session_user(self, context: MessageContext) -> str | None:
+        """The session's user, unless a registry token named it and that
+        user has since been removed from the registry."""
+        user = context.user
+        access = context.access
+        if (
+            user is not None
+            and type(access) is dict
+            and access.get("via") == "tokens"
+            and self._tokens is not None
+            and user not in self._tokens.users
+        ):
+            return None
+        return user
 
     def _registry_user(self, message: Message) -> str | None:
         if self._tokens is None or self._token_path is None:
@@ -313,6 +344,15 @@ class AccessControl(Extension):
         return text.replace("{channel}", channel)
 
     # ------------------------------------------------------------ expiry
+
+    def _forget(self, client_id: str | None) -> None:
+        """A session that left needs no ending: drop its expiry record (and,
+        when most of the heap is such leftovers, rebuild it)."""
+        if client_id is None or self._watched.pop(client_id, None) is None:
+            return
+        if len(self._expiries) > 2 * len(self._watched) + 1024:
+            self._expiries = [(when, cid) for cid, when in self._watched.items()]
+            heapq.heapify(self._expiries)
 
     def expired(self, now: float) -> list[str]:
         """Client ids whose connection token expired by wall time ``now``

@@ -16,7 +16,14 @@ import orjson
 import pytest
 
 from bayeux_core import ChannelRule, EngineConfig
-from bayeux_trio.access import AccessSettings, JwtSettings, TokenFileSettings, make_control
+from bayeux_trio.access import (
+    AccessControl,
+    AccessSettings,
+    JwtSettings,
+    TokenFileSettings,
+    TokenRegistry,
+    make_control,
+)
 from bayeux_trio.access._control import strip_ext
 from tests.core.helpers import Wire, replies
 
@@ -304,3 +311,32 @@ def test_strip_ext_copies_what_it_changes() -> None:
     message = {"channel": "/a", "ext": "odd"}
     strip_ext(message, [("auth",)])
     assert message["ext"] == "odd"
+
+
+def test_a_disconnected_session_leaves_no_expiry_record(tmp_path: Path) -> None:
+    clock = Clock()
+    w = wire(AccessSettings(jwt=jwt_settings(tmp_path)), clock=clock)
+    control = w.control  # type: ignore[attr-defined]
+    ids = []
+    for _ in range(3):
+        cid = handshake(w, {"auth": {"token": token(sub="alice")}})["clientId"]
+        subscribe(w, cid, "/a")
+        ids.append(cid)
+    assert sorted(control._watched) == sorted(ids)
+    send(w, {"channel": "/meta/disconnect", "clientId": ids[0]})
+    assert sorted(control._watched) == sorted(ids[1:])
+    clock.now += 7200
+    assert sorted(control.expired(clock.now)) == sorted(ids[1:])
+
+
+def test_a_session_named_by_the_registry_loses_its_user_with_it(tmp_path: Path) -> None:
+    tokens = registry(tmp_path)
+    rules = (ChannelRule("/team/{t}", subscribe=("{t}",)),)
+    settings = AccessSettings(rules=rules, tokens=tokens)
+    control = AccessControl(settings, tokens=TokenRegistry(tokens, check_every=0))
+    w = Wire(EngineConfig(), extensions=(control,))
+    alice = handshake(w, {"authToken": "alice-token"})["clientId"]
+    assert subscribe(w, alice, "/team/alice")["successful"] is True
+    # alice leaves the registry; her session, named at handshake, goes with her.
+    tokens.file.write_text(json.dumps({"bob": "bob-token"}))
+    assert subscribe(w, alice, "/team/alice")["error"] == "403:/team/alice:Forbidden"

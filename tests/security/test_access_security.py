@@ -742,12 +742,6 @@ async def test_a_session_whose_token_expires_is_ended_and_asked_to_handshake(
 # ---------------------------------------------------------------- revocation
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a session named by a registry token at handshake keeps that user after the "
-    "token is removed from tokens.json, even when its messages carry the revoked token "
-    "(AccessControl._principal falls back to the session's user)",
-)
 @fail_after(10)
 async def test_a_user_removed_from_the_registry_loses_its_live_sessions_rights(
     nursery: trio.Nursery, keys: Keys
