@@ -9,13 +9,14 @@ RUN_STAMP := $(VENV)/.run-installed
 
 # Two stamps: `make run` needs only what running needs (RUN_STAMP: the package
 # with its `asgi` extra and uvicorn, so that the ASGI example runs too:
-# `.venv/bin/uvicorn examples.asgi.app:app --port 9292`, docs/asgi.md); the
+# `.venv/bin/uvicorn examples.asgi.app:app --port 9292`, docs/asgi.md; and
+# its `access` extra, for configs with JWT or backend hooks, docs/access.md); the
 # checks, tests and fuzzing also need the `test` and `fuzz` extras (STAMP:
 # playwright, mypy, atheris, ...). Each bootstraps a fresh clone.
 $(RUN_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[asgi]' 'uvicorn>=0.30'
+	$(BIN)/python -m pip install --quiet -e '.[asgi,access]' 'uvicorn>=0.30'
 	touch $(RUN_STAMP)
 
 $(STAMP): $(RUN_STAMP)

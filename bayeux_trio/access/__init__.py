@@ -5,18 +5,32 @@ docs/access.md explains it; the config file's sections become an
 on a :class:`~bayeux_trio.BayeuxServer`.
 """
 
+from typing import TYPE_CHECKING
+
 from ._control import AccessControl as AccessControl
 from ._identity import AuthError as AuthError
 from ._identity import Identity as Identity
 from ._install import check as check
 from ._install import install as install
 from ._install import make_control as make_control
-from ._jwt import JwtVerifier as JwtVerifier
 from ._registry import TokenRegistry as TokenRegistry
 from ._settings import AccessSettings as AccessSettings
 from ._settings import HookSettings as HookSettings
 from ._settings import JwtSettings as JwtSettings
 from ._settings import TokenFileSettings as TokenFileSettings
+
+if TYPE_CHECKING:
+    from ._jwt import JwtVerifier as JwtVerifier
+
+
+def __getattr__(name: str) -> object:
+    # PyJWT (the access extra) is imported only by whoever uses JWT.
+    if name == "JwtVerifier":
+        from ._jwt import JwtVerifier
+
+        return JwtVerifier
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = (
     "AccessControl",

@@ -32,7 +32,7 @@ import hmac
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -50,9 +50,11 @@ from bayeux_core import (
 )
 
 from ._identity import AuthError, Identity
-from ._jwt import JwtVerifier
 from ._registry import TokenRegistry
 from ._settings import AccessSettings
+
+if TYPE_CHECKING:
+    from ._jwt import JwtVerifier
 
 __all__ = ["AccessControl"]
 

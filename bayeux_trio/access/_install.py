@@ -13,7 +13,6 @@ import trio
 from bayeux_core import Extension, Message, MessageContext
 
 from ._control import BACKEND_FIELD, AccessControl
-from ._jwt import JwtVerifier
 from ._registry import TokenRegistry
 from ._settings import AccessSettings
 
@@ -39,7 +38,16 @@ def make_control(
     server's own client proves itself with it). Raises ValueError naming the
     setting when a file is missing or bad.
     """
-    jwt = JwtVerifier(settings.jwt, clock=clock) if settings.jwt is not None else None
+    jwt = None
+    if settings.jwt is not None:
+        try:
+            from ._jwt import JwtVerifier
+        except ImportError as exc:
+            raise ValueError(
+                f"jwt: needs PyJWT and cryptography ({exc}): install the access extra, "
+                "pip install '.[access]' in a clone of bayeux-trio"
+            ) from None
+        jwt = JwtVerifier(settings.jwt, clock=clock)
     tokens = TokenRegistry(settings.tokens) if settings.tokens is not None else None
     secret = local_secret
     if settings.backend_secret_file is not None:

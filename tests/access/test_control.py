@@ -7,6 +7,8 @@ the network end to end is in test_private_chat_config.py and the client tests.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -340,3 +342,24 @@ def test_a_session_named_by_the_registry_loses_its_user_with_it(tmp_path: Path) 
     # alice leaves the registry; her session, named at handshake, goes with her.
     tokens.file.write_text(json.dumps({"bob": "bob-token"}))
     assert subscribe(w, alice, "/team/alice")["error"] == "403:/team/alice:Forbidden"
+
+
+def test_access_control_without_pyjwt(tmp_path: Path) -> None:
+    """Registry and rules need no extra; JWT settings say which extra they need."""
+    script = f"""
+import sys
+sys.modules["jwt"] = None  # as if PyJWT were not installed
+from pathlib import Path
+from bayeux_trio.access import AccessSettings, JwtSettings, TokenFileSettings, make_control
+tokens = TokenFileSettings(file=Path({str(registry(tmp_path).file)!r}))
+make_control(AccessSettings(tokens=tokens))
+try:
+    make_control(AccessSettings(jwt=JwtSettings(secret_file=Path({str(jwt_settings(tmp_path).secret_file)!r}))))
+except ValueError as exc:
+    print(exc)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.startswith("jwt: needs PyJWT and cryptography"), done.stdout + done.stderr
+    assert "pip install '.[access]'" in done.stdout
