@@ -8,9 +8,6 @@ attacker would: PyJWT refuses to make them.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +27,8 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from bayeux_trio.access import JwtSettings
 from bayeux_trio.access._identity import AuthError, Identity
 from bayeux_trio.access._jwt import MAX_TOKEN_LENGTH, JwtVerifier
+from tests._support import tokens
+from tests._support.tokens import b64url, forge
 
 NOW = 1_700_000_000.0
 SECRET = b"s3cret-for-tests-" + b"x" * 32
@@ -52,12 +51,12 @@ class Clock:
 
 @pytest.fixture(scope="module")
 def rsa_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return tokens.rsa_key()
 
 
 @pytest.fixture(scope="module")
 def other_rsa_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return tokens.rsa_key("other")
 
 
 @pytest.fixture(scope="module")
@@ -69,23 +68,9 @@ def pem(key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> bytes:
     return key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
 
 
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def by_hand(header: dict[str, Any], claims: dict[str, Any], key: bytes | None) -> str:
-    """A compact JWS signed with HMAC-SHA256 under ``key`` (None: no signature)."""
-    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
-    if key is None:
-        return signing_input + "."
-    mac = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
-    return f"{signing_input}.{b64(mac)}"
-
-
 def claims(**extra: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {"sub": "alice", "iat": int(NOW) - 10, "exp": int(NOW) + 3600}
-    base.update(extra)
-    return {k: v for k, v in base.items() if v is not None}
+    """alice's, issued at NOW - 10, expiring at NOW + 3600; None leaves a claim out."""
+    return tokens.claims(now=NOW, **extra)
 
 
 @pytest.fixture
@@ -222,7 +207,7 @@ def test_jwks_refuses_a_missing_unknown_or_wrong_kid(
 
 
 def test_jwks_refuses_a_kid_that_is_not_a_string(jwks: JwtVerifier) -> None:
-    token = by_hand({"alg": "RS256", "kid": 1}, claims(), b"whatever")
+    token = forge({"alg": "RS256", "kid": 1}, claims(), b"whatever")
     refused(lambda: jwks.connection(token), INVALID)
 
 
@@ -308,7 +293,7 @@ def test_issued_in_the_future_beyond_the_leeway(hs: JwtVerifier, clock: Clock) -
     "value", ["tomorrow", True, None, [1], float("inf"), float("nan"), 10**400]
 )
 def test_a_time_claim_that_is_not_a_finite_number(hs: JwtVerifier, claim: str, value: Any) -> None:
-    token = by_hand({"alg": "HS256"}, {"sub": "alice", claim: value}, SECRET)
+    token = forge({"alg": "HS256"}, {"sub": "alice", claim: value}, SECRET)
     refused(lambda: hs.connection(token), INVALID)
 
 
@@ -331,13 +316,13 @@ def test_wrong_public_key(
 
 def test_tampered_payload(hs: JwtVerifier) -> None:
     header, _, signature = hs_token(sub="alice").split(".")
-    forged = b64(json.dumps(claims(sub="admin")).encode())
+    forged = b64url(json.dumps(claims(sub="admin")).encode())
     refused(lambda: hs.connection(f"{header}.{forged}.{signature}"), INVALID)
 
 
 def test_tampered_header(hs: JwtVerifier) -> None:
     _, payload, signature = hs_token().split(".")
-    header = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": "x"}).encode())
+    header = b64url(json.dumps({"alg": "HS256", "typ": "JWT", "kid": "x"}).encode())
     refused(lambda: hs.connection(f"{header}.{payload}.{signature}"), INVALID)
 
 
@@ -349,7 +334,7 @@ def test_alg_none_is_refused(
     clock: Clock,
     alg: str,
 ) -> None:
-    token = by_hand({"alg": alg, "typ": "JWT"}, claims(), None)
+    token = forge({"alg": alg, "typ": "JWT"}, claims(), None)
     refused(lambda: hs.connection(token), INVALID)
     refused(lambda: hs.channel(token), CHANNEL_INVALID)
     settings = JwtSettings(public_key_file=write_pem(tmp_path, rsa_key.public_key()))
@@ -357,7 +342,7 @@ def test_alg_none_is_refused(
 
 
 def test_alg_missing_is_refused(hs: JwtVerifier) -> None:
-    refused(lambda: hs.connection(by_hand({"typ": "JWT"}, claims(), SECRET)), INVALID)
+    refused(lambda: hs.connection(forge({"typ": "JWT"}, claims(), SECRET)), INVALID)
 
 
 @pytest.mark.parametrize("key_source", ["pem", "jwks"])
@@ -372,7 +357,7 @@ def test_hs256_signed_with_the_public_key_is_refused(
         settings = JwtSettings(jwks_file=write_jwks(tmp_path, [rsa_jwk(rsa_key)]))
     verifier = JwtVerifier(settings, clock=clock)
     for secret in (public_pem, public_pem.strip()):
-        token = by_hand({"alg": "HS256", "typ": "JWT"}, claims(), secret)
+        token = forge({"alg": "HS256", "typ": "JWT"}, claims(), secret)
         with pytest.raises(AuthError, match=f"^{INVALID}$"):
             verifier.connection(token)
 
@@ -427,7 +412,7 @@ def scoped(secret_file: Path, clock: Clock) -> JwtVerifier:
 def test_audience_and_issuer_when_configured(
     scoped: JwtVerifier, aud: Any, iss: Any, ok: bool
 ) -> None:
-    token = by_hand({"alg": "HS256"}, claims(aud=aud, iss=iss), SECRET)
+    token = forge({"alg": "HS256"}, claims(aud=aud, iss=iss), SECRET)
     if ok:
         assert scoped.connection(token).user == "alice"
     else:
@@ -444,7 +429,7 @@ def test_a_token_for_some_audience_is_refused_when_none_is_configured(hs: JwtVer
 
 @pytest.mark.parametrize("sub", [None, "", "x" * 257, 42, ["alice"], {"id": 1}])
 def test_sub_must_be_a_user_id(hs: JwtVerifier, sub: Any) -> None:
-    token = by_hand(
+    token = forge(
         {"alg": "HS256"}, {k: v for k, v in {"sub": sub}.items() if v is not None}, SECRET
     )
     refused(lambda: hs.connection(token), INVALID)
@@ -459,7 +444,7 @@ def test_a_256_character_sub_is_fine(hs: JwtVerifier) -> None:
     ["/chat/**", None, {"/a": 1}, [1], ["/a", None], ["chat"], ["/a/**/b"], ["/a/"], [["/a"]]],
 )
 def test_channels_claim_must_list_channel_patterns(hs: JwtVerifier, channels: Any) -> None:
-    token = by_hand({"alg": "HS256"}, {"sub": "alice", "channels": channels}, SECRET)
+    token = forge({"alg": "HS256"}, {"sub": "alice", "channels": channels}, SECRET)
     refused(lambda: hs.connection(token), INVALID)
 
 
@@ -486,7 +471,7 @@ def test_a_connection_token_is_not_a_channel_token(hs: JwtVerifier) -> None:
 
 @pytest.mark.parametrize("channel", [None, 42, ["/a"], "", "a", "/a/*", "/a/**", "/a//b"])
 def test_the_channel_claim_must_be_a_channel_name(hs: JwtVerifier, channel: Any) -> None:
-    token = by_hand({"alg": "HS256"}, {"sub": "alice", "channel": channel}, SECRET)
+    token = forge({"alg": "HS256"}, {"sub": "alice", "channel": channel}, SECRET)
     refused(lambda: hs.channel(token), CHANNEL_INVALID)
 
 
@@ -527,8 +512,8 @@ def test_missing_token(hs: JwtVerifier, token: object) -> None:
         "\x00",
         "eyJhbGciOiJIUzI1NiJ9.!!!!.x",
         "W10.e30.",  # header [] is not an object
-        b64(b"[" * 3000) + ".e30.",  # nested too deeply for json
-        b64(json.dumps({"alg": "HS256", "crit": ["exp"]}).encode()) + ".e30.x",
+        b64url(b"[" * 3000) + ".e30.",  # nested too deeply for json
+        b64url(json.dumps({"alg": "HS256", "crit": ["exp"]}).encode()) + ".e30.x",
     ],
 )
 def test_garbage(hs: JwtVerifier, token: object) -> None:
@@ -695,7 +680,9 @@ def test_jwks_bad_keys(
 
     good = rsa_jwk(rsa_key, kid="a")
     fails([good, "x"], r"^jwks_file: key 1 is not a JSON object$")
-    fails([{"kty": "oct", "k": b64(SECRET)}], r"^jwks_file: key 0: want an RSA or EC public key$")
+    fails(
+        [{"kty": "oct", "k": b64url(SECRET)}], r"^jwks_file: key 0: want an RSA or EC public key$"
+    )
     fails([{"kty": "RSA", "kid": "b"}], r"^jwks_file: key 0 \('b'\): not a usable JSON Web Key")
     fails([{"kid": "b"}], r"^jwks_file: key 0 \('b'\): not a usable JSON Web Key")
     fails([good, {**ec_jwk(ec_key), "kid": 5}], r"^jwks_file: key 1 \(5\): kid must be a string$")

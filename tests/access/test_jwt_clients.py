@@ -15,12 +15,9 @@ Expiry is wall time (JWT ``exp``), so the expiry test waits for it: about 3 s.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
+import contextlib
 import json
 import logging
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,8 +25,6 @@ from typing import Any
 import jwt
 import pytest
 import trio
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from bayeux_core import (
     ChannelRule,
@@ -44,11 +39,19 @@ from bayeux_core import (
 )
 from bayeux_trio import BayeuxClient, BayeuxServer, SubscribeError, open_client
 from bayeux_trio.access import AccessSettings, JwtSettings, install
+from tests._support.tokens import (
+    BAD_CONNECTION_TOKENS,
+    SECRET,
+    bad_connection_token,
+    channel_token,
+    claims,
+    connection_token,
+    public_pem,
+    rsa_key,
+)
 from tests._support.waiting import eventually
 from tests.trio.helpers import fail_after, make_config
 
-SECRET = b"jwt-clients-test-secret-" + b"k" * 24  # 48 bytes: enough for HS256
-OTHER_SECRET = b"another-secret-nobody-here-uses-" + b"z" * 16
 FORBIDDEN = "403:{channel}:Forbidden"
 #: fast retries, so that a refused handshake is tried again at once
 FAST: dict[str, Any] = {"retry": 0.05, "max_retry": 0.2, "connect_timeout": 2.0}
@@ -62,34 +65,6 @@ RULES = (
 
 
 # ------------------------------------------------------------------ tokens
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def by_hand(header: dict[str, Any], claims: dict[str, Any], key: bytes | None) -> str:
-    """A compact JWS signed with HMAC-SHA256 under ``key`` (None: unsigned),
-    as an attacker makes one: PyJWT refuses to make these."""
-    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
-    if key is None:
-        return signing_input + "."
-    mac = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
-    return f"{signing_input}.{b64(mac)}"
-
-
-def claims(user: str = "alice", *, lifetime: float = 3600, **extra: Any) -> dict[str, Any]:
-    now = int(time.time())
-    return {"sub": user, "iat": now - 5, "exp": now + int(lifetime), **extra}
-
-
-def hs_token(user: str = "alice", *, lifetime: float = 3600, **extra: Any) -> str:
-    return jwt.encode(claims(user, lifetime=lifetime, **extra), SECRET, algorithm="HS256")
-
-
-def channel_token(channel: str) -> str:
-    now = int(time.time())
-    return jwt.encode({"channel": channel, "exp": now + 3600}, SECRET, algorithm="HS256")
 
 
 class ChannelTokens(Extension):
@@ -148,15 +123,6 @@ def secret_file(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def rsa_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def public_pem(key: rsa.RSAPrivateKey) -> bytes:
-    return key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
-
-
 class Served:
     """A server with access control, and what it saw."""
 
@@ -195,10 +161,10 @@ async def hs_server(nursery: trio.Nursery, secret_file: Path) -> Served:
 
 
 @pytest.fixture
-async def rs_server(nursery: trio.Nursery, tmp_path: Path, rsa_key: rsa.RSAPrivateKey) -> Served:
-    """RS256 with the public key in a file."""
+async def rs_server(nursery: trio.Nursery, tmp_path: Path) -> Served:
+    """RS256 with the public key of :func:`rsa_key` in a file."""
     path = tmp_path / "jwt.pub.pem"
-    path.write_bytes(public_pem(rsa_key))
+    path.write_bytes(public_pem(rsa_key()))
     return await serve(nursery, JwtSettings(public_key_file=path))
 
 
@@ -228,7 +194,7 @@ async def first_refusal(url: str, token: Callable[[], str | None]) -> str:
 @TRANSPORTS
 @fail_after(20)
 async def test_a_good_token_names_the_session(hs_server: Served, transport: str) -> None:
-    token = Tokens(hs_token("alice", info={"name": "Alice"}))
+    token = Tokens(connection_token("alice", info={"name": "Alice"}))
     async with open_client(hs_server.url, token=token, transports=[transport], **FAST) as alice:
         await alice.wait_connected()
         assert token.calls == 1
@@ -245,7 +211,7 @@ async def test_a_good_token_names_the_session(hs_server: Served, transport: str)
 
 @fail_after(20)
 async def test_another_users_token_is_refused_alices_channel(hs_server: Served) -> None:
-    async with open_client(hs_server.url, token=Tokens(hs_token("bob")), **FAST) as bob:
+    async with open_client(hs_server.url, token=Tokens(connection_token("bob")), **FAST) as bob:
         await bob.wait_connected()
         with pytest.raises(SubscribeError) as refused:
             await bob.subscribe("/alice/inbox")
@@ -257,7 +223,7 @@ async def test_the_token_goes_beside_other_ext_keys_and_where_configured(
     nursery: trio.Nursery, secret_file: Path
 ) -> None:
     served = await serve(nursery, JwtSettings(secret_file=secret_file, field="credentials.jwt"))
-    token = hs_token("alice")
+    token = connection_token("alice")
     async with open_client(
         served.url, token=lambda: token, token_field="credentials.jwt", ack=True, **FAST
     ) as alice:
@@ -267,10 +233,8 @@ async def test_the_token_goes_beside_other_ext_keys_and_where_configured(
 
 
 @fail_after(20)
-async def test_an_rs256_token_is_accepted_by_the_public_key(
-    rs_server: Served, rsa_key: rsa.RSAPrivateKey
-) -> None:
-    token = jwt.encode(claims("alice"), rsa_key, algorithm="RS256")
+async def test_an_rs256_token_is_accepted_by_the_public_key(rs_server: Served) -> None:
+    token = jwt.encode(claims("alice"), rsa_key(), algorithm="RS256")
     async with open_client(rs_server.url, token=lambda: token, **FAST) as alice:
         await alice.wait_connected()
         await alice.subscribe("/alice/inbox")
@@ -279,56 +243,34 @@ async def test_an_rs256_token_is_accepted_by_the_public_key(
 # --------------------------------------------------------------- bad tokens
 
 
+#: the refusals every client suite shows, and two of this client's own
+REFUSALS = {
+    **BAD_CONNECTION_TOKENS,
+    "a channel token": "401::Authentication token invalid",
+    "no token": "401::Authentication required",
+}
+
+
+@pytest.mark.parametrize(("case", "error"), REFUSALS.items())
 @fail_after(20)
-async def test_an_expired_token_is_refused(hs_server: Served) -> None:
-    expired = hs_token("alice", lifetime=-60)
-    error = await first_refusal(hs_server.url, lambda: expired)
-    assert error == "401::Authentication token expired"
-
-
-@fail_after(20)
-async def test_a_token_signed_with_another_key_is_refused(hs_server: Served) -> None:
-    forged = jwt.encode(claims("alice"), OTHER_SECRET, algorithm="HS256")
-    error = await first_refusal(hs_server.url, lambda: forged)
-    assert error == "401::Authentication token invalid"
-
-
-@fail_after(20)
-async def test_an_unsigned_token_alg_none_is_refused(hs_server: Served) -> None:
-    unsigned = by_hand({"alg": "none", "typ": "JWT"}, claims("alice"), None)
-    error = await first_refusal(hs_server.url, lambda: unsigned)
-    assert error == "401::Authentication token invalid"
-
-
-@fail_after(20)
-async def test_hs256_signed_with_the_public_key_is_refused(
-    rs_server: Served, rsa_key: rsa.RSAPrivateKey
+async def test_a_bad_token_is_refused_at_the_handshake(
+    hs_server: Served, rs_server: Served, case: str, error: str
 ) -> None:
-    # The classic confusion: the server's public key (which anyone may have)
-    # used as an HMAC secret.
-    confused = by_hand({"alg": "HS256", "typ": "JWT"}, claims("alice"), public_pem(rsa_key))
-    error = await first_refusal(rs_server.url, lambda: confused)
-    assert error == "401::Authentication token invalid"
-
-
-@fail_after(20)
-async def test_a_channel_token_does_not_log_anybody_in(hs_server: Served) -> None:
-    ticket = channel_token("/secret/room")
-    error = await first_refusal(hs_server.url, lambda: ticket)
-    assert error == "401::Authentication token invalid"
-
-
-@fail_after(20)
-async def test_no_token_where_one_is_required_is_refused(hs_server: Served) -> None:
-    error = await first_refusal(hs_server.url, lambda: None)
-    assert error == "401::Authentication required"
+    if case == "a channel token":  # logs nobody in
+        server, token = "hs", channel_token("/secret/room")
+    elif case == "no token":  # where one is required
+        server, token = "hs", None
+    else:
+        server, token = bad_connection_token(case)
+    served = hs_server if server == "hs" else rs_server
+    assert await first_refusal(served.url, lambda: token) == error
 
 
 @fail_after(20)
 async def test_a_failing_callback_is_logged_and_the_client_tries_again(
     hs_server: Served, handshake_log: pytest.LogCaptureFixture
 ) -> None:
-    token = Tokens(RuntimeError("the token service is down"), hs_token("alice"))
+    token = Tokens(RuntimeError("the token service is down"), connection_token("alice"))
     failures: list[HandshakeFailed] = []
     async with open_client(hs_server.url, token=token, **FAST) as alice:
         alice.on(HandshakeFailed, failures.append)
@@ -347,31 +289,29 @@ async def test_a_failing_callback_is_logged_and_the_client_tries_again(
 # ----------------------------------------------------------- channel tokens
 
 
+def as_carol(
+    served: Served, tickets: dict[str, str]
+) -> contextlib.AbstractAsyncContextManager[BayeuxClient]:
+    """carol's client, with a channel token on the subscribe to each channel of ``tickets``."""
+    token = connection_token("carol")
+    return open_client(served.url, token=lambda: token, extensions=[ChannelTokens(tickets)], **FAST)
+
+
 @fail_after(20)
 async def test_a_channel_token_opens_its_channel(hs_server: Served) -> None:
-    tickets = ChannelTokens({"/secret/mine": channel_token("/secret/mine")})
-    async with (
-        open_client(
-            hs_server.url, token=lambda: hs_token("carol"), extensions=[tickets], **FAST
-        ) as carol,
-        carol.subscribe("/secret/mine") as mine,
-    ):
+    tickets = {"/secret/mine": channel_token("/secret/mine")}
+    async with as_carol(hs_server, tickets) as carol, carol.subscribe("/secret/mine") as mine:
         hs_server.server.publish("/secret/mine", "psst")
         assert (await mine.receive()).data == "psst"
 
 
 @fail_after(20)
 async def test_a_channel_token_for_another_channel_is_refused(hs_server: Served) -> None:
-    tickets = ChannelTokens({"/secret/mine": channel_token("/secret/theirs")})
-    async with open_client(
-        hs_server.url, token=lambda: hs_token("carol"), extensions=[tickets], **FAST
-    ) as carol:
-        with pytest.raises(SubscribeError) as refused:
-            await carol.subscribe("/secret/mine")
-        assert refused.value.error == FORBIDDEN.format(channel="/secret/mine")
-        with pytest.raises(SubscribeError) as refused:
-            await carol.subscribe("/secret/none")  # no token at all
-        assert refused.value.error == FORBIDDEN.format(channel="/secret/none")
+    async with as_carol(hs_server, {"/secret/mine": channel_token("/secret/theirs")}) as carol:
+        for channel in ("/secret/mine", "/secret/none"):  # another's token; none at all
+            with pytest.raises(SubscribeError) as refused:
+                await carol.subscribe(channel)
+            assert refused.value.error == FORBIDDEN.format(channel=channel)
 
 
 # ------------------------------------------------------------------ expiry
@@ -382,7 +322,7 @@ async def test_a_channel_token_for_another_channel_is_refused(hs_server: Served)
 async def test_a_session_whose_token_expires_handshakes_again_with_a_fresh_one(
     hs_server: Served, transport: str
 ) -> None:
-    short, fresh = hs_token("alice", lifetime=3), hs_token("alice")
+    short, fresh = connection_token("alice", lifetime=3), connection_token("alice")
     token = Tokens(short, fresh)
     sessions: list[str] = []
     async with open_client(hs_server.url, token=token, transports=[transport], **FAST) as alice:

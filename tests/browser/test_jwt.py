@@ -1,11 +1,13 @@
 """JWT in Chromium with client.js: ``new Faye.Client(url, {token, tokenField})``.
 
 The servers are ``bayeux serve --config FILE`` subprocesses serving the test
-page (tests/browser/pages/jwt.html, with jwt.js's helper), one with an HS256 secret and one with an
-RS256 public key, with two channel rules: only the user ``alice`` may
-subscribe to ``/alice/**``, and a channel token opens a ``/secret/**``
-channel. Handshakes without a token are allowed (anonymous), so the server
-fixture can tell it is up; a token that is there but bad is refused.
+page (tests/browser/pages/jwt.html, with jwt.js's helper), one with an HS256
+secret and one with an RS256 public key, with two channel rules: only the
+user ``alice`` may subscribe to ``/alice/**``, and a channel token opens a
+``/secret/**`` channel (tests/_support/tokens.py's ``jwt_config``, as for
+the npm faye client; the refused tokens are its table too). Handshakes
+without a token are allowed (anonymous), so the server fixture can tell it
+is up; a token that is there but bad is refused.
 
 The page sees a refusal as the handshake reply's ``401::...`` (a recording
 extension, harness.js's ``record``); client.js then retries. The expiry case
@@ -16,42 +18,32 @@ Promise this time), and the page goes on receiving.
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.access.test_jwt_clients import OTHER_SECRET, SECRET, by_hand, claims, public_pem
+from tests._support.tokens import (
+    BAD_CONNECTION_TOKENS,
+    bad_connection_token,
+    channel_token,
+    claims,
+    connection_token,
+    jwt_config,
+    rsa_key,
+)
 
 from ._support import PAGES, Browsers, Server, Tab, running, start_server
 
 FORBIDDEN = "403:{channel}:Forbidden"
 
 
-def write_config(folder: Path, key_lines: str) -> Path:
-    """A config file: JWT with ``key_lines`` in [access.jwt], and the rules."""
-    path = folder / "bayeux.toml"
-    path.write_text(
-        "[access.jwt]\n"
-        f"{key_lines}\n"
-        "leeway = 0\n"
-        "[[channels]]\n"
-        'pattern = "/alice/**"\n'
-        'subscribe = ["alice"]\n'
-        "[[channels]]\n"
-        'pattern = "/secret/**"\n'
-        'subscribe = "token"\n'
-    )
-    return path
-
-
-def _serve(folder: Path, key_lines: str) -> Iterator[Server]:
-    config = write_config(folder, key_lines)
+def _serve(
+    tmp_path_factory: pytest.TempPathFactory, algorithm: Literal["hs", "rs"]
+) -> Iterator[Server]:
+    folder = tmp_path_factory.mktemp(f"jwt-{algorithm}")
+    config = jwt_config(folder, algorithm)
     # Connects held 5 s: a page that switches transport sends its next
     # connect once the held one returns (see conftest's harness_server).
     args = ["--config", str(config), "--static", str(PAGES), "--timeout", "5"]
@@ -60,24 +52,13 @@ def _serve(folder: Path, key_lines: str) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="module")
-def rsa_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-@pytest.fixture(scope="module")
 def hs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    folder = tmp_path_factory.mktemp("jwt-hs")
-    (folder / "jwt.secret").write_bytes(SECRET + b"\n")
-    yield from _serve(folder, f"secret-file = {json.dumps(str(folder / 'jwt.secret'))}")
+    yield from _serve(tmp_path_factory, "hs")
 
 
 @pytest.fixture(scope="module")
-def rs_server(
-    tmp_path_factory: pytest.TempPathFactory, rsa_key: rsa.RSAPrivateKey
-) -> Iterator[Server]:
-    folder = tmp_path_factory.mktemp("jwt-rs")
-    (folder / "jwt.pem").write_bytes(public_pem(rsa_key))
-    yield from _serve(folder, f"public-key-file = {json.dumps(str(folder / 'jwt.pem'))}")
+def rs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    yield from _serve(tmp_path_factory, "rs")
 
 
 def page(browsers: Browsers, server: Server) -> Tab:
@@ -86,21 +67,12 @@ def page(browsers: Browsers, server: Server) -> Tab:
     return tab
 
 
-def hs(user: str = "alice", *, lifetime: float = 3600) -> str:
-    return jwt.encode(claims(user, lifetime=lifetime), SECRET, algorithm="HS256")
-
-
-def channel_token(channel: str) -> str:
-    payload = {"channel": channel, "exp": int(time.time()) + 3600}
-    return jwt.encode(payload, SECRET, algorithm="HS256")
-
-
 # -------------------------------------------------------------- good tokens
 
 
 @pytest.mark.parametrize("style", ["a string", "a Promise"])
 def test_a_good_token_names_the_session(browsers: Browsers, hs_server: Server, style: str) -> None:
-    token = hs("alice")
+    token = connection_token("alice")
     tab = page(browsers, hs_server)
     result = tab.page.evaluate(
         """([token, promise]) => subscribeAndReceive(
@@ -122,16 +94,16 @@ def test_another_users_token_is_refused_alices_channel(
     tab = page(browsers, hs_server)
     result = tab.page.evaluate(
         "(token) => subscribeAndReceive({token: () => token}, '/alice/inbox')",
-        hs("bob"),
+        connection_token("bob"),
     )
     assert result["subscribed"]["ok"] is False
     assert result["subscribed"]["error"]["text"] == FORBIDDEN.format(channel="/alice/inbox")
 
 
 def test_an_rs256_token_is_accepted_by_the_public_key(
-    browsers: Browsers, rs_server: Server, rsa_key: rsa.RSAPrivateKey
+    browsers: Browsers, rs_server: Server
 ) -> None:
-    token = jwt.encode(claims("alice"), rsa_key, algorithm="RS256")
+    token = jwt.encode(claims("alice"), rsa_key(), algorithm="RS256")
     tab = page(browsers, rs_server)
     result = tab.page.evaluate(
         "(token) => subscribeAndReceive({token: () => token}, '/alice/inbox')",
@@ -184,37 +156,12 @@ def test_the_token_options_are_checked(browsers: Browsers, hs_server: Server) ->
 # --------------------------------------------------------------- bad tokens
 
 
-def _forged(kind: str, rsa_key: rsa.RSAPrivateKey) -> tuple[str, str]:
-    """The server fixture and the bad token for each refusal case."""
-    if kind == "expired":
-        return "hs_server", hs("alice", lifetime=-60)
-    if kind == "wrong key":
-        return "hs_server", jwt.encode(claims("alice"), OTHER_SECRET, algorithm="HS256")
-    if kind == "alg none":
-        return "hs_server", by_hand({"alg": "none", "typ": "JWT"}, claims("alice"), None)
-    assert kind == "HS256 signed with the RS256 public key"
-    header = {"alg": "HS256", "typ": "JWT"}
-    return "rs_server", by_hand(header, claims("alice"), public_pem(rsa_key))
-
-
-@pytest.mark.parametrize(
-    ("kind", "error"),
-    [
-        ("expired", "401::Authentication token expired"),
-        ("wrong key", "401::Authentication token invalid"),
-        ("alg none", "401::Authentication token invalid"),
-        ("HS256 signed with the RS256 public key", "401::Authentication token invalid"),
-    ],
-)
+@pytest.mark.parametrize(("kind", "error"), BAD_CONNECTION_TOKENS.items())
 def test_a_bad_token_is_refused_at_the_handshake(
-    browsers: Browsers,
-    request: pytest.FixtureRequest,
-    rsa_key: rsa.RSAPrivateKey,
-    kind: str,
-    error: str,
+    browsers: Browsers, request: pytest.FixtureRequest, kind: str, error: str
 ) -> None:
-    fixture, token = _forged(kind, rsa_key)
-    server: Server = request.getfixturevalue(fixture)
+    algorithm, token = bad_connection_token(kind)
+    server: Server = request.getfixturevalue(f"{algorithm}_server")
     tab = page(browsers, server)
     result = tab.page.evaluate(
         """async (token) => {
@@ -297,7 +244,7 @@ def test_a_channel_token_opens_its_channel_only(
             await client.disconnect();
             return {subscribed, got};
         }""",
-        [hs("carol"), channel_token(ticket_for)],
+        [connection_token("carol"), channel_token(ticket_for)],
     )
     if ok:
         assert result == {"subscribed": {"ok": True}, "got": ["psst"]}
@@ -313,7 +260,7 @@ def test_a_channel_token_opens_its_channel_only(
 def test_a_session_whose_token_expires_handshakes_again_with_a_fresh_one(
     browsers: Browsers, hs_server: Server, transport: str
 ) -> None:
-    short, fresh = hs("alice", lifetime=3), hs("alice")
+    short, fresh = connection_token("alice", lifetime=3), connection_token("alice")
     tab = page(browsers, hs_server)
     result: dict[str, Any] = tab.page.evaluate(
         """async ([short, fresh, longPolling]) => {

@@ -82,26 +82,76 @@ def expect_refused(tab: Tab) -> None:
     expect(error).to_have_text(f"Refused: {REFUSED}")
 
 
-def check_private_chat(browsers: Browsers, server: Server, client_script: Path | None) -> None:
-    alice = open_private(
-        browsers,
-        server,
-        name="alice",
-        token=TOKENS["alice"],
-        friend="bob",
-        client_script=client_script,
+def open_conversation(
+    browsers: Browsers,
+    server: Server,
+    first: str,
+    second: str,
+    client_script: Path | None = None,
+) -> tuple[Tab, Tab]:
+    """``first`` and ``second`` (users of TOKENS) sign in and open their conversation."""
+    tabs = tuple(
+        open_private(
+            browsers,
+            server,
+            name=name,
+            token=TOKENS[name],
+            friend=friend,
+            client_script=client_script,
+        )
+        for name, friend in ((first, second), (second, first))
     )
-    bob = open_private(
-        browsers,
-        server,
-        name="bob",
-        token=TOKENS["bob"],
-        friend="alice",
-        client_script=client_script,
-    )
-    expect_admitted(alice)
-    expect_admitted(bob)
+    for tab in tabs:
+        expect_admitted(tab)
+    return tabs[0], tabs[1]
 
+
+def send(sender: Tab, receiver: Tab, text: str, *, who: str) -> None:
+    """``sender`` sends ``text``; it arrives at ``receiver`` once, shown as from ``who``."""
+    sender.page.fill("#message", text)
+    sender.page.click("#send")
+    line = receiver.page.locator("#messages li:not(.system)").filter(has_text=text)
+    expect(line).to_have_count(1)
+    expect(line.locator(".who")).to_have_text(who)
+
+
+def expect_no_token_delivered(*tabs: Tab) -> None:
+    for tab in tabs:
+        for message in tab.traffic.received:
+            assert "authToken" not in json.dumps(message.get("ext", {})), message
+
+
+#: a Faye client with ``token`` in every message's ext.authToken tries to
+#: subscribe to each of ``channels`` and to publish to ``publishTo``
+_EAVESDROP = """async ([token, channels, publishTo]) => {
+    const client = new Faye.Client('/faye');
+    client.addExtension({outgoing(message, callback) {
+        message.ext = {authToken: token};
+        callback(message);
+    }});
+    const results = {};
+    for (const channel of channels) {
+        results[channel] = await client.subscribe(channel, () => {}).then(
+            () => 'admitted', (error) => error.message);
+    }
+    results.publish = await client.publish(publishTo, {text: 'x'}).then(
+        () => 'published', (error) => error.message);
+    return results;
+}"""
+
+
+def eavesdrop(
+    browsers: Browsers, server: Server, user: str, channels: list[str], publish_to: str
+) -> dict[str, str]:
+    """What ``user``'s own Faye client gets: channel (and "publish") -> "admitted",
+    "published" or the error."""
+    tab = browsers.open(f"{server.origin}/", endpoint=server.endpoint)
+    outcomes: dict[str, str] = tab.page.evaluate(_EAVESDROP, [TOKENS[user], channels, publish_to])
+    return outcomes
+
+
+def check_private_chat(browsers: Browsers, server: Server, client_script: Path | None) -> None:
+    alice, bob = open_conversation(browsers, server, "alice", "bob", client_script)
     # carol's token is valid, but she does not follow alice: no conversation.
     carol = open_private(
         browsers,
@@ -116,23 +166,13 @@ def check_private_chat(browsers: Browsers, server: Server, client_script: Path |
     impostor = sign_in(browsers, server, name="bob", token="guessed", client_script=client_script)
     expect_wrong_token(impostor, "bob")
 
-    alice.page.fill("#message", "hi bob, only you can read this")
-    alice.page.click("#send")
-    line = bob.page.locator("#messages li:not(.system)").filter(has_text="only you can read this")
-    expect(line).to_have_count(1)
-    expect(line.locator(".who")).to_have_text("alice")
-    bob.page.fill("#message", "hello alice")
-    bob.page.click("#send")
-    expect(
-        alice.page.locator("#messages li:not(.system)").filter(has_text="hello alice")
-    ).to_have_count(1)
+    send(alice, bob, "hi bob, only you can read this", who="alice")
+    send(bob, alice, "hello alice", who="bob")
 
     # The refused pages received nothing, and the token was not delivered to anyone.
     for tab in (carol, impostor):
         expect(tab.page.locator("#messages li:not(.system)")).to_have_count(0)
-    for tab in (alice, bob):
-        for message in tab.traffic.received:
-            assert "authToken" not in json.dumps(message.get("ext", {})), message
+    expect_no_token_delivered(alice, bob)
 
 
 def test_private_chat_admits_mutual_followers_and_refuses_others(
@@ -160,36 +200,16 @@ def test_a_wrong_token_is_refused_at_sign_in(browsers: Browsers, private_server:
 
 def test_eavesdropping_patterns_are_refused(browsers: Browsers, private_server: Server) -> None:
     """Wildcards that would reach a conversation are refused, even with a valid token."""
-    tab = browsers.open(f"{private_server.origin}/", endpoint=private_server.endpoint)
-    outcomes = tab.page.evaluate(
-        """async ([token, channels]) => {
-            const client = new Faye.Client('/faye');
-            client.addExtension({outgoing(message, callback) {
-                message.ext = {authToken: token};
-                callback(message);
-            }});
-            const results = {};
-            for (const channel of channels) {
-                results[channel] = await client.subscribe(channel, () => {}).then(
-                    () => 'admitted', (error) => error.message);
-            }
-            results.publish = await client.publish('/private/alice/carol', {text: 'x'}).then(
-                () => 'published', (error) => error.message);
-            return results;
-        }""",
-        [
-            TOKENS["alice"],
-            [
-                "/**",
-                "/private/**",
-                "/private/*",
-                "/private/bob",
-                "/private/alice/*",
-                "/private/alice/bob",
-                "/private/alice",
-            ],
-        ],
-    )
+    channels = [
+        "/**",
+        "/private/**",
+        "/private/*",
+        "/private/bob",
+        "/private/alice/*",
+        "/private/alice/bob",
+        "/private/alice",
+    ]
+    outcomes = eavesdrop(browsers, private_server, "alice", channels, "/private/alice/carol")
     assert outcomes == {
         "/**": REFUSED,
         "/private/**": REFUSED,

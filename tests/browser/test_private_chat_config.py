@@ -22,29 +22,15 @@ from examples.private_chat.auth import REFUSED
 from ._support import EXAMPLES, Browsers, Server, expect, running, start_server
 from .test_private_chat import (
     TOKENS,
-    expect_admitted,
+    eavesdrop,
+    expect_no_token_delivered,
     expect_wrong_token,
-    open_private,
+    open_conversation,
+    send,
     sign_in,
 )
 
 CONFIG = EXAMPLES / "private_chat" / "bayeux.toml"
-
-EAVESDROP = """async ([token, channels, publishTo]) => {
-    const client = new Faye.Client('/faye');
-    client.addExtension({outgoing(message, callback) {
-        message.ext = {authToken: token};
-        callback(message);
-    }});
-    const results = {};
-    for (const channel of channels) {
-        results[channel] = await client.subscribe(channel, () => {}).then(
-            () => 'admitted', (error) => error.message);
-    }
-    results.publish = await client.publish(publishTo, {text: 'x'}).then(
-        () => 'published', (error) => error.message);
-    return results;
-}"""
 
 
 @pytest.fixture(scope="module")
@@ -57,45 +43,21 @@ def config_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def test_two_users_talk_and_nobody_else_listens(browsers: Browsers, config_server: Server) -> None:
-    alice = open_private(browsers, config_server, name="alice", token=TOKENS["alice"], friend="bob")
-    bob = open_private(browsers, config_server, name="bob", token=TOKENS["bob"], friend="alice")
-    expect_admitted(alice)
-    expect_admitted(bob)
+    alice, bob = open_conversation(browsers, config_server, "alice", "bob")
     # dave holds a valid token, but alice/bob is not his conversation.
-    dave = browsers.open(f"{config_server.origin}/", endpoint=config_server.endpoint)
-    outcomes = dave.page.evaluate(
-        EAVESDROP,
-        [
-            TOKENS["dave"],
-            [
-                "/private/alice/bob",
-                "/**",
-                "/private/*",
-                "/private/**",
-                "/private/alice/*",
-                "/private/bob",
-            ],
-            "/private/alice/bob",
-        ],
-    )
-    assert outcomes == {
-        "/private/alice/bob": REFUSED,
-        "/**": REFUSED,
-        "/private/*": REFUSED,
-        "/private/**": REFUSED,
-        "/private/alice/*": REFUSED,
-        "/private/bob": REFUSED,
-        "publish": REFUSED,
-    }
+    channels = [
+        "/private/alice/bob",
+        "/**",
+        "/private/*",
+        "/private/**",
+        "/private/alice/*",
+        "/private/bob",
+    ]
+    outcomes = eavesdrop(browsers, config_server, "dave", channels, "/private/alice/bob")
+    assert outcomes == dict.fromkeys([*channels, "publish"], REFUSED)
     # What alice says arrives at bob, signed by the server with her name.
-    alice.page.fill("#message", "configured, not coded")
-    alice.page.click("#send")
-    line = bob.page.locator("#messages li:not(.system)").filter(has_text="configured, not coded")
-    expect(line).to_have_count(1)
-    expect(line.locator(".who")).to_have_text("alice")
-    for tab in (alice, bob):
-        for message in tab.traffic.received:
-            assert "authToken" not in json.dumps(message.get("ext", {})), message
+    send(alice, bob, "configured, not coded", who="alice")
+    expect_no_token_delivered(alice, bob)
 
 
 def test_a_wrong_token_is_refused_at_sign_in(browsers: Browsers, config_server: Server) -> None:
@@ -106,28 +68,8 @@ def test_a_wrong_token_is_refused_at_sign_in(browsers: Browsers, config_server: 
 def test_with_fayes_own_bundle(
     browsers: Browsers, config_server: Server, faye_bundle: Path
 ) -> None:
-    alice = open_private(
-        browsers,
-        config_server,
-        name="alice",
-        token=TOKENS["alice"],
-        friend="carol",
-        client_script=faye_bundle,
-    )
-    carol = open_private(
-        browsers,
-        config_server,
-        name="carol",
-        token=TOKENS["carol"],
-        friend="alice",
-        client_script=faye_bundle,
-    )
-    expect_admitted(alice)
-    expect_admitted(carol)
-    carol.page.fill("#message", "from faye's bundle")
-    carol.page.click("#send")
-    line = alice.page.locator("#messages li:not(.system)").filter(has_text="from faye's bundle")
-    expect(line.locator(".who")).to_have_text("carol")
+    alice, carol = open_conversation(browsers, config_server, "alice", "carol", faye_bundle)
+    send(carol, alice, "from faye's bundle", who="carol")
 
 
 def test_the_registry_is_reloaded_when_it_changes(browsers: Browsers, tmp_path: Path) -> None:

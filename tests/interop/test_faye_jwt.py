@@ -10,8 +10,9 @@ the client got; Faye then retries, as after any refused handshake.
 The servers are ``python -m bayeux_trio serve --config FILE`` subprocesses
 (one HS256 with the secret in a file, one RS256 with a public key), with two
 channel rules: only the user ``alice`` may subscribe to ``/alice/**``, and a
-channel token opens a ``/secret/**`` channel. The expiry case waits for a
-real 3-second token to run out.
+channel token opens a ``/secret/**`` channel (tests/_support/tokens.py's
+``jwt_config``, as for client.js in Chromium; the refused tokens are its
+table too). The expiry case waits for a real 3-second token to run out.
 
 The script is written to a temporary folder from :data:`SCRIPT` (the JS
 source is kept here, beside the test that reads its output).
@@ -20,16 +21,22 @@ source is kept here, beside the test that reads its output).
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.access.test_jwt_clients import OTHER_SECRET, SECRET, by_hand, claims, public_pem
+from tests._support.tokens import (
+    BAD_CONNECTION_TOKENS,
+    bad_connection_token,
+    channel_token,
+    claims,
+    connection_token,
+    jwt_config,
+    rsa_key,
+)
 
 from ._support import ServerProcess, of, run_node, running, start_our_server
 
@@ -167,76 +174,43 @@ if (options.expect === 'refused') {
 # ------------------------------------------------------------------ servers
 
 
-def write_config(folder: Path, key_lines: str) -> Path:
-    """A config file: JWT with ``key_lines`` in [access.jwt], and the rules."""
-    path = folder / "bayeux.toml"
-    path.write_text(
-        "[access]\n"
-        # anyone: the fixture's "is it serving?" handshake brings no token
-        'handshake = "anyone"\n'
-        "[access.jwt]\n"
-        f"{key_lines}\n"
-        "leeway = 0\n"
-        "[[channels]]\n"
-        'pattern = "/alice/**"\n'
-        'subscribe = ["alice"]\n'
-        "[[channels]]\n"
-        'pattern = "/secret/**"\n'
-        'subscribe = "token"\n'
-    )
-    return path
-
-
-@pytest.fixture(scope="module")
-def rsa_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+def _serve(
+    tmp_path_factory: pytest.TempPathFactory, algorithm: Literal["hs", "rs"]
+) -> Iterator[ServerProcess]:
+    folder = tmp_path_factory.mktemp(f"jwt-{algorithm}")
+    args = ["--config", str(jwt_config(folder, algorithm)), "--log-level", "debug"]
+    with running(start_our_server(folder / "server.log", args)) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def hs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """HS256, the secret in a file."""
-    folder = tmp_path_factory.mktemp("jwt-hs")
-    (folder / "jwt.secret").write_bytes(SECRET + b"\n")
-    config = write_config(folder, f"secret-file = {json.dumps(str(folder / 'jwt.secret'))}")
-    args = ["--config", str(config), "--log-level", "debug"]
-    with running(start_our_server(folder / "server.log", args)) as server:
-        yield server
+    yield from _serve(tmp_path_factory, "hs")
 
 
 @pytest.fixture(scope="module")
-def rs_server(
-    tmp_path_factory: pytest.TempPathFactory, rsa_key: rsa.RSAPrivateKey
-) -> Iterator[ServerProcess]:
+def rs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """RS256, the public key in a file."""
-    folder = tmp_path_factory.mktemp("jwt-rs")
-    (folder / "jwt.pem").write_bytes(public_pem(rsa_key))
-    config = write_config(folder, f"public-key-file = {json.dumps(str(folder / 'jwt.pem'))}")
-    args = ["--config", str(config), "--log-level", "debug"]
-    with running(start_our_server(folder / "server.log", args)) as server:
-        yield server
+    yield from _serve(tmp_path_factory, "rs")
+
+
+#: runs the script against a server with the given options; the events it printed
+Faye = Callable[..., list[dict[str, Any]]]
 
 
 @pytest.fixture(scope="module")
-def script(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("faye-jwt") / "faye_jwt.js"
-    path.write_text(SCRIPT)
-    return path
+def faye(node_modules: Path, tmp_path_factory: pytest.TempPathFactory) -> Faye:
+    """The script's runner: subscribe to alice's inbox unless told otherwise."""
+    script = tmp_path_factory.mktemp("faye-jwt") / "faye_jwt.js"
+    script.write_text(SCRIPT)
 
+    def run(server: ServerProcess, **options: Any) -> list[dict[str, Any]]:
+        options = {"channel": "/alice/inbox", "expect": "subscribed", **options}
+        # run_node runs js/<script>; an absolute path replaces js/ (pathlib's join).
+        return run_node(node_modules, str(script), [server.url, json.dumps(options)], server=server)
 
-def faye(
-    node_modules: Path, script: Path, server: ServerProcess, **options: Any
-) -> list[dict[str, Any]]:
-    # run_node runs js/<script>; an absolute path replaces js/ (pathlib's join).
-    return run_node(node_modules, str(script), [server.url, json.dumps(options)], server=server)
-
-
-def hs(user: str = "alice", *, lifetime: float = 3600) -> str:
-    return jwt.encode(claims(user, lifetime=lifetime), SECRET, algorithm="HS256")
-
-
-def channel_token(channel: str) -> str:
-    payload = {"channel": channel, "exp": int(time.time()) + 3600}
-    return jwt.encode(payload, SECRET, algorithm="HS256")
+    return run
 
 
 # -------------------------------------------------------------------- tests
@@ -244,17 +218,9 @@ def channel_token(channel: str) -> str:
 
 @TRANSPORTS
 def test_a_good_token_names_the_session(
-    node_modules: Path, script: Path, hs_server: ServerProcess, transport: str
+    faye: Faye, hs_server: ServerProcess, transport: str
 ) -> None:
-    events = faye(
-        node_modules,
-        script,
-        hs_server,
-        transport=transport,
-        tokens=[hs("alice")],
-        channel="/alice/inbox",
-        expect="subscribed",
-    )
+    events = faye(hs_server, transport=transport, tokens=[connection_token("alice")])
     assert [e["successful"] for e in of(events, "handshake")] == [True]
     # Only alice may subscribe to /alice/**: the session's user is the token's sub.
     assert of(events, "subscribed")
@@ -262,16 +228,9 @@ def test_a_good_token_names_the_session(
 
 
 def test_another_users_token_is_refused_alices_channel(
-    node_modules: Path, script: Path, hs_server: ServerProcess
+    faye: Faye, hs_server: ServerProcess
 ) -> None:
-    events = faye(
-        node_modules,
-        script,
-        hs_server,
-        tokens=[hs("bob")],
-        channel="/alice/inbox",
-        expect="subscribed",
-    )
+    events = faye(hs_server, tokens=[connection_token("bob")])
     (failed,) = of(events, "subscribe_failed")
     assert failed == {
         "event": "subscribe_failed",
@@ -280,39 +239,13 @@ def test_another_users_token_is_refused_alices_channel(
     }
 
 
-def _forged(kind: str, rsa_key: rsa.RSAPrivateKey) -> tuple[str, str]:
-    """The server fixture and the bad token for each refusal case."""
-    if kind == "expired":
-        return "hs_server", hs("alice", lifetime=-60)
-    if kind == "wrong key":
-        return "hs_server", jwt.encode(claims("alice"), OTHER_SECRET, algorithm="HS256")
-    if kind == "alg none":
-        return "hs_server", by_hand({"alg": "none", "typ": "JWT"}, claims("alice"), None)
-    assert kind == "HS256 signed with the RS256 public key"
-    header = {"alg": "HS256", "typ": "JWT"}
-    return "rs_server", by_hand(header, claims("alice"), public_pem(rsa_key))
-
-
-@pytest.mark.parametrize(
-    ("kind", "error"),
-    [
-        ("expired", "401::Authentication token expired"),
-        ("wrong key", "401::Authentication token invalid"),
-        ("alg none", "401::Authentication token invalid"),
-        ("HS256 signed with the RS256 public key", "401::Authentication token invalid"),
-    ],
-)
+@pytest.mark.parametrize(("kind", "error"), BAD_CONNECTION_TOKENS.items())
 def test_a_bad_token_is_refused_at_the_handshake(
-    node_modules: Path,
-    script: Path,
-    request: pytest.FixtureRequest,
-    rsa_key: rsa.RSAPrivateKey,
-    kind: str,
-    error: str,
+    faye: Faye, request: pytest.FixtureRequest, kind: str, error: str
 ) -> None:
-    fixture, token = _forged(kind, rsa_key)
-    server: ServerProcess = request.getfixturevalue(fixture)
-    events = faye(node_modules, script, server, tokens=[token], expect="refused")
+    algorithm, token = bad_connection_token(kind)
+    server: ServerProcess = request.getfixturevalue(f"{algorithm}_server")
+    events = faye(server, tokens=[token], expect="refused")
     (refused,) = of(events, "handshake")
     assert refused["successful"] is False
     assert refused["error"] == error
@@ -321,64 +254,38 @@ def test_a_bad_token_is_refused_at_the_handshake(
     assert refused["advice"]["reconnect"] == "handshake"
 
 
-def test_an_rs256_token_is_accepted_by_the_public_key(
-    node_modules: Path, script: Path, rs_server: ServerProcess, rsa_key: rsa.RSAPrivateKey
-) -> None:
-    token = jwt.encode(claims("alice"), rsa_key, algorithm="RS256")
-    events = faye(
-        node_modules,
-        script,
-        rs_server,
-        tokens=[token],
-        channel="/alice/inbox",
-        expect="subscribed",
-    )
+def test_an_rs256_token_is_accepted_by_the_public_key(faye: Faye, rs_server: ServerProcess) -> None:
+    token = jwt.encode(claims("alice"), rsa_key(), algorithm="RS256")
+    events = faye(rs_server, tokens=[token])
     assert of(events, "subscribed")
 
 
-def test_a_channel_token_opens_its_channel(
-    node_modules: Path, script: Path, hs_server: ServerProcess
+@pytest.mark.parametrize(("ticket_for", "ok"), [("/secret/mine", True), ("/secret/theirs", False)])
+def test_a_channel_token_opens_its_channel_only(
+    faye: Faye, hs_server: ServerProcess, ticket_for: str, ok: bool
 ) -> None:
     events = faye(
-        node_modules,
-        script,
         hs_server,
-        tokens=[hs("carol")],
+        tokens=[connection_token("carol")],
         channel="/secret/mine",
-        channelToken=channel_token("/secret/mine"),
-        expect="subscribed",
+        channelToken=channel_token(ticket_for),
     )
-    assert of(events, "subscribed")
-    assert [e["data"] for e in of(events, "message")] == [{"n": 0, "session": 1}]
-
-
-def test_a_channel_token_for_another_channel_is_refused(
-    node_modules: Path, script: Path, hs_server: ServerProcess
-) -> None:
-    events = faye(
-        node_modules,
-        script,
-        hs_server,
-        tokens=[hs("carol")],
-        channel="/secret/mine",
-        channelToken=channel_token("/secret/theirs"),
-        expect="subscribed",
-    )
-    (failed,) = of(events, "subscribe_failed")
-    assert failed["error"] == FORBIDDEN.format(channel="/secret/mine")
+    if ok:
+        assert of(events, "subscribed")
+        assert [e["data"] for e in of(events, "message")] == [{"n": 0, "session": 1}]
+    else:
+        (failed,) = of(events, "subscribe_failed")
+        assert failed["error"] == FORBIDDEN.format(channel="/secret/mine")
 
 
 @TRANSPORTS
 def test_a_session_whose_token_expires_handshakes_again_with_a_fresh_one(
-    node_modules: Path, script: Path, hs_server: ServerProcess, transport: str
+    faye: Faye, hs_server: ServerProcess, transport: str
 ) -> None:
     events = faye(
-        node_modules,
-        script,
         hs_server,
         transport=transport,
-        tokens=[hs("alice", lifetime=3), hs("alice")],
-        channel="/alice/inbox",
+        tokens=[connection_token("alice", lifetime=3), connection_token("alice")],
         expect="rehandshake",
         lifetime=25000,
     )

@@ -7,20 +7,19 @@ replayed from deliveries, forged and oversized JWTs, a spoofed sender, a
 channel token stretched to other channels, a guessed backend secret, and a
 session that outlives its token. A real server on loopback each time, the
 attacker over long-polling and WebSocket where the transport could matter,
-and every frame a victim or attacker receives is kept raw so that a token
-showing up anywhere is caught.
+every frame a victim or attacker receives kept raw so that a token showing
+up anywhere is caught, and the server still answering others afterwards (the
+``server`` fixture checks, after each test). Forged tokens are made by
+tests/_support/tokens.py, as in the other JWT suites.
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import hashlib
-import hmac
 import itertools
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,13 +28,22 @@ import jwt as pyjwt
 import orjson
 import pytest
 import trio
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from wsproto.events import Ping, TextMessage
 
 from bayeux_core import ChannelRule
 from bayeux_trio import BayeuxServer
 from bayeux_trio.access import AccessSettings, JwtSettings, TokenFileSettings, install
+from tests._support.tokens import (
+    OTHER_SECRET,
+    SECRET,
+    channel_token,
+    claims,
+    connection_token,
+    forge,
+    public_pem,
+    rsa_key,
+    write_registry,
+)
 from tests.trio.helpers import HANDSHAKE, WsClient, fail_after, make_config, request
 
 from .helpers import still_serving
@@ -43,7 +51,6 @@ from .helpers import still_serving
 JSON = [("content-type", "application/json")]
 TRANSPORTS = ["long-polling", "websocket"]
 
-JWT_SECRET = "access-security-jwt-secret-0123456789abcd"
 BACKEND_SECRET = "access-security-backend-secret-42"
 #: the registry (tokens.json): the seed's way, ext.authToken on each message
 REGISTRY = {
@@ -73,44 +80,33 @@ class Keys:
 
     directory: Path
     settings: AccessSettings
-    private_pem: bytes
-    public_pem: bytes
 
     def rs256(self) -> AccessSettings:
-        """The same, with tokens checked by the RSA public key (RS256) instead."""
+        """The same, with tokens checked by the public half of rsa_key() (RS256) instead."""
         jwt = JwtSettings(public_key_file=self.directory / "jwt.pub", leeway=0)
         return dataclasses.replace(self.settings, jwt=jwt)
 
 
-@pytest.fixture(scope="module")
-def rsa_pems() -> tuple[bytes, bytes]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return private, public
-
-
 @pytest.fixture
-def keys(tmp_path: Path, rsa_pems: tuple[bytes, bytes]) -> Keys:
-    (tmp_path / "jwt.secret").write_text(JWT_SECRET)
-    registry = {user: {"token": token} for user, token in REGISTRY.items()}
-    (tmp_path / "tokens.json").write_text(json.dumps(registry))
+def keys(tmp_path: Path) -> Keys:
+    (tmp_path / "jwt.secret").write_bytes(SECRET)
+    write_registry(tmp_path / "tokens.json", REGISTRY)
     (tmp_path / "backend.secret").write_text(BACKEND_SECRET + "\n")
-    private, public = rsa_pems
-    (tmp_path / "jwt.pub").write_bytes(public)
+    (tmp_path / "jwt.pub").write_bytes(public_pem(rsa_key()))
     settings = AccessSettings(
         rules=RULES,
         tokens=TokenFileSettings(file=tmp_path / "tokens.json"),
         jwt=JwtSettings(secret_file=tmp_path / "jwt.secret", leeway=0),
         backend_secret_file=tmp_path / "backend.secret",
     )
-    return Keys(tmp_path, settings, private, public)
+    return Keys(tmp_path, settings)
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> str:
+    """The attacker's (or victim's) transport, where it could matter."""
+    name: str = request.param
+    return name
 
 
 async def start_guarded(nursery: trio.Nursery, settings: AccessSettings) -> BayeuxServer:
@@ -122,35 +118,21 @@ async def start_guarded(nursery: trio.Nursery, settings: AccessSettings) -> Baye
     return started
 
 
+@pytest.fixture
+async def server(nursery: trio.Nursery, keys: Keys) -> AsyncIterator[BayeuxServer]:
+    """A server with ``keys.settings``, that must still serve others after the test."""
+    started = await start_guarded(nursery, keys.settings)
+    yield started
+    with trio.fail_after(5):
+        await still_serving(started)
+
+
 def port_of(server: BayeuxServer) -> int:
     assert server.port is not None
     return server.port
 
 
 # ------------------------------------------------------------------- tokens
-
-
-def connection_token(user: str, **claims: Any) -> str:
-    claims.setdefault("exp", time.time() + 600)
-    return pyjwt.encode({"sub": user, **claims}, JWT_SECRET, algorithm="HS256")
-
-
-def channel_token(channel: str, **claims: Any) -> str:
-    claims.setdefault("exp", time.time() + 600)
-    return pyjwt.encode({"channel": channel, **claims}, JWT_SECRET, algorithm="HS256")
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def forged(header: dict[str, Any], claims: dict[str, Any], key: bytes | None) -> str:
-    """A JWT built by hand: HMAC-SHA256 with ``key`` (whatever ``alg`` says), or unsigned."""
-    signing_input = f"{_b64(orjson.dumps(header))}.{_b64(orjson.dumps(claims))}"
-    if key is None:
-        return signing_input + "."
-    signature = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
-    return f"{signing_input}.{_b64(signature)}"
 
 
 def jwt_ext(token: str) -> dict[str, Any]:
@@ -323,12 +305,10 @@ def data_of(delivered: list[dict[str, Any]], channel: str) -> list[Any]:
 # --------------------------------- CVE-2020-11020 against a users-only channel
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
 @fail_after(10)
 async def test_cve_2020_11020_prefixed_subscribe_gets_no_users_only_channel(
-    nursery: trio.Nursery, keys: Keys, transport: str
+    server: BayeuxServer, transport: str
 ) -> None:
-    server = await start_guarded(nursery, keys.settings)
     port = port_of(server)
     carol = await Client.session(port, transport, registry_ext("carol"))
     for channel in ["/meta/subscribe/x", "/meta/subscribe/", "/meta/subscribe/../"]:
@@ -350,18 +330,15 @@ async def test_cve_2020_11020_prefixed_subscribe_gets_no_users_only_channel(
     assert [m["channel"] for m in got] == ["/chat/after"]
     assert b"for bob" not in carol.text
     await carol.aclose()
-    await still_serving(server)
 
 
 # ---------------------------------------------------------------- wildcards
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
 @fail_after(15)
 async def test_wildcards_never_reach_a_conversation_of_others(
-    nursery: trio.Nursery, keys: Keys, transport: str
+    server: BayeuxServer, transport: str
 ) -> None:
-    server = await start_guarded(nursery, keys.settings)
     port = port_of(server)
     carol = await Client.session(port, transport, registry_ext("carol"))
     for pattern in ["/**", "/*", "/private/*", "/private/**", "/private/alice/*"]:
@@ -396,15 +373,13 @@ async def test_wildcards_never_reach_a_conversation_of_others(
         assert b"hi bob" not in outsider.text
     await carol.aclose()
     await bob.aclose()
-    await still_serving(server)
 
 
 # ------------------------------------------------- token replay and leakage
 
 
 @fail_after(15)
-async def test_no_credential_is_ever_delivered_or_echoed(nursery: trio.Nursery, keys: Keys) -> None:
-    server = await start_guarded(nursery, keys.settings)
+async def test_no_credential_is_ever_delivered_or_echoed(server: BayeuxServer) -> None:
     port = port_of(server)
     polled = await Client.session(port, "long-polling")
     streamed = await Client.session(port, "websocket")
@@ -446,7 +421,6 @@ async def test_no_credential_is_ever_delivered_or_echoed(nursery: trio.Nursery, 
     for secret in secrets:
         assert secret.encode() not in alice.text  # no reply echoed one
     await streamed.aclose()
-    await still_serving(server)
 
 
 # ------------------------------------------------------------ JWT on the wire
@@ -455,9 +429,8 @@ async def test_no_credential_is_ever_delivered_or_echoed(nursery: trio.Nursery, 
 def bad_token(name: str) -> str:
     """A connection token the HS256 server must refuse, made now."""
     now = time.time()
-    claims = {"sub": "alice", "exp": now + 600}
     if name.startswith("alg-"):  # unsigned, "alg" spelt as given
-        return forged({"alg": name[len("alg-") :], "typ": "JWT"}, claims, None)
+        return forge({"alg": name[len("alg-") :], "typ": "JWT"}, claims("alice"), None)
     if name == "expired":
         return connection_token("alice", exp=now - 1)
     if name == "not-yet-valid":
@@ -465,11 +438,11 @@ def bad_token(name: str) -> str:
     if name == "issued-in-the-future":
         return connection_token("alice", iat=now + 60)
     if name == "wrong-key":
-        return pyjwt.encode(claims, "another-secret-of-forty-bytes-0123456789", "HS256")
+        return connection_token("alice", key=OTHER_SECRET)
     if name == "channel-token":
         return channel_token("/chat/a")
     if name == "no-sub":
-        return pyjwt.encode({"exp": now + 600}, JWT_SECRET, algorithm="HS256")
+        return connection_token(None)
     if name == "100-kb":
         # a good signature on 100 KB: refused for its size alone
         return connection_token("alice", pad="x" * 100_000)
@@ -493,11 +466,17 @@ BAD_TOKENS = [
 ]
 
 
+async def handshake_reply(server: BayeuxServer, transport: str, ext: Any) -> dict[str, Any]:
+    """The reply to one handshake with ``ext`` (its client closed again)."""
+    client, reply = await Client.open(port_of(server), transport, ext)
+    await client.aclose()
+    return reply
+
+
 async def refused_handshake(server: BayeuxServer, transport: str, ext: Any) -> str:
     """Handshake with ``ext``; assert a 401 and no session; the error text."""
     sessions = len(server.engine.store)
-    client, reply = await Client.open(port_of(server), transport, ext)
-    await client.aclose()
+    reply = await handshake_reply(server, transport, ext)
     assert reply["successful"] is False, reply
     assert reply["error"].startswith("401:"), reply
     assert reply["advice"]["reconnect"] == "handshake"
@@ -507,48 +486,41 @@ async def refused_handshake(server: BayeuxServer, transport: str, ext: Any) -> s
     return error
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("name", BAD_TOKENS)
 @fail_after(10)
 async def test_a_bad_connection_token_is_a_401_handshake(
-    nursery: trio.Nursery, keys: Keys, name: str, transport: str
+    server: BayeuxServer, name: str, transport: str
 ) -> None:
-    server = await start_guarded(nursery, keys.settings)
     token = bad_token(name)
     started = trio.current_time()
     error = await refused_handshake(server, transport, jwt_ext(token))
     assert trio.current_time() - started < 2  # the 100 KB one too: nothing slow happens
     assert token not in error
-    # the same server takes a good token, and anonymous clients
-    client, reply = await Client.open(port_of(server), transport, jwt_ext(connection_token("a")))
-    await client.aclose()
+    # the same server takes a good token, and anonymous clients (the fixture's check)
+    reply = await handshake_reply(server, transport, jwt_ext(connection_token("a")))
     assert reply["successful"] is True
-    await still_serving(server)
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
 @fail_after(10)
 async def test_hs256_signed_with_the_rsa_public_key_is_refused_by_an_rs256_server(
     nursery: trio.Nursery, keys: Keys, transport: str
 ) -> None:
     """The classic algorithm confusion: the public key, which anyone has, as an HMAC secret."""
     server = await start_guarded(nursery, keys.rs256())
-    claims = {"sub": "mallory", "exp": time.time() + 600}
-    for key in (keys.public_pem, keys.public_pem.strip()):
-        confused = forged({"alg": "HS256", "typ": "JWT"}, claims, key)
+    mallory = claims("mallory")
+    key = public_pem(rsa_key())
+    for secret in (key, key.strip()):
+        confused = forge({"alg": "HS256", "typ": "JWT"}, mallory, secret)
         assert await refused_handshake(server, transport, jwt_ext(confused)) == (
             "401::Authentication token invalid"
         )
-    unsigned = forged({"alg": "none", "typ": "JWT"}, claims, None)
+    unsigned = forge({"alg": "none", "typ": "JWT"}, mallory, None)
     await refused_handshake(server, transport, jwt_ext(unsigned))
     # an HS256 token with the server's old shared secret: not an RS256 one either
     await refused_handshake(server, transport, jwt_ext(connection_token("mallory")))
     # what the server does accept: RS256 signed with the private key
-    good = pyjwt.encode(
-        {"sub": "alice", "exp": time.time() + 600}, keys.private_pem, algorithm="RS256"
-    )
-    client, reply = await Client.open(port_of(server), transport, jwt_ext(good))
-    await client.aclose()
+    good = pyjwt.encode(claims("alice"), rsa_key(), algorithm="RS256")
+    reply = await handshake_reply(server, transport, jwt_ext(good))
     assert reply["successful"] is True
     session = server.engine.store.get(reply["clientId"])
     assert session is not None
@@ -559,12 +531,10 @@ async def test_hs256_signed_with_the_rsa_public_key_is_refused_by_an_rs256_serve
 # ---------------------------------------------------------- sender spoofing
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
 @fail_after(10)
 async def test_a_spoofed_sender_is_overwritten_with_the_publishers_user(
-    nursery: trio.Nursery, keys: Keys, transport: str
+    server: BayeuxServer, transport: str
 ) -> None:
-    server = await start_guarded(nursery, keys.settings)
     port = port_of(server)
     bob = await Client.session(port, ext=registry_ext("bob"))
     assert (await bob.subscribe(["/private/alice/bob", "/chat/after"]))["successful"] is True
@@ -592,18 +562,15 @@ async def test_a_spoofed_sender_is_overwritten_with_the_publishers_user(
         ]
         * 2
     )
-    await still_serving(server)
 
 
 # ------------------------------------------------------------ channel tokens
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
 @fail_after(10)
 async def test_a_channel_token_opens_its_one_channel_only(
-    nursery: trio.Nursery, keys: Keys, transport: str
+    server: BayeuxServer, transport: str
 ) -> None:
-    server = await start_guarded(nursery, keys.settings)
     port = port_of(server)
     client = await Client.session(port, transport)
     for_a = {"auth": {"channelToken": channel_token("/secret/a")}}
@@ -633,7 +600,6 @@ async def test_a_channel_token_opens_its_one_channel_only(
     assert reply["error"] == "403:/secret/a:Forbidden"
     assert subscriptions(server, client) == {"/secret/a"}
     await client.aclose()
-    await still_serving(server)
 
 
 # ------------------------------------------------------------ backend secret
@@ -660,12 +626,10 @@ WRONG_SECRETS: list[tuple[str, Any]] = [
 ]
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
 @fail_after(15)
 async def test_only_the_backend_secret_in_its_place_publishes_on_server_channels(
-    nursery: trio.Nursery, keys: Keys, transport: str
+    server: BayeuxServer, transport: str
 ) -> None:
-    server = await start_guarded(nursery, keys.settings)
     port = port_of(server)
     subscriber = await Client.session(port, transport)
     assert (await subscriber.subscribe(["/alerts/disk", "/chat/after"]))["successful"] is True
@@ -701,18 +665,15 @@ async def test_only_the_backend_secret_in_its_place_publishes_on_server_channels
     assert BACKEND_SECRET.encode() not in sender.text
     await subscriber.aclose()
     await sender.aclose()
-    await still_serving(server)
 
 
 # ------------------------------------------------------------------- expiry
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
 @fail_after(15)
 async def test_a_session_whose_token_expires_is_ended_and_asked_to_handshake(
-    nursery: trio.Nursery, keys: Keys, transport: str
+    server: BayeuxServer, transport: str
 ) -> None:
-    server = await start_guarded(nursery, keys.settings)  # leeway 0
     expires = time.time() + 2
     client = await Client.session(
         port_of(server), transport, jwt_ext(connection_token("alice", exp=expires))
@@ -736,7 +697,6 @@ async def test_a_session_whose_token_expires_is_ended_and_asked_to_handshake(
     reply = await client.subscribe("/chat/b")
     assert reply["error"] == f"401:{client.client_id}:Unknown client"
     await client.aclose()
-    await still_serving(server)
 
 
 # ---------------------------------------------------------------- revocation
@@ -744,9 +704,8 @@ async def test_a_session_whose_token_expires_is_ended_and_asked_to_handshake(
 
 @fail_after(10)
 async def test_a_user_removed_from_the_registry_loses_its_live_sessions_rights(
-    nursery: trio.Nursery, keys: Keys
+    server: BayeuxServer, keys: Keys
 ) -> None:
-    server = await start_guarded(nursery, keys.settings)
     port = port_of(server)
     alice = await Client.session(port, ext=registry_ext("alice"))
     assert (await alice.subscribe("/private/alice/bob"))["successful"] is True
