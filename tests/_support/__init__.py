@@ -5,7 +5,10 @@
 * :mod:`tests._support.ports`: loopback and free ports for subprocesses;
 * :mod:`tests._support.waiting`: bounded waits for a condition (async and sync);
 * :mod:`tests._support.processes`: server subprocesses: wait until they answer
-  a handshake (or accept connections, or stop accepting them), stop them.
+  a handshake (or accept connections, or stop accepting them), stop them;
+* :mod:`tests._support.tokens`: JWT material for the access-control tests
+  (keys, claims, hand-forged tokens, config files);
+* :mod:`tests._support.presence`: the presence test extension.
 
 Nothing here sleeps for a fixed time to decide what a test exercises: every
 wait polls a condition and gives up after a bound.
