@@ -325,7 +325,7 @@ class AccessControl(Extension):
             and type(access) is dict
             and access.get("via") == "tokens"
             and self._tokens is not None
-            and user not in self._tokens.users
+            and not self._tokens.has(user)
         ):
             return None
         return user

@@ -50,6 +50,10 @@ class _Entries:
 
     by_digest: dict[bytes, str]
     info: dict[str, Any]
+    users: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "users", frozenset(self.by_digest.values()))
 
 
 def _digest(token: str) -> bytes:
@@ -149,7 +153,12 @@ class TokenRegistry:
     def users(self) -> frozenset[str]:
         """Everyone the file lists now."""
         self._refresh()
-        return frozenset(self._entries.by_digest.values())
+        return self._entries.users
+
+    def has(self, user: str) -> bool:
+        """True if the file lists ``user`` now."""
+        self._refresh()
+        return user in self._entries.users
 
     def _stat(self) -> _Signature:
         result = os.stat(self._path)

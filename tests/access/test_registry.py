@@ -201,8 +201,11 @@ def test_check_every_is_configurable(tokens: Path, clock: Clock) -> None:
     write(tokens, {"carol": "carol-token"})
     clock.now += 9
     assert registry.users == {"alice", "bob"}
+    assert registry.has("alice")
     clock.now += 1
     assert registry.users == {"carol"}
+    assert not registry.has("alice")
+    assert registry.has("carol")
 
 
 def test_the_file_is_not_read_while_unchanged(
