@@ -37,8 +37,9 @@ def installs(commands: list[str]) -> list[str]:
     return [command for command in commands if "pip install" in command]
 
 
-#: what running needs: the package, and the ASGI example's server (issue 15)
-RUN_INSTALL = "pip install --quiet -e '.[asgi]' 'uvicorn>=0.30'"
+#: what running needs: the package with the ASGI example's server (issue 15)
+#: and the access extra for configs with JWT or hooks (issue 17)
+RUN_INSTALL = "pip install --quiet -e '.[asgi,access]' 'uvicorn>=0.30'"
 
 
 def test_make_run_installs_only_what_running_needs() -> None:
