@@ -96,8 +96,9 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         default="memory",
         metavar="URL",
         help="where sessions live: memory (default), or redis://host:port/db to share "
-        "them with every server on that Redis, or redis+cluster://host:port for a "
-        "Redis Cluster (docs/redis.md)",
+        "them with every server on that Redis, redis+cluster://host:port for a "
+        "Redis Cluster, or redis+sentinel://host:port[,host:port...]/mastername for "
+        "the master Redis Sentinel names, followed across failovers (docs/redis.md)",
     )
     serve.add_argument(
         "--workers",
@@ -431,8 +432,13 @@ def _check_tls_files(
 
 
 def _redis_bus(url: str, parser: argparse.ArgumentParser) -> RedisBus:
-    if not url.startswith(("redis://", "rediss://", "unix://", "redis+cluster://")):
-        parser.error(f"--engine must be memory or a redis:// URL, not {url!r}")
+    schemes = ("redis://", "rediss://", "unix://", "redis+cluster://", "redis+sentinel://")
+    if not url.startswith(schemes):
+        # Not the whole URL, which may hold a password.
+        parser.error(
+            f"--engine must be memory or a redis://, redis+cluster:// or redis+sentinel:// "
+            f"URL, not {url.partition('://')[0]!r}"
+        )
     try:
         from bayeux_trio.redis import RedisBus
     except ImportError as exc:
@@ -440,7 +446,10 @@ def _redis_bus(url: str, parser: argparse.ArgumentParser) -> RedisBus:
             raise
         # Not the whole URL, which may hold a password.
         _extra_missing(f"--engine {url.partition(':')[0]}://...", "coredis", "redis")
-    return RedisBus(url)
+    try:
+        return RedisBus(url)
+    except ValueError as exc:  # a bad redis+sentinel:// URL; says why, never its password
+        parser.error(f"--engine: {exc}")
 
 
 def _admin_token(args: argparse.Namespace, names: Mapping[str, str]) -> str:

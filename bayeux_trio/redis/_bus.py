@@ -59,6 +59,7 @@ from ._scripts import (
     PRESENCE_VANISH,
     UPDATE,
 )
+from ._sentinel import SENTINEL_SCHEME, parse_sentinel_url, sentinel_client
 
 if TYPE_CHECKING:
     from coredis.response.types import StreamEntry
@@ -79,6 +80,10 @@ _RETRYABLE = (
     # a cluster whose slots are not all served (a master down, a failover)
     coredis.exceptions.ClusterDownError,
     coredis.exceptions.TryAgainError,
+    # a Sentinel failover: no master named yet, a named one that was demoted
+    # meanwhile, or writes to a master demoted under an open connection
+    coredis.exceptions.SentinelError,
+    coredis.exceptions.ReadOnlyError,
 )
 _PAGE = 1000
 #: a log id (ms, seq) as one history offset: ms * _SEQ_SPAN + seq (Redis makes
@@ -96,12 +101,15 @@ CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
 
 
 def _connect(url: str) -> _Client:
-    """A coredis client for ``url``: a Redis Cluster for ``redis+cluster://``.
+    """A coredis client for ``url``: a Redis Cluster for ``redis+cluster://``,
+    the master the sentinels name for ``redis+sentinel://`` (:mod:`._sentinel`).
 
     ``redis+cluster://[user:password@]host:port[,host:port...]`` names one or
     more startup nodes; the client finds the others and follows slot moves.
     Every retry is ours (:meth:`RedisBus._retry`).
     """
+    if url.startswith(SENTINEL_SCHEME):
+        return sentinel_client(url)
     if url.startswith(CLUSTER_SCHEMES):
         scheme, rest = url.split("://", 1)
         netloc = rest.split("/", 1)[0]
@@ -123,6 +131,19 @@ def _connect(url: str) -> _Client:
     return coredis.Redis.from_url(
         url, decode_responses=False, retry_policy=NoRetryPolicy(), connect_timeout=2.0
     )
+
+
+def _redact(url: str) -> str:
+    """``url`` without its passwords, for the log."""
+    if url.startswith(SENTINEL_SCHEME):
+        return str(parse_sentinel_url(url))
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, tail = rest.partition("/")
+    auth, at, hosts = netloc.rpartition("@")
+    if at:
+        user, colon, _ = auth.partition(":")
+        netloc = f"{user}:***@{hosts}" if colon else f"***@{hosts}"
+    return f"{scheme}{sep}{netloc}{slash}{tail.split('?', 1)[0]}"
 
 
 def _parse(raw: bytes | str) -> StreamId:
@@ -232,7 +253,9 @@ class RedisBus:
 
     Args:
         url: ``redis://[:password@]host:port/db`` (or ``rediss://``, ``unix://``),
-            or ``redis+cluster://host:port[,host:port...]`` for a Redis Cluster.
+            ``redis+cluster://host:port[,host:port...]`` for a Redis Cluster,
+            or ``redis+sentinel://host:port[,host:port...]/mastername`` for
+            the master a group of Redis Sentinels names (docs/redis.md).
         namespace: prefix of every key, so that clusters can share a Redis.
         ring_size: recent log entries kept in memory for adoptions.
         cursor_interval: how often WebSocket/EventSource cursors are written.
@@ -264,6 +287,8 @@ class RedisBus:
             raise ValueError("request_timeout must be a positive number of seconds")
         if not (math.isfinite(presence_sweep) and presence_sweep > 0):
             raise ValueError("presence_sweep must be a positive number of seconds")
+        if url.startswith(SENTINEL_SCHEME):
+            parse_sentinel_url(url)  # refuse a bad one now, not when the server starts
         self.url = url
         self.request_timeout = request_timeout
         self.namespace = namespace
@@ -326,6 +351,9 @@ class RedisBus:
         self._stale = False
         self._vanished = 0
         self._resyncs = 0
+        #: Redis failed since the log was last checked (see _check_log)
+        self._unchecked = False
+        self._lost_writes = 0
 
     # ------------------------------------------------------------- wiring
 
@@ -365,6 +393,8 @@ class RedisBus:
             # members views rebuilt from Redis (it lost its data)
             "presence_vanished": self._vanished,
             "presence_rebuilt": self._resyncs,
+            # times the log was found shorter than read (Redis lost writes)
+            "lost_writes": self._lost_writes,
         }
 
     def record_key(self, client_id: str) -> str:
@@ -411,7 +441,7 @@ class RedisBus:
                 if epoch is not None:
                     self._history_epoch = epoch.decode()
                     self._hub.share_history(self._history_epoch, _offset(self._pos))
-            log.info("node %s on %s, log at %s", self.node, self.url, self._pos_str)
+            log.info("node %s on %s, log at %s", self.node, _redact(self.url), self._pos_str)
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._reader)
@@ -1053,6 +1083,8 @@ class RedisBus:
         assert hub is not None
         ring = self._ring
         while True:
+            if self._unchecked:
+                await self._check_log()
             if self._stale:
                 await self._resync()
             pos = self._pos_str
@@ -1062,8 +1094,8 @@ class RedisBus:
                     {self.log_key: pos}, count=_PAGE, block=1000
                 ),
             )
-            if not found or self._stale:
-                continue  # after an outage: check the members view first
+            if not found or self._stale or self._unchecked:
+                continue  # after an outage: check the log and the members view first
             now = trio.current_time()
             for entries in found.values():
                 for entry in entries:
@@ -1095,6 +1127,54 @@ class RedisBus:
             if advanced is not None:
                 self._advanced = None
                 advanced.set()
+
+    async def _check_log(self) -> None:
+        """After an outage: if the entry at this node's position is gone from
+        a log that still holds earlier ones, Redis lost writes (a Sentinel
+        failover to a replica that lacked them, a restart without them), and
+        the reader goes on from the last entry that survived.
+
+        Read on from the old position, entries appended meanwhile would be
+        skipped for as long as their ids (the new master's clock) stay below
+        it. The ring forgets the lost entries, and the members view is
+        rebuilt from Redis, as when Redis lost everything (docs/redis.md).
+        Trimming cannot look like a loss: it removes the oldest entries, so
+        an earlier one survives only if the one at the position does.
+        """
+        client = self._client
+        assert client is not None
+        self._unchecked = False
+        if self._pos == (0, 0):
+            return
+        pos = self._pos_str
+        before = await self._retry(
+            "read", lambda: client.xrevrange(self.log_key, end=pos, start="-", count=1)
+        )
+        if not before:
+            # Nothing up to the position: trimmed, or an empty log (Redis
+            # lost it all, and then every later entry is new).
+            empty = not await self._retry("read", lambda: client.xlen(self.log_key))
+            survivor = (0, 0) if empty else self._pos
+        else:
+            survivor = _parse(before[0].identifier)
+        if survivor == self._pos:
+            return
+        log.warning(
+            "Redis lost writes (a failover or restart): the log's entries after %s "
+            "up to %s are gone; reading on from %s",
+            _fmt(survivor),
+            pos,
+            _fmt(survivor),
+        )
+        ring = self._ring
+        while ring and ring[-1][0] > survivor:
+            ring.pop()
+        self._floor = min(self._floor, survivor)
+        self._set_pos(survivor)
+        self._lost_writes += 1
+        if self._presence:
+            self._generation = b""  # a generation no snapshot has: rebuild
+            self._doubt()
 
     def _on_evict(self, fields: dict[bytes, bytes]) -> None:
         if fields.get(b"n") == self.node.encode():
@@ -1234,6 +1314,12 @@ class RedisBus:
 
     def _down(self, what: str, exc: BaseException) -> None:
         self._error = f"{what}: {type(exc).__name__}: {exc}"
+        # The log must be checked before it is read on (_check_log).
+        self._unchecked = True
+        if isinstance(exc, coredis.exceptions.ReadOnlyError) and self._client is not None:
+            # A master demoted under open connections (a Sentinel failover):
+            # new ones ask the sentinels where the master is now.
+            self._client.connection_pool.disconnect()
         if self._presence:
             self._doubt()
         if self.healthy:
