@@ -81,10 +81,20 @@ class Broadcast(Action):
     ``payload`` is the delivery encoded once, as :class:`Deliver` would carry
     it. The engine has not routed it: the bus hands it back to every node,
     this one included, through :meth:`Engine.route`.
+
+    ``client_id`` and ``message_id``: the ``clientId`` and ``id`` the publish
+    carried, when it had both (None otherwise, for a ``clientId`` longer
+    than :data:`~bayeux_core.MAX_CLAIMED_ID_LENGTH`, and for the server's own
+    publishes). A client sends a publish whose reply it lost again under the
+    same pair, perhaps to another node, which knows nothing of the first
+    copy: the bus, which sees every node's publishes, can recognise it
+    (docs/redis.md). The session need not be on this node, nor exist.
     """
 
     channel: str
     payload: bytes
+    client_id: str | None = None
+    message_id: str | int | float | None = None
 
 
 @dataclass(frozen=True, slots=True)

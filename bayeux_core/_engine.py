@@ -70,6 +70,7 @@ from ._actions import (
     Unsubscribed,
 )
 from ._channels import is_meta, is_pattern, is_service, is_valid_name, is_valid_pattern
+from ._cluster import MAX_CLAIMED_ID_LENGTH
 from ._config import EngineConfig, OverflowPolicy
 from ._errors import ErrorCode, LocalProtocolError, error_string
 from ._extensions import Extension, MessageContext
@@ -528,6 +529,7 @@ class Engine:
         user: str | None = None,
         info: Any = None,
         access: Any = None,
+        acked: tuple[int, Iterable[bytes]] | None = None,
     ) -> Session:
         """Take over a session that lived on another node of a cluster.
 
@@ -538,6 +540,12 @@ class Engine:
         the first one is answered at once. ``user``, ``info`` and ``access``: as
         an extension set them on its handshake (the bus keeps them); the session
         is in its presence channels already, so no presence action fires.
+
+        ``acked``: for a session with acknowledged delivery (``bayeux_core._ack``),
+        the number of the last batch sent to it and that batch's deliveries,
+        which it may not have received: its next connect gets them again under
+        that number unless it acknowledges them, as on the node it left (empty:
+        nothing to send again). ``backlog`` is what came after that batch.
         """
         self._tick(now)
         if type(client_id) is not str or not client_id or self._store.get(client_id) is not None:
@@ -548,6 +556,10 @@ class Engine:
         session.user = user
         session.info = info
         session.access = access
+        if acked is not None:
+            session.ack = True
+            session.batch = acked[0]
+            session.unacked = tuple(acked[1])
         self._store.add(session)
         presence = self._presence
         for pattern in subscriptions:
@@ -1088,8 +1100,9 @@ class Engine:
         reply["clientId"] = client_id
         reply["advice"] = dict(self._retry_advice)
         if asks_for_ack(message):
-            # A cluster node cannot keep a batch across a takeover: refuse.
-            session.ack = self.config.ack_extension and self._local_routing
+            # On a cluster, the bus keeps the batch's place in its log, so
+            # the node that takes the session over can send it again (adopt).
+            session.ack = self.config.ack_extension
             set_reply_ack(reply, session.ack)
         self._actions.append(Handshaken(client_id))
         return reply
@@ -1434,7 +1447,7 @@ class Engine:
         if ext is not None:
             delivery["ext"] = ext
         try:
-            self._route(channel, delivery)
+            self._route(channel, delivery, message)
         except (TypeError, orjson.JSONEncodeError):
             return self._fail(
                 reply,
@@ -1445,11 +1458,26 @@ class Engine:
         reply["successful"] = True
         return reply
 
-    def _route(self, channel: str, delivery: Message) -> None:
-        """Fan a delivery out; raises TypeError/JSONEncodeError before any effect."""
+    def _route(self, channel: str, delivery: Message, message: Message | None = None) -> None:
+        """Fan a delivery out; raises TypeError/JSONEncodeError before any effect.
+
+        ``message``: the client's publish it comes from, if any.
+        """
         option = self._dump_option
         if not self._local_routing:
-            self._actions.append(Broadcast(channel, orjson.dumps(delivery, option=option)))
+            encoded = orjson.dumps(delivery, option=option)
+            sender = message.get("clientId") if message is not None else None
+            if (
+                message is not None
+                and type(sender) is str
+                and 0 < len(sender) <= MAX_CLAIMED_ID_LENGTH
+                and "id" in message
+            ):
+                # The pair a resent copy will carry too (see Broadcast).
+                broadcast = Broadcast(channel, encoded, sender, message["id"])
+            else:
+                broadcast = Broadcast(channel, encoded)
+            self._actions.append(broadcast)
             return
         payload = None
         if self._history is not None:

@@ -32,6 +32,7 @@ from bayeux_core import (
     Action,
     Broadcast,
     Close,
+    Deliver,
     Disconnected,
     Handshaken,
     Message,
@@ -51,12 +52,14 @@ from bayeux_core import (
 )
 
 from ._scripts import (
+    APPEND,
     CLAIM,
     PRESENCE_APPLY,
     PRESENCE_DUE,
     PRESENCE_RESCORE,
     PRESENCE_SNAPSHOT,
     PRESENCE_VANISH,
+    SENT,
     UPDATE,
 )
 from ._sentinel import SENTINEL_SCHEME, parse_sentinel_url, sentinel_client
@@ -91,6 +94,13 @@ _PAGE = 1000
 _SEQ_SPAN = 1 << 20
 #: entries scanned at the log's tail to find our own appends after a failed write
 _RECOVERY_SCAN = 10_000
+#: publish ids kept per client to recognise a copy it sends again: a client
+#: may make many more publishes while the node it sent the first copy to is
+#: down, and send its copies again in any order (docs/redis.md)
+_RECENT = "1000"
+#: how long the node that takes a session over waits for the last owner to
+#: say that its last reply went out, before replaying that reply (seconds)
+_SENT_WAIT = 0.1
 #: what a request gets when Redis cannot be reached in time (docs/redis.md, Faults)
 PUBLISH_REFUSED = "407::Redis unreachable"
 REFUSED = "503::Redis unreachable"
@@ -187,12 +197,27 @@ def _refused_reply(reply: Reply) -> Reply:
 
 
 def _strip(reply: Reply) -> Reply:
-    """The reply without its deliveries (they are at the end of the array)."""
+    """The reply without its deliveries (they are at the end of the array).
+
+    With acknowledged delivery, its connect reply loses the batch's number
+    too: the client must not count as received a batch that never came (the
+    node that has the session next sends it under that number).
+    """
     joined = b",".join(reply.messages)
     head = reply.body[: len(reply.body) - len(joined) - 1]
     if head.endswith(b","):
         head = head[:-1]
-    return Reply(reply.conn, head + b"]")
+    body = head + b"]"
+    if b'"ack"' in body:
+        answers = orjson.loads(body)
+        for answer in answers:
+            ext = answer.get("ext")
+            if answer.get("channel") == "/meta/connect" and type(ext) is dict:
+                ext.pop("ack", None)
+                if not ext:
+                    del answer["ext"]
+        body = orjson.dumps(answers)
+    return Reply(reply.conn, body)
 
 
 class _Presence:
@@ -217,6 +242,13 @@ class _Presence:
         self.seq = 0
 
 
+def _counted(passes: list[_Pass]) -> int:
+    """How many of ``passes`` count as pending writes: not those that only say
+    that replies went out (a node that stops without them costs the next owner
+    of those sessions a short wait, see RedisBus._handed_out)."""
+    return sum(1 for work in passes if work.held or work.ops or work.xadds or not work.sent)
+
+
 #: presence exits of sessions a pipeline deleted, for the next pipeline
 _Endings = list[tuple[str, list[_Presence]]]
 
@@ -224,7 +256,17 @@ _Endings = list[tuple[str, list[_Presence]]]
 class _Ops:
     """What one pass changes in one session record."""
 
-    __slots__ = ("create", "cursor", "delete", "epoch", "identity", "presence", "subs")
+    __slots__ = (
+        "batch",
+        "create",
+        "cursor",
+        "delete",
+        "epoch",
+        "handed",
+        "identity",
+        "presence",
+        "subs",
+    )
 
     def __init__(self, epoch: int) -> None:
         self.epoch = epoch
@@ -232,6 +274,11 @@ class _Ops:
         #: user and info (JSON) for a new record, when an extension set them
         self.identity: dict[str, bytes] | None = None
         self.cursor = ""
+        #: with acknowledged delivery: the number of the batch ``cursor`` ends
+        self.batch = ""
+        #: the deliveries up to ``cursor`` were pushed already (not in a
+        #: reply that waits for this write)
+        self.handed = False
         self.delete = False
         self.subs: list[str] = []
         self.presence: list[_Presence] = []
@@ -240,12 +287,17 @@ class _Ops:
 class _Pass:
     """The writes of one hub pass, and the actions waiting for them."""
 
-    __slots__ = ("held", "ops", "xadds")
+    __slots__ = ("held", "ops", "senders", "sent", "xadds")
 
     def __init__(self) -> None:
         self.xadds: list[dict[bytes, bytes]] = []
+        #: for the appends (by index) that a client may send again: its
+        #: clientId and the publish's id (JSON), to append them once (APPEND)
+        self.senders: dict[int, tuple[str, bytes]] = {}
         self.ops: dict[str, _Ops] = {}
         self.held: list[Action] = []
+        #: replies that went out after their cursor writes: (clientId, cursor)
+        self.sent: list[tuple[str, str]] = []
 
 
 class RedisBus:
@@ -331,6 +383,10 @@ class RedisBus:
         self._resubscribing = 0
         self._nursery: trio.Nursery | None = None
         self._pushed: dict[str, StreamId] = {}
+        #: held replies that carry deliveries, per session, and held pushes,
+        #: per stream: a push to a session must not overtake them (_stall)
+        self._replying: dict[str, int] = {}
+        self._stalled: dict[int, int] = {}
         self._seq = itertools.count(1)
         self._last_ms = 0
         self._ttl_ms = 60_000
@@ -385,7 +441,8 @@ class RedisBus:
             "sessions": len(self._epochs),
             "claims": self._claims,
             "adoptions": self._adoptions,
-            "pending_writes": len(self._outbox)
+            # (without the notes that replies went out: SENT)
+            "pending_writes": _counted(self._outbox)
             + self._writing
             + bool(self._pushed)
             + self._resubscribing,
@@ -409,7 +466,9 @@ class RedisBus:
             self._client = client
             self._claim = client.register_script(CLAIM)
             self._update = client.register_script(UPDATE)
-            self._pipelined = [self._update]
+            self._append = client.register_script(APPEND)
+            self._sent = client.register_script(SENT)
+            self._pipelined = [self._update, self._append, self._sent]
             if self._presence:
                 self._apply = client.register_script(PRESENCE_APPLY)
                 self._pipelined.append(self._apply)
@@ -533,7 +592,15 @@ class RedisBus:
         self._claims += 1
         local = engine.store.get(client_id)
         epoch = self._epochs.get(client_id, 0) if local is not None else 0
-        idle = self._pos_str if local is not None and not local.queue else ""
+        # Nothing waiting, nor in flight: everything up to here is handed out.
+        idle = (
+            self._pos_str
+            if local is not None
+            and not local.queue
+            and not local.unacked
+            and client_id not in self._replying
+            else ""
+        )
         args = [self.node, str(epoch), idle, str(self._ttl_ms), "1" if connect else "0", *changes]
         key = self.record_key(client_id)
         result: list[Any] = await self._retry("claim", lambda: self._claim(keys=[key], args=args))
@@ -551,7 +618,11 @@ class RedisBus:
         user = result[5].decode() if result[5] else None
         info = orjson.loads(result[6]) if result[6] else None
         access = orjson.loads(result[7]) if result[7] else None
-        subs = {result[i].decode(): _parse(result[i + 1]) for i in range(8, len(result) - 1, 2)}
+        #: with acknowledged delivery: the last batch's number, and where it starts
+        batch = int(result[8]) if result[8] else None
+        start = _parse(result[9]) if batch is not None and result[9] else cursor
+        handed = _parse(result[10]) if result[10] else cursor
+        subs = {result[i].decode(): _parse(result[i + 1]) for i in range(11, len(result) - 1, 2)}
         self._adoptions += 1
         if previous != self.node.encode():
             evict = _Pass()
@@ -564,10 +635,20 @@ class RedisBus:
                 }
             )
             self._enqueue(evict)
+        if batch is None and handed < cursor:
+            cursor = await self._handed_out(client_id, handed, cursor)
         await self._wait_position(cursor)
-        backlog = await self._backlog(cursor, subs)
+        entries = await self._backlog(min(start, cursor), subs)
         # From here to adopt(): no await, so the reader goes on from exactly
         # where the backlog ends.
+        acked: tuple[int, list[bytes]] | None = None
+        if batch is not None:
+            # The last batch may not have reached the client: it is sent
+            # again, under its number, unless the client acknowledges it.
+            acked = (batch, [payload for entry_id, payload in entries if entry_id <= cursor])
+            backlog = [payload for entry_id, payload in entries if entry_id > cursor]
+        else:
+            backlog = [payload for _, payload in entries]
         if engine.store.get(client_id) is not None:
             self._evict(client_id)
         self._epochs[client_id] = new_epoch
@@ -579,7 +660,29 @@ class RedisBus:
             user=user,
             info=info,
             access=access,
+            acked=acked,
         )
+
+    async def _handed_out(self, client_id: str, handed: StreamId, cursor: StreamId) -> StreamId:
+        """Where to replay from, when the last owner's last reply may not have gone out.
+
+        Its cursor write came before the reply was sent; once sent, the node
+        says so (SENT). A node that lives does that at once: wait a little
+        for it. A node that died before sending its reply never does: replay
+        that reply (the client gets those deliveries again, or for the first
+        time, rather than never).
+        """
+        client = self._client
+        assert client is not None
+        key = self.record_key(client_id)
+        with trio.move_on_after(_SENT_WAIT):
+            while True:
+                await trio.sleep(0.005)
+                raw = await self._retry("claim", lambda: client.hget(key, "d"))
+                if raw is None or _parse(raw) >= cursor:
+                    return cursor
+        log.info("session %s...: its last reply may be lost; sending it again", client_id[:6])
+        return handed
 
     async def _wait_position(self, target: StreamId) -> None:
         """Wait (a little) until the reader has passed ``target``."""
@@ -594,8 +697,11 @@ class RedisBus:
                 advanced = self._advanced = trio.Event()
             await advanced.wait()
 
-    async def _backlog(self, cursor: StreamId, subs: dict[str, StreamId]) -> list[bytes]:
-        """The publishes after ``cursor`` the session wants, up to the reader's position.
+    async def _backlog(
+        self, cursor: StreamId, subs: dict[str, StreamId]
+    ) -> list[tuple[StreamId, bytes]]:
+        """The publishes after ``cursor`` the session wants, up to the reader's
+        position, with their log ids.
 
         Ends without awaiting after its last look at the ring buffer.
         """
@@ -604,7 +710,7 @@ class RedisBus:
         assert self._hub is not None
         # With shared history, as the reader's route() numbers them.
         number = self._hub.numbered
-        out: list[bytes] = []
+        out: list[tuple[StreamId, bytes]] = []
         pos = cursor
 
         def wanted(entry_id: StreamId, channel: str) -> bool:
@@ -632,12 +738,14 @@ class RedisBus:
                 fields = _fields(entry)
                 channel = fields.get(b"c")
                 if channel is not None and wanted(entry_id, channel.decode()):
-                    out.append(number(channel.decode(), fields[b"p"], _offset(entry_id)))
+                    out.append(
+                        (entry_id, number(channel.decode(), fields[b"p"], _offset(entry_id)))
+                    )
                 pos = entry_id
         if subs:
             for entry_id, channel_name, payload in self._ring:
                 if entry_id > pos and channel_name is not None and wanted(entry_id, channel_name):
-                    out.append(number(channel_name, payload, _offset(entry_id)))
+                    out.append((entry_id, number(channel_name, payload, _offset(entry_id))))
         return out
 
     def _evict(self, client_id: str) -> None:
@@ -656,6 +764,10 @@ class RedisBus:
         work: _Pass | None = None
         pos = self._pos_str
         epochs = self._epochs
+        #: the streams whose pushes wait behind held deliveries (computed
+        #: at the first push of the pass, when any are held)
+        stalled: set[int] | None = None
+        assert self._hub is not None
 
         def ops(client_id: str) -> _Ops | None:
             nonlocal work
@@ -675,6 +787,11 @@ class RedisBus:
                 broadcast: Broadcast = action  # type: ignore[assignment]
                 if work is None:
                     work = _Pass()
+                if broadcast.client_id is not None:
+                    work.senders[len(work.xadds)] = (
+                        broadcast.client_id,
+                        _json(broadcast.message_id),
+                    )
                 work.xadds.append(
                     {
                         b"c": broadcast.channel.encode(),
@@ -690,7 +807,40 @@ class RedisBus:
                         found = ops(reply.client_id)
                         if found is not None:
                             found.cursor = pos
+                            session = self._hub.engine.store.get(reply.client_id)
+                            if session is not None and session.ack:
+                                found.batch = str(session.batch)
+                            # Held until the cursor is stored: the session's
+                            # pushes wait behind it.
+                            self._replying[reply.client_id] = (
+                                self._replying.get(reply.client_id, 0) + 1
+                            )
+                            if stalled is not None:
+                                stream = self._stream_of(reply.client_id)
+                                if stream is not None:
+                                    stalled.add(stream)
                 held.append(action)
+                continue
+            if kind is Deliver:
+                if not (self._replying or self._stalled):
+                    run.append(action)
+                    continue
+                if stalled is None:
+                    stalled = self._stalls()
+                deliver: Deliver = action  # type: ignore[assignment]
+                late = [conn for conn in deliver.conns if conn in stalled]
+                if not late:
+                    run.append(action)
+                    continue
+                if len(late) < len(deliver.conns):
+                    ready = [conn for conn in deliver.conns if conn not in stalled]
+                    run.append(Deliver(deliver.payload, ready))
+                    deliver = Deliver(deliver.payload, late)
+                for conn in late:
+                    self._stalled[conn] = self._stalled.get(conn, 0) + 1
+                if work is None:
+                    work = _Pass()
+                held.append(deliver)
                 continue
             if kind is PresenceEntered or kind is PresenceExited:
                 found = ops(action.client_id)  # type: ignore[attr-defined]
@@ -703,18 +853,25 @@ class RedisBus:
                 found = ops(client_id)
                 assert found is not None
                 found.create = pos
-                assert self._hub is not None
                 session = self._hub.engine.store.get(client_id)
-                if session is not None and (
-                    session.user is not None
-                    or session.info is not None
-                    or session.access is not None
-                ):
-                    found.identity = {"f": _json(session.info)}
+                if session is not None:
+                    identity: dict[str, bytes] = {}
+                    if (
+                        session.user is not None
+                        or session.info is not None
+                        or session.access is not None
+                    ):
+                        identity["f"] = _json(session.info)
                     if session.user is not None:
-                        found.identity["u"] = session.user.encode()
+                        identity["u"] = session.user.encode()
                     if session.access is not None:
-                        found.identity["a"] = _json(session.access)
+                        identity["a"] = _json(session.access)
+                    if session.ack:
+                        # Acknowledged delivery: no batch sent yet.
+                        identity["b"] = b"0"
+                        identity["k"] = pos.encode()
+                    if identity:
+                        found.identity = identity
             elif kind is Subscribed or kind is Unsubscribed:
                 found = ops(action.client_id)  # type: ignore[attr-defined]
                 if found is not None:
@@ -736,6 +893,52 @@ class RedisBus:
         work.held = held
         self._enqueue(work)
         return run
+
+    def _stream_of(self, client_id: str) -> int | None:
+        """The stream connection of a session of this node, if it has one."""
+        assert self._hub is not None
+        session = self._hub.engine.store.get(client_id)
+        return session.stream if session is not None else None
+
+    def _stalls(self) -> set[int]:
+        """The streams whose pushes must wait: those of sessions with a held
+        reply carrying deliveries, and those with held pushes.
+
+        A session's deliveries must reach it in order whichever connections
+        carry them: a connect reply carrying its backlog (held until its
+        cursor is stored) and then a push of a newer message to its new
+        WebSocket would otherwise arrive the wrong way round.
+        """
+        stalled = set(self._stalled)
+        for client_id in self._replying:
+            stream = self._stream_of(client_id)
+            if stream is not None:
+                stalled.add(stream)
+        return stalled
+
+    def _release(self, actions: list[Action]) -> None:
+        """Held ``actions`` are about to run: the pushes behind them may go."""
+        if not (self._replying or self._stalled):
+            return
+        replying = self._replying
+        stalled = self._stalled
+        for action in actions:
+            kind = type(action)
+            if kind is Reply:
+                client_id = action.client_id  # type: ignore[attr-defined]
+                if client_id is not None and action.messages:  # type: ignore[attr-defined]
+                    left = replying.get(client_id, 0) - 1
+                    if left > 0:
+                        replying[client_id] = left
+                    else:
+                        replying.pop(client_id, None)
+            elif kind is Deliver:
+                for conn in action.conns:  # type: ignore[attr-defined]
+                    left = stalled.get(conn, 0) - 1
+                    if left > 0:
+                        stalled[conn] = left
+                    else:
+                        stalled.pop(conn, None)
 
     @staticmethod
     def _presence_change(action: PresenceEntered | PresenceExited) -> _Presence:
@@ -773,7 +976,7 @@ class RedisBus:
             if not passes and not endings:
                 continue
             # counted in stats until their replies are out
-            self._writing = len(passes) + len(self._carried)
+            self._writing = _counted(passes) + _counted(self._carried)
             try:
                 failed, endings = await self._write_all(passes, endings)
                 self._settle()
@@ -782,7 +985,7 @@ class RedisBus:
                 else:
                     self._finish(passes, failed)
             finally:
-                self._writing = len(self._carried)
+                self._writing = _counted(self._carried)
 
     def _settle(self) -> None:
         """Send the replies of the passes that waited for their exits."""
@@ -825,7 +1028,7 @@ class RedisBus:
                     more, self._outbox = self._outbox, []
                     passes += more
                     self._settle()
-                    self._writing = len(passes)
+                    self._writing = _counted(passes)
                     self._give_up(passes)
                 with trio.move_on_at(give_up_at if not given_up else math.inf):
                     await trio.sleep(delay)
@@ -849,6 +1052,7 @@ class RedisBus:
             if not work.held:
                 continue
             work.xadds = [fields for fields in work.xadds if b"c" not in fields]
+            work.senders = {}
             for client_id, ops in work.ops.items():
                 if not ops.delete:
                     # The subscription changes they belong to are not recorded.
@@ -858,6 +1062,7 @@ class RedisBus:
                     ops.subs = []
                     ops.cursor = ""
                     dropped.append(client_id)
+            self._release(work.held)
             for action in work.held:
                 released.append(_refused_reply(action) if type(action) is Reply else action)
             work.held = []
@@ -917,17 +1122,34 @@ class RedisBus:
         ending: _Endings = []
         async with client.pipeline(transaction=False) as pipe:
             for work in passes:
-                for fields in work.xadds:
+                senders = work.senders
+                for i, fields in enumerate(work.xadds):
                     if fields.get(b"u", b"") in present:
                         continue
-                    pipe.xadd(
-                        self.log_key,
-                        fields,
-                        trim_strategy=PureToken.MINID,
-                        threshold=minid,
-                        trim_operator=PureToken.APPROXIMATELY,
-                    )
+                    sender = senders.get(i) if senders else None
+                    if sender is not None:
+                        # Appended unless the client sent it before, to any node.
+                        client_id, message_id = sender
+                        args: list[str | bytes] = [message_id, _RECENT, ttl, minid]
+                        for name, value in fields.items():
+                            args += (name, value)
+                        pipe.evalsha(
+                            self._append.sha,
+                            keys=[self.log_key, f"{self.log_key}:r:{client_id}"],
+                            args=args,
+                        )
+                    else:
+                        pipe.xadd(
+                            self.log_key,
+                            fields,
+                            trim_strategy=PureToken.MINID,
+                            threshold=minid,
+                            trim_operator=PureToken.APPROXIMATELY,
+                        )
                     kinds.append(("x", ""))
+                for client_id, cursor in work.sent:
+                    pipe.evalsha(self._sent.sha, keys=[self.record_key(client_id)], args=[cursor])
+                    kinds.append(("-", ""))
                 for client_id, ops in work.ops.items():
                     key = self.record_key(client_id)
                     if ops.create is not None:
@@ -935,6 +1157,7 @@ class RedisBus:
                             "o": self.node,
                             "g": "1",
                             "c": ops.create,
+                            "d": ops.create,
                             "t": "h",
                         }
                         if ops.identity is not None:
@@ -943,15 +1166,17 @@ class RedisBus:
                         pipe.pexpire(key, self._ttl_ms)
                         kinds += [("-", ""), ("-", "")]
                     if ops.cursor or ops.subs or ops.delete:
-                        args = [
+                        update = [
                             self.node,
                             str(ops.epoch),
                             ttl,
                             ops.cursor,
                             "1" if ops.delete else "0",
+                            ops.batch,
+                            "1" if ops.handed else "0",
                             *ops.subs,
                         ]
-                        pipe.evalsha(self._update.sha, keys=[key], args=args)
+                        pipe.evalsha(self._update.sha, keys=[key], args=update)
                         kinds.append(("u", client_id))
                     if ops.presence:
                         if ops.delete:
@@ -1018,20 +1243,26 @@ class RedisBus:
             self._evict(client_id)
         held: list[Action] = []
         delayed: list[Action] = []
+        sent = _Pass()
         for work in passes:
             out = delayed if resubscribe and not resubscribe.keys().isdisjoint(work.ops) else held
+            self._release(work.held)
             for action in work.held:
-                if (
-                    failed
-                    and type(action) is Reply
-                    and action.client_id in failed
-                    and action.messages
-                ):
+                if type(action) is not Reply or not action.messages:
+                    out.append(action)
+                elif failed and action.client_id in failed:
                     out.append(_strip(action))
                 else:
                     out.append(action)
+                    receiver = action.client_id
+                    written = work.ops.get(receiver) if receiver is not None else None
+                    if receiver is not None and written is not None and not written.batch:
+                        sent.sent.append((receiver, written.cursor))
         if held:
             hub.execute(held)
+        if sent.sent:
+            # Said in the next pipeline (the node taking a session over waits for it).
+            self._enqueue(sent)
         if resubscribe:
             assert self._nursery is not None
             self._resubscribing += 1
@@ -1061,12 +1292,20 @@ class RedisBus:
             if not self._pushed:
                 continue
             pushed, self._pushed = self._pushed, {}
+            # Pushes held behind a reply (_stalls) have not gone out yet:
+            # their cursors wait for the next round.
+            waiting = self._stalls() if self._replying or self._stalled else None
             work = _Pass()
             for client_id, entry_id in pushed.items():
                 epoch = self._epochs.get(client_id)
-                if epoch is not None:
-                    ops = work.ops[client_id] = _Ops(epoch)
-                    ops.cursor = _fmt(entry_id)
+                if epoch is None:
+                    continue
+                if waiting and self._stream_of(client_id) in waiting:
+                    self._pushed.setdefault(client_id, entry_id)
+                    continue
+                ops = work.ops[client_id] = _Ops(epoch)
+                ops.cursor = _fmt(entry_id)
+                ops.handed = True
             if work.ops:
                 self._enqueue(work)
 

@@ -1,20 +1,24 @@
 """The Lua scripts of the Redis bus.
 
 ``CLAIM`` and ``UPDATE`` touch one session record (the slot of ``{<clientId>}``);
-the presence scripts touch the log and the presence keys, which all share the
-hash tag ``{log}`` (one slot), so that one script changes the members and
-appends the join or leave to the log atomically (docs/redis.md, "Presence").
+``APPEND`` and the presence scripts touch the log and keys that share its hash
+tag ``{log}`` (one slot), so that one script appends a client's publish unless
+it is a copy of one already there (docs/redis.md, "Resent publishes"), or
+changes the members and appends the join or leave (docs/redis.md, "Presence"),
+atomically.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "APPEND",
     "CLAIM",
     "PRESENCE_APPLY",
     "PRESENCE_DUE",
     "PRESENCE_RESCORE",
     "PRESENCE_SNAPSHOT",
     "PRESENCE_VANISH",
+    "SENT",
     "UPDATE",
 ]
 
@@ -29,9 +33,8 @@ local function newer(a, b)
   return tonumber(as) > tonumber(bs)
 end
 
--- ARGV from 6 on: '+', pattern, from (subscribed) or '-', pattern (gone).
-local function record_subscriptions(rec)
-  local i = 6
+-- ARGV from i on: '+', pattern, from (subscribed) or '-', pattern (gone).
+local function record_subscriptions(rec, i)
   while i <= #ARGV do
     if ARGV[i] == '+' then
       redis.call('HSET', rec, 's:' .. ARGV[i + 1], ARGV[i + 2])
@@ -45,12 +48,17 @@ end
 """
 
 #: KEYS: record. ARGV: node, local epoch (0: none), cursor to store if the
-#: node owns it ('' for none), ttl in ms, '1' if the batch has a connect,
-#: then subscription changes to record with the claim, as for UPDATE.
+#: node owns it ('' for none: nothing is waiting for the session, nor, with
+#: acknowledged delivery, waiting for an acknowledgement), ttl in ms, '1' if
+#: the batch has a connect, then subscription changes to record with the
+#: claim, as for UPDATE.
 #: Returns {0}: no such session; {1}: already ours; or
-#: {2, new epoch, cursor, state, previous owner, user, info, access, pattern,
-#: from, ...}: taken over (user, info and access as the handshake's extensions
-#: set them, or nil).
+#: {2, new epoch, cursor, state, previous owner, user, info, access, batch,
+#: batch start, handed out, pattern, from, ...}: taken over (user, info and access
+#: as the handshake's extensions set them, or nil; batch and batch start, for
+#: a session with acknowledged delivery: the number of the last batch sent and
+#: the cursor before it, or nil; handed out: how far deliveries are known to
+#: have been handed to the client, the cursor or less, see UPDATE, or nil).
 CLAIM = (
     _PRELUDE
     + """
@@ -61,10 +69,13 @@ local epoch = tonumber(redis.call('HGET', rec, 'g'))
 local state = redis.call('HGET', rec, 't')
 if ARGV[5] == '1' then redis.call('HSET', rec, 't', 'c') end
 redis.call('PEXPIRE', rec, ARGV[4])
-record_subscriptions(rec)
+record_subscriptions(rec, 6)
 if owner == ARGV[1] and epoch == tonumber(ARGV[2]) then
   if ARGV[3] ~= '' and newer(ARGV[3], redis.call('HGET', rec, 'c')) then
-    redis.call('HSET', rec, 'c', ARGV[3])
+    -- everything was handed out (and, with acknowledged delivery,
+    -- acknowledged): no reply in flight, no batch to send again
+    redis.call('HSET', rec, 'c', ARGV[3], 'd', ARGV[3])
+    if redis.call('HEXISTS', rec, 'b') == 1 then redis.call('HSET', rec, 'k', ARGV[3]) end
   end
   return {1}
 end
@@ -72,7 +83,8 @@ epoch = epoch + 1
 redis.call('HSET', rec, 'o', ARGV[1], 'g', tostring(epoch))
 local out = {
   2, epoch, redis.call('HGET', rec, 'c'), state, owner,
-  redis.call('HGET', rec, 'u'), redis.call('HGET', rec, 'f'), redis.call('HGET', rec, 'a')
+  redis.call('HGET', rec, 'u'), redis.call('HGET', rec, 'f'), redis.call('HGET', rec, 'a'),
+  redis.call('HGET', rec, 'b'), redis.call('HGET', rec, 'k'), redis.call('HGET', rec, 'd')
 }
 local all = redis.call('HGETALL', rec)
 for i = 1, #all, 2 do
@@ -86,7 +98,17 @@ return out
 )
 
 #: KEYS: record. ARGV: node, epoch, ttl in ms, cursor ('' for none),
-#: '1' to delete, then '+', pattern, from / '-', pattern.
+#: '1' to delete, the number of the batch the cursor ends ('' for a session
+#: without acknowledged delivery), '1' if the deliveries up to the cursor
+#: were handed out already (pushes) or '0' if they are in a reply that waits
+#: for this write, then '+', pattern, from / '-', pattern.
+#: The cursor ('c') is where the next owner replays from; 'd' is how far
+#: deliveries are known to have been handed out: a reply that waits for this
+#: write moves 'd' only once it is sent (SENT), so that the next owner
+#: replays it if the node died before sending it.
+#: A batch numbered above the record's is new: it starts at the record's
+#: cursor (kept as its start, 'k') and ends at the given one; a batch sent
+#: again moves nothing.
 #: Returns 1, or 0 if the record is missing or not ours at this epoch.
 UPDATE = (
     _PRELUDE
@@ -99,15 +121,59 @@ if ARGV[5] == '1' then
   redis.call('DEL', rec)
   return 1
 end
-if ARGV[4] ~= '' and newer(ARGV[4], redis.call('HGET', rec, 'c')) then
-  redis.call('HSET', rec, 'c', ARGV[4])
+local cursor = ARGV[4]
+if ARGV[6] ~= '' then
+  if tonumber(ARGV[6]) > tonumber(redis.call('HGET', rec, 'b') or '0') then
+    redis.call('HSET', rec, 'k', redis.call('HGET', rec, 'c'), 'b', ARGV[6])
+  else
+    cursor = ''
+  end
 end
-record_subscriptions(rec)
+if cursor ~= '' and newer(cursor, redis.call('HGET', rec, 'c')) then
+  redis.call('HSET', rec, 'c', cursor)
+  if ARGV[7] == '1' then redis.call('HSET', rec, 'd', cursor) end
+end
+record_subscriptions(rec, 8)
 redis.call('PEXPIRE', rec, ARGV[3])
 return 1
 """
 )
 
+#: A reply that waited for its cursor write was handed to its connection:
+#: its deliveries are out (UPDATE). Not fenced: the session may have moved
+#: meanwhile, and its new owner waits for this to know where to replay from.
+#: KEYS: record. ARGV: the reply's cursor.
+SENT = (
+    _PRELUDE
+    + """
+local rec = KEYS[1]
+local out = redis.call('HGET', rec, 'd')
+if out and newer(ARGV[1], out) and not newer(ARGV[1], redis.call('HGET', rec, 'c')) then
+  redis.call('HSET', rec, 'd', ARGV[1])
+end
+return 1
+"""
+)
+
+#: A client's publish, appended to the log unless it is a copy: the ids of the
+#: client's latest publishes are kept beside the log, in its slot, so that the
+#: check and the append are one step whichever node gets the copy.
+#: KEYS: log, the client's recent ids (<ns>:{log}:r:<clientId>: a sorted set,
+#: by the time their entries were appended).
+#: ARGV: the publish's id (as JSON), how many ids to keep, their ttl in ms,
+#: minid, then the entry's fields and values.
+#: Returns the new entry's id, or 0 for a copy (nothing appended).
+APPEND = """
+local recent = KEYS[2]
+if redis.call('ZSCORE', recent, ARGV[1]) then return 0 end
+local fields = {}
+for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
+local id = redis.call('XADD', KEYS[1], 'MINID', '~', ARGV[4], '*', unpack(fields))
+redis.call('ZADD', recent, tonumber(string.match(id, '^%d+')), ARGV[1])
+redis.call('ZREMRANGEBYRANK', recent, 0, -1 - tonumber(ARGV[2]))
+redis.call('PEXPIRE', recent, ARGV[3])
+return id
+"""
 
 # --------------------------------------------------------------- presence
 #

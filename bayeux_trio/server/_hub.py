@@ -393,6 +393,7 @@ class Hub:
         user: str | None = None,
         info: Any = None,
         access: Any = None,
+        acked: tuple[int, Iterable[bytes]] | None = None,
     ) -> None:
         """Take over a session from another node (see :meth:`bayeux_core.Engine.adopt`)."""
         if self._pumping:
@@ -406,6 +407,7 @@ class Hub:
             user=user,
             info=info,
             access=access,
+            acked=acked,
         )
         self._pump()
 

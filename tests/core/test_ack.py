@@ -95,7 +95,8 @@ def test_refused_when_switched_off() -> None:
     assert ack_handshake(wire)["ext"] == {"ack": False}
 
 
-def test_refused_by_a_cluster_node() -> None:
+def test_agreed_by_a_cluster_node() -> None:
+    # The bus moves the unacknowledged batch with the session (adopt(acked=)).
     ids = counter_ids()
     engine = Engine(local_routing=False, client_id_generator=lambda: next(ids))
     message = {
@@ -107,10 +108,10 @@ def test_refused_by_a_cluster_node() -> None:
     engine.receive(1, [message], now=0.0)
     (reply,) = replies(engine.actions_to_send())
     assert reply["successful"] is True
-    assert reply["ext"] == {"ack": False}
+    assert reply["ext"] == {"ack": True}
     session = engine.store.get(reply["clientId"])
     assert session is not None
-    assert not session.ack
+    assert session.ack
 
 
 def test_config_checks_ack_extension() -> None:

@@ -2,7 +2,13 @@
 
 A stand-in for a round-robin load balancer without stickiness: with HTTP
 keep-alive off, every long-polling request of a client lands on another node.
+A backend that refuses the connection (a node that was killed) is skipped for
+the next one, as nginx's ``proxy_next_upstream error`` does, so that clients
+behind the proxy find the survivors. With ``rotate=False`` it is a failover
+proxy instead: every connection goes to the first backend that accepts it
+(nginx's ``backup`` servers), which pins clients to one node until it dies.
 Threads, because the clients driving it (node subprocesses) block the test.
+HTTP and WebSocket alike: bytes are copied as they come, both ways.
 """
 
 from __future__ import annotations
@@ -20,10 +26,15 @@ _HOST = "127.0.0.1"
 
 
 class RoundRobinProxy:
-    """Listen on a free loopback port; connection i goes to ``ports[i % len]``."""
+    """Listen on a free loopback port; connection i goes to ``ports[i % len]``.
 
-    def __init__(self, ports: Sequence[int]) -> None:
+    Or to the next port after it that accepts; with ``rotate=False``, to the
+    first port that accepts.
+    """
+
+    def __init__(self, ports: Sequence[int], *, rotate: bool = True) -> None:
         self.ports = list(ports)
+        self.rotate = rotate
         self._listener = socket.create_server((_HOST, 0))
         self._listener.settimeout(0.2)
         self.port: int = self._listener.getsockname()[1]
@@ -60,12 +71,11 @@ class RoundRobinProxy:
                 continue
             except OSError:
                 return
-            port = self.ports[next(self._next) % len(self.ports)]
-            try:
-                upstream = socket.create_connection((_HOST, port), timeout=5)
-            except OSError:
+            connected = self._upstream()
+            if connected is None:
                 client.close()
                 continue
+            port, upstream = connected
             upstream.settimeout(None)
             client.settimeout(None)
             with self._lock:
@@ -75,6 +85,17 @@ class RoundRobinProxy:
             done = threading.Barrier(2, action=functools.partial(self._drop, pair))
             for source, sink in (pair, pair[::-1]):
                 threading.Thread(target=self._pump, args=(source, sink, done), daemon=True).start()
+
+    def _upstream(self) -> tuple[int, socket.socket] | None:
+        """A connection to the backend whose turn it is, or to the next that accepts."""
+        first = next(self._next) if self.rotate else 0
+        for i in range(len(self.ports)):
+            port = self.ports[(first + i) % len(self.ports)]
+            try:
+                return port, socket.create_connection((_HOST, port), timeout=5)
+            except OSError:
+                continue
+        return None
 
     def _pump(self, source: socket.socket, sink: socket.socket, done: threading.Barrier) -> None:
         """Copy one direction until EOF, then pass the EOF on."""
