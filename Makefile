@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN_STAMP := $(VENV)/.run-installed
 
-.PHONY: run test lint typecheck unit fuzz bench-core bench-redis bench-presence bench soak clean
+.PHONY: run test lint typecheck unit fuzz bench-core bench-redis bench-presence bench-capacity bench soak clean
 
 # Two stamps: `make run` needs only what running needs (RUN_STAMP: the package
 # with its `asgi` extra and uvicorn, so that the ASGI example runs too:
@@ -76,7 +76,7 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,fuzz,bench]'
 	touch $(BENCH_STAMP)
 
-bench: bench-core bench-redis bench-presence $(BENCH_STAMP)
+bench: bench-core bench-redis bench-presence bench-capacity $(BENCH_STAMP)
 	$(BIN)/python bench/server_bench.py --runs $(RUNS) --json $(BENCH_JSON) \
 	  $(if $(SCENARIOS),--scenarios $(SCENARIOS))
 	$(BIN)/python bench/plot_server_bench.py $(BENCH_JSON) $(BENCH_PLOTS)
@@ -97,6 +97,16 @@ PRESENCE_BENCH_ARGS ?=
 
 bench-presence: $(BENCH_STAMP)
 	$(BIN)/python bench/presence_bench.py --redis --json $(PRESENCE_BENCH_JSON) $(PRESENCE_BENCH_ARGS)
+
+# The inputs of the capacity plan in docs/scaling.md (issue 18): memory per
+# idle client, server CPU per connection set up, per connect cycle, per
+# publish and per delivery, in memory and on a redis-server of its own, and
+# the log's cost per entry to a reading node and to Redis; then the plan's
+# arithmetic (bench/capacity_inputs.py). About four minutes; needs redis-server.
+CAPACITY_JSON ?= bench/results/capacity_inputs.json
+
+bench-capacity: $(BENCH_STAMP)
+	$(BIN)/python bench/capacity_inputs.py --json $(CAPACITY_JSON)
 
 # Bounded soak, not part of make test (bench/soak.py; docs/reliability.md):
 # 100,000 handshake/subscribe/publish/disconnect cycles, then 2,000 clients
