@@ -102,7 +102,7 @@ bench-presence: $(BENCH_STAMP)
 # idle client, server CPU per connection set up, per connect cycle, per
 # publish and per delivery, in memory and on a redis-server of its own, and
 # the log's cost per entry to a reading node and to Redis; then the plan's
-# arithmetic (bench/capacity_inputs.py). About four minutes; needs redis-server.
+# arithmetic (bench/capacity_inputs.py). About five minutes; needs redis-server.
 CAPACITY_JSON ?= bench/results/capacity_inputs.json
 
 bench-capacity: $(BENCH_STAMP)

@@ -43,7 +43,7 @@ shared, and the load generator (``bench/js/loadgen.js``, run through
 wall-clock second swing with whatever else runs; CPU per operation much less.
 Every run has a deadline.
 
-``make bench-capacity`` runs it (about four minutes); ``--json FILE`` keeps
+``make bench-capacity`` runs it (about five minutes); ``--json FILE`` keeps
 every raw result. The figures and the plan: docs/scaling.md.
 """
 
