@@ -551,16 +551,22 @@
 
   // ------------------------------------------------------------ transports
 
-  // The common part: HTTP transports gather the messages of one tick into one
-  // request of at most MAX_REQUEST_SIZE characters; sendMessage() returns a
-  // promise of the request, which the dispatcher can abort.
+  // The common part. HTTP transports gather the messages of one tick into one
+  // request of at most MAX_REQUEST_SIZE characters, and keep one such request
+  // out at a time: the next one, with whatever was sent meanwhile, goes when
+  // it is answered. Two requests out at once may reach the server in either
+  // order, and the page's messages must arrive in the order it made them. A
+  // lone /meta/connect, which the server holds, goes at once on a request of
+  // its own, so that nothing waits behind it. sendMessage() returns a promise
+  // of the request the message went in (null if it never went), which the
+  // dispatcher can abort. request(messages, done) is each transport's own:
+  // it calls done(replies), or done(null) if the request failed.
   function Transport(dispatcher, endpoint) {
     this._dispatcher = dispatcher;
     this.endpoint = endpoint;
-    this._outbox = [];
-    this._batch = null;
+    this._outbox = []; // [{message, resolve}], in the order sent
     this._flushTimer = null;
-    this._connectMessage = null;
+    this._busy = false; // a request other than a lone connect is out
   }
   Transport.prototype = {
     batching: true,
@@ -573,38 +579,89 @@
 
     sendMessage: function (message) {
       if (!this.batching) return Promise.resolve(this.request([message]));
-      var limit = this._dispatcher.maxRequestSize;
-      if (this._outbox.length > 0 && this.encode(this._outbox.concat([message])).length >= limit) {
-        this._flush(); // a full batch goes now; this message starts the next
-      }
-      this._outbox.push(message);
-      if (message.channel === META.connect) this._connectMessage = message;
-      if (!this._batch) {
-        var batch = this._batch = {};
-        batch.promise = new Promise(function (resolve) { batch.resolve = resolve; });
-      }
+      var self = this;
+      var sent = new Promise(function (resolve) {
+        self._outbox.push({message: message, resolve: resolve});
+      });
       if (this._flushTimer === null) {
-        var self = this;
         var delay = message.channel === META.handshake ? HANDSHAKE_DELAY : 0;
         this._flushTimer = global.setTimeout(function () { self._flush(); }, delay);
       }
-      return this._batch.promise;
+      return sent;
     },
 
     _flush: function () {
       global.clearTimeout(this._flushTimer);
       this._flushTimer = null;
-      var messages = this._outbox;
-      var batch = this._batch;
-      var connect = this._connectMessage;
-      this._outbox = [];
-      this._batch = null;
-      this._connectMessage = null;
-      if (messages.length === 0 || !batch) return;
-      // A connect sharing a request with other messages must not be held by
-      // the server, or their replies would wait for it.
-      if (connect && messages.length > 1) connect.advice = {timeout: 0};
-      batch.resolve(this.request(messages));
+      while (this._outbox.length > 0) {
+        if (this._busy) {
+          // Only a connect passes the request that is out.
+          var index = this._outbox.findIndex(function (entry) {
+            return entry.message.channel === META.connect;
+          });
+          if (index < 0) return;
+          this._request(this._outbox.splice(index, 1), false);
+          continue;
+        }
+        var entries = this._nextBatch();
+        var alone = entries.length === 1 && entries[0].message.channel === META.connect;
+        // A connect sharing a request with other messages must not be held by
+        // the server, or their replies would wait for it.
+        if (!alone) {
+          entries.forEach(function (entry) {
+            if (entry.message.channel === META.connect) entry.message.advice = {timeout: 0};
+          });
+        }
+        this._request(entries, !alone);
+      }
+    },
+
+    // The first messages of the outbox that fit in one request (at least one).
+    _nextBatch: function () {
+      var limit = this._dispatcher.maxRequestSize;
+      var outbox = this._outbox;
+      var count = 1;
+      var messages = [outbox[0].message];
+      while (count < outbox.length) {
+        messages.push(outbox[count].message);
+        if (this.encode(messages).length >= limit) break;
+        count += 1;
+      }
+      return outbox.splice(0, count);
+    },
+
+    _request: function (entries, lane) {
+      var self = this;
+      var messages = entries.map(function (entry) { return entry.message; });
+      var finished = false;
+      if (lane) this._busy = true;
+      var request = this.request(messages, function (replies) {
+        if (finished) return;
+        finished = true;
+        var failed = messages;
+        if (lane) {
+          self._busy = false;
+          // What waited behind a failed request fails with it, so that it is
+          // sent again after it, in order, not before it.
+          if (!replies) failed = messages.concat(self._takeQueued());
+        }
+        if (replies) self._receive(replies);
+        else self._handleError(failed);
+        if (lane && self._outbox.length > 0) self._flush();
+      });
+      entries.forEach(function (entry) { entry.resolve(request); });
+    },
+
+    // The outbox's messages other than connects, taken out of it.
+    _takeQueued: function () {
+      var taken = [];
+      this._outbox = this._outbox.filter(function (entry) {
+        if (entry.message.channel === META.connect) return true;
+        taken.push(entry.message);
+        entry.resolve(null);
+        return false;
+      });
+      return taken;
     },
 
     _receive: function (replies) {
@@ -645,8 +702,7 @@
 
   // long-polling: a JSON POST to an endpoint of the page's own origin.
   var XHRTransport = defineTransport(Transport, {
-    request: function (messages) {
-      var self = this;
+    request: function (messages, done) {
       var xhr = new XMLHttpRequest();
       var finished = false;
       xhr.open('POST', this.endpoint.href, true);
@@ -658,9 +714,7 @@
         if (xhr.readyState !== 4 || finished) return;
         finished = true;
         var ok = (xhr.status >= 200 && xhr.status < 300) || xhr.status === 304;
-        var replies = ok ? parseJSON(xhr.responseText) : null;
-        if (replies) self._receive(replies);
-        else self._handleError(messages);
+        done(ok ? parseJSON(xhr.responseText) : null);
       };
       xhr.send(this.encode(messages));
       return {abort: function () { if (!finished) xhr.abort(); }};
@@ -678,16 +732,14 @@
       return 'message=' + encodeURIComponent(JSON.stringify(messages));
     },
 
-    request: function (messages) {
-      var self = this;
+    request: function (messages, done) {
       var xhr = new XMLHttpRequest();
       var finished = false;
-      var done = function (replies) {
+      var finish = function (replies) {
         if (finished) return;
         finished = true;
         xhr.onload = xhr.onerror = xhr.ontimeout = xhr.onabort = null;
-        if (replies) self._receive(replies);
-        else self._handleError(messages);
+        done(replies);
       };
       xhr.open('POST', this.endpoint.href, true);
       xhr.withCredentials = true;
@@ -695,9 +747,9 @@
       setHeaders(xhr, this._dispatcher.headers);
       xhr.onload = function () {
         var ok = xhr.status >= 200 && xhr.status < 300;
-        done(ok ? parseJSON(xhr.responseText) : null);
+        finish(ok ? parseJSON(xhr.responseText) : null);
       };
-      xhr.onerror = xhr.ontimeout = xhr.onabort = function () { done(null); };
+      xhr.onerror = xhr.ontimeout = xhr.onabort = function () { finish(null); };
       xhr.send(this.encode(messages));
       return {abort: function () { if (!finished) xhr.abort(); }};
     }
@@ -725,8 +777,7 @@
       return this._url(messages, '__jsonp' + (jsonpCount + 1) + '__');
     },
 
-    request: function (messages) {
-      var self = this;
+    request: function (messages, done) {
       var name = '__jsonp' + (++jsonpCount) + '__';
       var script = document.createElement('script');
       var pending = true;
@@ -739,19 +790,21 @@
       };
       global[name] = function (replies) {
         delete global[name];
-        if (finish()) self._receive(replies);
+        if (finish()) done(replies || null);
       };
       // A script that loads without calling back, or fails to load, failed.
       script.onload = script.onerror = function () {
         delete global[name];
-        if (finish()) self._handleError(messages);
+        if (finish()) done(null);
       };
       script.src = this._url(messages, name);
       (document.head || document.documentElement).appendChild(script);
       return {
         abort: function () {
           // The script may still run later: leave a callback that only tidies up.
-          if (finish()) global[name] = function () { delete global[name]; };
+          if (!finish()) return;
+          global[name] = function () { delete global[name]; };
+          done(null);
         }
       };
     }
@@ -901,7 +954,7 @@
 
     encode: function (messages) { return this._xhr.encode(messages); },
 
-    request: function (messages) { return this._xhr.request(messages); },
+    request: function (messages, done) { return this._xhr.request(messages, done); },
 
     close: function () {
       var source = this._source;
@@ -947,8 +1000,17 @@
 
   // Sends messages through the current transport and sees each one answered:
   // every message has an envelope with a timer; a message whose reply does
-  // not come in time, or whose request fails, is sent again after `retry`
-  // seconds, for as long as its scheduler allows.
+  // not come in time, or whose request fails, is sent again (same id) after
+  // `retry` seconds, for as long as its scheduler allows.
+  //
+  // The page's messages (all but handshakes and connects, which belong to the
+  // session) leave in the order they were made, resends included. Unlike
+  // Faye's, where each message goes again on its own timer while newer ones
+  // go at once, a message waiting to be sent again holds back every later
+  // one until it goes; so does one still out on a previous transport, until
+  // it is answered or fails (an HTTP request and a frame on a new WebSocket
+  // may arrive in either order). Envelopes are kept in the order they were
+  // made (a Map keeps insertion order), and _pump() sends what may go.
   function Dispatcher(client, endpoint, options) {
     this._client = client;
     this.endpoint = parseURL(endpoint);
@@ -970,6 +1032,10 @@
     this.timeout = DEFAULT_TIMEOUT;
     this._transport = null;
     this._selection = 0;
+    this._pumping = false;
+    this._pumpAgain = false;
+    this._blocked = false; // at the last pump, a message held back those after it
+    this._holding = false; // and it held one back
   }
   Dispatcher.prototype = {
     endpointFor: function (type) {
@@ -1042,7 +1108,7 @@
       this.connectionType = transport.connectionType;
       if (previous) previous.close();
       // Messages that waited for a transport go now.
-      this._envelopes.forEach(function (envelope) { this._sendEnvelope(envelope); }, this);
+      this._pump();
     },
 
     sendMessage: function (message, timeout, options) {
@@ -1054,16 +1120,62 @@
           scheduler: new this._scheduler(message, {
             timeout: timeout, interval: this.retry, attempts: options.attempts, deadline: deadline
           }),
-          request: null,
-          timer: null
+          ordered: message.channel !== META.handshake && message.channel !== META.connect,
+          request: null, // a promise of the request it is out in
+          transport: null, // the transport it is out on
+          timer: null, // until its reply is overdue
+          retry: null // until it may be sent again
         };
         this._envelopes.set(message.id, envelope);
+        // Nothing to wait behind (the usual case): no need to look at the rest.
+        if (!this._blocked && !this._pumping && this._transport) {
+          this._sendEnvelope(envelope);
+          return;
+        }
       }
-      this._sendEnvelope(envelope);
+      this._pump();
+    },
+
+    // Send every message that may go now, in order: a message out on the
+    // current transport lets the next one go; one waiting for its retry, or
+    // out on a previous transport, holds the page's later messages back.
+    _pump: function () {
+      if (this._pumping) {
+        this._pumpAgain = true; // a transport called back into us: once more after
+        return;
+      }
+      this._pumping = true;
+      try {
+        do {
+          this._pumpAgain = false;
+          this._pumpOnce();
+        } while (this._pumpAgain);
+      } finally {
+        this._pumping = false;
+      }
+    },
+
+    _pumpOnce: function () {
+      var transport = this._transport;
+      var held = false;
+      var holding = false;
+      if (!transport) return;
+      this._envelopes.forEach(function (envelope) {
+        if (envelope.request) {
+          if (envelope.ordered && envelope.transport !== transport) held = true;
+        } else if (envelope.retry) {
+          if (envelope.ordered) held = true;
+        } else if (held && envelope.ordered) {
+          holding = true;
+        } else {
+          this._sendEnvelope(envelope);
+        }
+      }, this);
+      this._blocked = held;
+      this._holding = holding;
     },
 
     _sendEnvelope: function (envelope) {
-      if (!this._transport || envelope.request || envelope.timer) return;
       var self = this;
       var message = envelope.message;
       var scheduler = envelope.scheduler;
@@ -1074,6 +1186,7 @@
       }
       envelope.timer = later(function () { self.handleError(message); }, scheduler.getTimeout());
       scheduler.send();
+      envelope.transport = this._transport;
       envelope.request = this._transport.sendMessage(message);
     },
 
@@ -1083,13 +1196,19 @@
         envelope.scheduler.succeed();
         this._envelopes.delete(reply.id);
         global.clearTimeout(envelope.timer);
+        global.clearTimeout(envelope.retry);
       }
       this.trigger('message', reply);
+      // An answered message no longer holds back those after it.
+      if (this._holding) this._pump();
       if (this._up === true) return;
       this._up = true;
       this._client.trigger('transport:up');
     },
 
+    // `message` got no reply: sent again at once (`immediate`: its socket
+    // closed, and another may open now) or after its scheduler's interval,
+    // and until then the page's later messages wait behind it.
     handleError: function (message, immediate) {
       var envelope = this._envelopes.get(message.id);
       if (!envelope || !envelope.request) return;
@@ -1099,15 +1218,14 @@
       });
       envelope.scheduler.fail();
       global.clearTimeout(envelope.timer);
-      envelope.request = envelope.timer = null;
-      if (immediate) {
-        this._sendEnvelope(envelope);
-      } else {
-        envelope.timer = later(function () {
-          envelope.timer = null;
-          self._sendEnvelope(envelope);
+      envelope.request = envelope.transport = envelope.timer = null;
+      if (!immediate) {
+        envelope.retry = later(function () {
+          envelope.retry = null;
+          self._pump();
         }, envelope.scheduler.getInterval());
       }
+      this._pump();
       if (this._up === false) return;
       this._up = false;
       this._client.trigger('transport:down');

@@ -435,8 +435,8 @@ async ({endpoint, count, every, channel}) => {
       client.disable('websocket');
       client.disable('eventsource');
     }
-    // Publishing starts on the transport the client keeps (before that, a
-    // publish may go by HTTP and the next by WebSocket: see the report).
+    // Publishing starts on the transport the client keeps, so that the
+    // WebSocket client is on its WebSocket when the node dies.
     await new Promise((resolve) => client.connect(resolve));
     await until(() => client._dispatcher.connectionType === transport, 10000, transport);
     clients.push([transport === 'websocket' ? 'js-ws' : 'js-lp', client]);
@@ -526,13 +526,7 @@ async def test_client_js_keeps_its_publishes_in_order_across_a_restart(
             numbers = [n for p, n in pairs if p == publisher]
             if numbers != sorted(numbers):
                 disorder.append(f"{name} from {publisher}: {numbers}")
-    if disorder:
-        # client.js, as Faye's client, gives each message its own retry
-        # timer and sends a new publish at once while older ones wait for
-        # theirs: after a reconnect they arrive interleaved. Not the
-        # server's doing (the exactly-once checks above hold): client.js
-        # must queue what it sends behind what it sends again.
-        pytest.xfail("client.js resends out of order: " + "; ".join(disorder)[:2000])
+    assert not disorder, "\n".join(disorder)
 
 
 @pytest.mark.parametrize(

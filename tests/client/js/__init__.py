@@ -1,0 +1,1 @@
+"""Node.js scripts for the client tests, and the runner of client.js's unit tests."""
