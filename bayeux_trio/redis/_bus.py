@@ -36,6 +36,7 @@ from bayeux_core import (
     Disconnected,
     Handshaken,
     Message,
+    MessageKind,
     PresenceEntered,
     PresenceExited,
     Reply,
@@ -45,6 +46,7 @@ from bayeux_core import (
     claimed_sessions,
     fail_without_backend,
     matches,
+    message_kind,
     presence_delivery,
     presence_probe,
     recovery_offset,
@@ -212,7 +214,7 @@ def _strip(reply: Reply) -> Reply:
         answers = orjson.loads(body)
         for answer in answers:
             ext = answer.get("ext")
-            if answer.get("channel") == "/meta/connect" and type(ext) is dict:
+            if message_kind(answer) is MessageKind.CONNECT and type(ext) is dict:
                 ext.pop("ack", None)
                 if not ext:
                     del answer["ext"]
