@@ -180,19 +180,17 @@ class AccessControl(Extension):
                 strip_ext(message, self._secrets)
         return message
 
-    def user_of(self, message: Message, session_user: str | None) -> str | None:
-        """Who sends ``message``: its registry token's user, the user its
-        handshake's connection token names, or the session's user."""
-        user = self._registry_user(message)
-        if user is not None:
-            return user
+    def user_of(self, message: Message, session_user: str | None, access: Any = None) -> str | None:
+        """Who sends ``message``, as the rules see it: on a handshake, the user
+        its credential names; else as :meth:`_sender` says, from the session's
+        ``user`` and ``access``."""
         if message_kind(message) is MessageKind.HANDSHAKE:
             try:
                 identity = self._identify(message)
             except AuthError:
                 return None
             return identity.user if identity is not None else None
-        return session_user
+        return self._sender(message, session_user, access)
 
     # ------------------------------------------------------------ messages
 
@@ -295,13 +293,7 @@ class AccessControl(Extension):
             return _ANONYMOUS if user is None else Principal(user=user)
         if self._is_backend(message):
             return Principal(server=True)
-        user = self._session_user(context)
-        if self._token_path is not None:
-            token = ext_value(message, self._token_path)
-            if token is not None:
-                # A token given is the identity, even a wrong or revoked one.
-                assert self._tokens is not None
-                user = self._tokens.user_of(token)
+        user = self._sender(message, context.user, access)
         grants = None
         if type(access) is dict and "channels" in access:
             grants = tuple(access["channels"])
@@ -315,11 +307,16 @@ class AccessControl(Extension):
                     return refused.error
         return Principal(user=user, grants=grants, channel_token=channel_token)
 
-    def _session_user(self, context: MessageContext) -> str | None:
-        """The session's user, unless a registry token named it and that
-        user has since been removed from the registry."""
-        user = context.user
-        access = context.access
+    def _sender(self, message: Message, user: str | None, access: Any) -> str | None:
+        """The user of a registry token the message carries (None if it names
+        nobody: a token given is the identity, even a wrong or revoked one);
+        else the session's ``user``, unless a registry token named it and the
+        user has since left the registry."""
+        if self._token_path is not None:
+            token = ext_value(message, self._token_path)
+            if token is not None:
+                assert self._tokens is not None
+                return self._tokens.user_of(token)
         if (
             user is not None
             and type(access) is dict

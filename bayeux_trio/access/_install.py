@@ -19,6 +19,8 @@ from ._settings import AccessSettings
 if TYPE_CHECKING:
     from bayeux_trio.server import BayeuxServer
 
+    from ._hooks import BackendHooks
+
 __all__ = ["check", "install", "make_control"]
 
 #: a backend secret shorter than this is refused (it would be guessable)
@@ -82,7 +84,9 @@ def install(server: BayeuxServer, settings: AccessSettings) -> AccessControl:
         def user_of(message: Message) -> str | None:
             client_id = message.get("clientId")
             session = store.get(client_id) if type(client_id) is str else None
-            return control.user_of(message, session.user if session is not None else None)
+            if session is None:
+                return control.user_of(message, None)
+            return control.user_of(message, session.user, session.access)
 
         hooks = BackendHooks(settings.hooks, user_of=user_of)
         server.add_extension(hooks)
@@ -92,12 +96,12 @@ def install(server: BayeuxServer, settings: AccessSettings) -> AccessControl:
     return control
 
 
-async def _close_when_done(hooks: object) -> None:
+async def _close_when_done(hooks: BackendHooks) -> None:
     try:
         await trio.sleep_forever()
     finally:
         with trio.CancelScope(shield=True):
-            await hooks.aclose()  # type: ignore[attr-defined]
+            await hooks.aclose()
 
 
 class _Credentials(Extension):

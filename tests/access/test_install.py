@@ -129,6 +129,19 @@ async def test_hooks_are_told_the_user_and_rules_still_decide(
         ]
     )
     assert backend.descriptions("/subscribe")[-1]["user"] == "carol"
+    # The hooks see the sender as the rules do: a token that names nobody
+    # makes the message anonymous, even from alice's session.
+    await alice.send(
+        [
+            {
+                "channel": "/meta/subscribe",
+                "clientId": alice.client_id,
+                "subscription": "/notes/alice",
+                "ext": {"authToken": "stolen-or-revoked"},
+            }
+        ]
+    )
+    assert backend.descriptions("/subscribe")[-1]["user"] is None
 
 
 @fail_after(15)
