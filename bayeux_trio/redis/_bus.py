@@ -103,6 +103,11 @@ _RECENT = "1000"
 #: how long the node that takes a session over waits for the last owner to
 #: say that its last reply went out, before replaying that reply (seconds)
 _SENT_WAIT = 0.1
+#: the same wait in the first seconds after an outage: every node's writer
+#: comes back on its own retry schedule (up to 2 s apart, see _retry), and the
+#: last owner's note may still be on its way (seconds)
+_SENT_WAIT_RECOVERING = 2.5
+_RECOVERING = 5.0
 #: what a request gets when Redis cannot be reached in time (docs/redis.md, Faults)
 PUBLISH_REFUSED = "407::Redis unreachable"
 REFUSED = "503::Redis unreachable"
@@ -355,6 +360,8 @@ class RedisBus:
         self.healthy = True
         #: wall-clock time the current outage began, and its last error
         self._down_since: float | None = None
+        #: when (trio's clock) Redis was last reachable again after an outage
+        self._recovered_at = -math.inf
         self._error = ""
         self._hub: Hub | None = None
         self._client: _Client | None = None
@@ -677,9 +684,12 @@ class RedisBus:
         client = self._client
         assert client is not None
         key = self.record_key(client_id)
-        with trio.move_on_after(_SENT_WAIT):
+        recovering = trio.current_time() - self._recovered_at < _RECOVERING
+        with trio.move_on_after(
+            _SENT_WAIT_RECOVERING if recovering or not self.healthy else _SENT_WAIT
+        ):
             while True:
-                await trio.sleep(0.005)
+                await trio.sleep(0.005 if not recovering else 0.02)
                 raw = await self._retry("claim", lambda: client.hget(key, "d"))
                 if raw is None or _parse(raw) >= cursor:
                     return cursor
@@ -1573,4 +1583,5 @@ class RedisBus:
             self.healthy = True
             down = time.time() - (self._down_since or time.time())
             self._down_since = None
+            self._recovered_at = trio.current_time()
             log.warning("Redis reachable again after %.1f s", down)

@@ -264,6 +264,48 @@ async def test_redis_restart_is_survived(redis_server: RedisProcess, nursery: tr
     gc.collect()  # coredis' leaked streams warn now, under this module's filters
 
 
+@fail_after(60)
+async def test_a_session_taken_over_just_after_an_outage_waits_for_its_last_reply_note(
+    redis_server: RedisProcess, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # After an outage each node's writer comes back on its own retry
+    # schedule: the note that a node's last reply went out can come late.
+    # The node taking the session over must wait for it, not replay that
+    # reply (a duplicate for a client that got it), as CI once saw.
+    a, b = await start_nodes(nursery, redis_server.url, 2)
+    assert a.port is not None
+    assert b.port is not None
+    assert a.bus is not None
+    assert b.bus is not None
+    subscriber = RoundRobin([a.port])
+    await subscriber.handshake()
+    await subscriber.subscribe("/late")
+    publisher = RoundRobin([b.port])
+    await publisher.publish("/late", {"p": 0, "n": 0})
+    await subscriber.poll_until(1)
+    redis_server.stop()
+    await wait_for(lambda: not b.bus.stats["healthy"], attempts=3000, delay=0.01)
+    redis_server.start()
+    await wait_for(
+        lambda: a.bus.stats["healthy"] and b.bus.stats["healthy"], attempts=3000, delay=0.01
+    )
+    # A's writes (its last reply's note among them) now lag by 0.6 s.
+    write = a.bus._write  # type: ignore[attr-defined]
+
+    async def slow(*args: Any, **kwargs: Any) -> Any:
+        await trio.sleep(0.6)
+        return await write(*args, **kwargs)
+
+    monkeypatch.setattr(a.bus, "_write", slow)
+    await publisher.publish("/late", {"p": 0, "n": 1})
+    await subscriber.poll_until(2)
+    subscriber.ports = [b.port]  # its next connect: B takes the session over
+    await publisher.publish("/late", {"p": 0, "n": 2})
+    await subscriber.poll_until(3)
+    check_exactly_once_in_order(subscriber.received, 1, 3)
+    gc.collect()  # coredis' leaked streams warn now, under this module's filters
+
+
 @fail_after(30)
 async def test_a_subscribe_racing_a_claim_elsewhere_is_not_lost(
     redis_server: RedisProcess, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
