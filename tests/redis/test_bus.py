@@ -275,8 +275,9 @@ async def test_a_session_taken_over_just_after_an_outage_waits_for_its_last_repl
     a, b = await start_nodes(nursery, redis_server.url, 2)
     assert a.port is not None
     assert b.port is not None
-    assert a.bus is not None
-    assert b.bus is not None
+    bus_a, bus_b = a.bus, b.bus
+    assert bus_a is not None
+    assert bus_b is not None
     subscriber = RoundRobin([a.port])
     await subscriber.handshake()
     await subscriber.subscribe("/late")
@@ -284,19 +285,19 @@ async def test_a_session_taken_over_just_after_an_outage_waits_for_its_last_repl
     await publisher.publish("/late", {"p": 0, "n": 0})
     await subscriber.poll_until(1)
     redis_server.stop()
-    await wait_for(lambda: not b.bus.stats["healthy"], attempts=3000, delay=0.01)
+    await wait_for(lambda: not bus_b.stats["healthy"], attempts=3000, delay=0.01)
     redis_server.start()
     await wait_for(
-        lambda: a.bus.stats["healthy"] and b.bus.stats["healthy"], attempts=3000, delay=0.01
+        lambda: bus_a.stats["healthy"] and bus_b.stats["healthy"], attempts=3000, delay=0.01
     )
     # A's writes (its last reply's note among them) now lag by 0.6 s.
-    write = a.bus._write  # type: ignore[attr-defined]
+    write = bus_a._write  # type: ignore[attr-defined]
 
     async def slow(*args: Any, **kwargs: Any) -> Any:
         await trio.sleep(0.6)
         return await write(*args, **kwargs)
 
-    monkeypatch.setattr(a.bus, "_write", slow)
+    monkeypatch.setattr(bus_a, "_write", slow)
     await publisher.publish("/late", {"p": 0, "n": 1})
     await subscriber.poll_until(2)
     subscriber.ports = [b.port]  # its next connect: B takes the session over
