@@ -1132,6 +1132,20 @@ class RedisBus:
         #: the (fenced) deletion got through, so a node that lost the session
         #: cannot make its user leave (docs/redis.md, "Presence")
         ending: _Endings = []
+        #: the appends not yet queued: consecutive passes' appends go in one
+        #: APPEND call, queued before the next other command (order kept)
+        run: list[str | bytes] = []
+        run_keys: list[str] = [self.log_key]
+
+        def flush(pipe: Any) -> None:
+            if run:
+                pipe.evalsha(
+                    self._append.sha, keys=list(run_keys), args=[minid, _RECENT, ttl, *run]
+                )
+                kinds.append(("x", ""))
+                run.clear()
+                del run_keys[1:]
+
         async with client.pipeline(transaction=False) as pipe:
             for work in passes:
                 senders = work.senders
@@ -1142,23 +1156,15 @@ class RedisBus:
                     if sender is not None:
                         # Appended unless the client sent it before, to any node.
                         client_id, message_id = sender
-                        args: list[str | bytes] = [message_id, _RECENT, ttl, minid]
-                        for name, value in fields.items():
-                            args += (name, value)
-                        pipe.evalsha(
-                            self._append.sha,
-                            keys=[self.log_key, f"{self.log_key}:r:{client_id}"],
-                            args=args,
-                        )
+                        run_keys.append(f"{self.log_key}:r:{client_id}")
+                        run += (str(len(run_keys)), message_id)
                     else:
-                        pipe.xadd(
-                            self.log_key,
-                            fields,
-                            trim_strategy=PureToken.MINID,
-                            threshold=minid,
-                            trim_operator=PureToken.APPROXIMATELY,
-                        )
-                    kinds.append(("x", ""))
+                        run += ("0", "")
+                    run.append(str(2 * len(fields)))
+                    for name, value in fields.items():
+                        run += (name, value)
+                if work.sent or work.ops:
+                    flush(pipe)
                 for client_id, cursor in work.sent:
                     pipe.evalsha(self._sent.sha, keys=[self.record_key(client_id)], args=[cursor])
                     kinds.append(("-", ""))
@@ -1198,14 +1204,18 @@ class RedisBus:
                                 if not change.seq:
                                     change.seq = next(self._seq)
                                 changes.append((client_id, change))
+            flush(pipe)
             if changes:
                 self._apply_presence(pipe, changes, minid)
                 kinds.append(("-", ""))
         results = pipe.results or ()
         failed: dict[str, bool] = {}
         for (kind, client_id), result in zip(kinds, results, strict=False):
-            if kind == "x" and isinstance(result, bytes):
-                self._last_ms = max(self._last_ms, _parse(result)[0])
+            if kind == "x" and isinstance(result, list):
+                for entry_id in reversed(result):
+                    if isinstance(entry_id, bytes):
+                        self._last_ms = max(self._last_ms, _parse(entry_id)[0])
+                        break
             elif kind == "u" and result == 0:
                 failed[client_id] = True
         ending = [(client_id, exits) for client_id, exits in ending if client_id not in failed]
