@@ -53,6 +53,7 @@ from bayeux_core import (
     refuse_without_backend,
 )
 
+from ._nodes import NodeReporter
 from ._scripts import (
     APPEND,
     CLAIM,
@@ -330,6 +331,9 @@ class RedisBus:
             died) to make them leave their channels (docs/redis.md, "Presence").
     """
 
+    #: the cluster's nodes as this one reads them (bayeux_trio.redis._nodes), once running
+    _nodes: NodeReporter | None = None
+
     def __init__(
         self,
         url: str,
@@ -463,6 +467,11 @@ class RedisBus:
             "lost_writes": self._lost_writes,
         }
 
+    @property
+    def nodes(self) -> NodeReporter | None:
+        """Who is in the cluster, as this node last read it; None until it runs."""
+        return self._nodes
+
     def record_key(self, client_id: str) -> str:
         return f"{self.namespace}:s:{{{client_id}}}"
 
@@ -517,6 +526,8 @@ class RedisBus:
                 nursery.start_soon(self._flusher)
                 if self._presence:
                     nursery.start_soon(self._sweeper)
+                self._nodes = NodeReporter(self)
+                nursery.start_soon(self._nodes.run)
                 task_status.started()
 
     # ---------------------------------------------------- before the engine
