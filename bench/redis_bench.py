@@ -214,6 +214,18 @@ def coredis_cost(port: int, count: int = 2000) -> dict[str, float]:
                     await call()
                 out[f"{name}_cpu_ms"] = 1000 * (time.process_time() - cpu) / count
                 out[f"{name}_wall_ms"] = 1000 * (time.perf_counter() - wall) / count
+        # The floor under trio: the same PING on a bare trio socket, no client
+        # library (what coredis adds to a round trip is the difference).
+        sock = await trio.open_tcp_stream("127.0.0.1", port)
+        async with sock:
+            cpu, wall = time.process_time(), time.perf_counter()
+            for _ in range(count):
+                await sock.send_all(b"*1\r\n$4\r\nPING\r\n")
+                got = b""
+                while not got.endswith(b"\r\n"):
+                    got += await sock.receive_some(64)
+            out["raw_ping_cpu_ms"] = 1000 * (time.process_time() - cpu) / count
+            out["raw_ping_wall_ms"] = 1000 * (time.perf_counter() - wall) / count
 
     trio.run(run)
     return out
@@ -396,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "coredis per round trip (ms, cpu/wall): "
             + ", ".join(
                 f"{name} {cost[name + '_cpu_ms']:.3f}/{cost[name + '_wall_ms']:.3f}"
-                for name in ("ping", "xadd", "pipeline_xadd")
+                for name in ("ping", "xadd", "pipeline_xadd", "raw_ping")
             )
         )
         chosen = configs(None if args.no_faye else modules, redis)
@@ -437,6 +449,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{name} {cost[name + '_cpu_ms']:.3f} / {cost[name + '_wall_ms']:.3f}"
             for name in ("ping", "xadd", "pipeline_xadd")
         )
+        + f"; a bare trio socket's PING {cost['raw_ping_cpu_ms']:.3f} / "
+        + f"{cost['raw_ping_wall_ms']:.3f}"
         + "\n"
     )
     print(
