@@ -291,6 +291,13 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         help="read the admin API's bearer token from FILE (never on the command line, "
         "where ps shows it)",
     )
+    serve.add_argument(
+        "--console-path",
+        default=None,
+        metavar="PATH",
+        help="serve the operator's console (a web page over the admin API) under PATH "
+        "(default: none); needs --admin-path",
+    )
     check = commands.add_parser(
         "check-config",
         help="check a config file without starting the server",
@@ -352,6 +359,7 @@ def _config(args: argparse.Namespace, names: Mapping[str, str] | None = None) ->
         admin_path=args.admin_path or None,
         admin_token=_admin_token(args, names or {}) if args.admin_path else None,
         metrics_path=args.metrics_path or None,
+        console_path=args.console_path or None,
         reclaim_after=args.reclaim_after or None,
         max_service_calls=args.max_service_calls,
         certfile=args.certfile,

@@ -4,18 +4,26 @@ Both are off unless configured. The admin API wants ``Authorization: Bearer
 <token>`` (compared in constant time) on every request, answers JSON, and never
 sends CORS headers, so a web page on another origin cannot call it::
 
+    GET    <admin>/stats                          counters, rates, nodes (the console's overview)
     GET    <admin>/clients                        every session on this node
+    GET    <admin>/clients?q=TEXT&limit=N         those whose id starts with, user is or
+                                                  starts with, or address holds TEXT
     GET    <admin>/clients/<id>                   one session
     DELETE <admin>/clients/<id>                   kick it (reconnect: none)
     DELETE <admin>/clients/<id>/subscriptions/<channel>
                                                   drop one subscription
     GET    <admin>/channels                       pattern -> subscribed client ids
+    GET    <admin>/channels?summary=1&q=&limit=   busiest first: subscribers, presence
     GET    <admin>/presence?channel=/chat/room    who is in a channel with presence
     POST   <admin>/publish   {"channel", "data", "ext"?}
+    POST   <admin>/tail-ticket                    a single-use ticket for the console's tail
 
 With a Redis bus the session calls see the sessions this node holds (clients
 connected to it); a publish reaches the whole cluster, and presence is the
 cluster's members as this node last read them. docs/operations.md.
+
+With ``console_path`` these answers also serve the operator's console
+(``bayeux_trio.ops._console``), whose page is answered here too.
 """
 
 from __future__ import annotations
@@ -23,6 +31,9 @@ from __future__ import annotations
 import hmac
 import logging
 import math
+import os
+import socket
+import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
@@ -32,13 +43,15 @@ import trio
 from bayeux_core import LocalProtocolError, Session, is_pattern, is_valid_name
 from bayeux_core.wire import HttpRequest, HttpResponse
 
+from ._console import TICKET_TTL, ConsoleFiles, ConsoleGate, ConsoleTickets
 from ._health import method_not_allowed
+from ._stats import ClientLog, History, Totals, rss_bytes, wall_time
 from ._view import ServerView
 
 if TYPE_CHECKING:
     from ._metrics import ServerMetrics
 
-__all__ = ["Operations", "client_info"]
+__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "Operations", "client_info"]
 
 log = logging.getLogger("bayeux.admin")
 
@@ -46,15 +59,23 @@ _JSON = (
     (b"content-type", b"application/json; charset=utf-8"),
     (b"cache-control", b"no-store"),
 )
+#: search answers: entries listed by default, and at most
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
 
 
-def client_info(server: ServerView, session: Session) -> dict[str, Any]:
+def client_info(
+    server: ServerView, session: Session, seen: ClientLog | None = None
+) -> dict[str, Any]:
     """What the admin API and :meth:`BayeuxServer.clients` say about a session.
 
     ``connection`` is the transport of its open stream or held connect (None
     between two long-polling connects); ``expires_in`` is how many seconds it
     has left before its held connect is answered or, without one, before it
-    expires unless a connect comes.
+    expires unless a connect comes. ``user`` is who an extension said the
+    session is; ``address`` (``ip:port``) and ``age`` (seconds since the
+    handshake) come from ``seen`` (None without it, or for a session this
+    node took over from another).
     """
     conn = session.stream
     if conn is None and session.held is not None:
@@ -69,7 +90,39 @@ def client_info(server: ServerView, session: Session) -> dict[str, Any]:
         "subscriptions": sorted(session.subscriptions),
         "queued": len(session.queue),
         "expires_in": round(left, 3) if math.isfinite(left) else None,
+        "user": session.user,
+        "address": seen.address(session.client_id) if seen is not None else None,
+        "age": _rounded(seen.age(session.client_id)) if seen is not None else None,
     }
+
+
+def _rounded(value: float | None) -> float | None:
+    return round(value, 3) if value is not None else None
+
+
+def _query(request: HttpRequest) -> dict[str, list[str]]:
+    """The query's parameters, percent-decoded (a "+" stays a plus: an admin
+    parameter, not a Bayeux form; channel names may hold one)."""
+    query = urlsplit(request.target.decode("utf-8", "replace")).query
+    found: dict[str, list[str]] = {}
+    for part in query.split("&"):
+        if not part:
+            continue
+        name, _, value = part.partition("=")
+        found.setdefault(unquote(name), []).append(unquote(value))
+    return found
+
+
+def _limit(params: dict[str, list[str]]) -> int | None:
+    """``limit`` (default :data:`DEFAULT_LIMIT`, at most :data:`MAX_LIMIT`); None if bad."""
+    given = params.get("limit")
+    if not given:
+        return DEFAULT_LIMIT
+    try:
+        limit = int(given[-1])
+    except ValueError:
+        return None
+    return limit if 1 <= limit <= MAX_LIMIT else None
 
 
 class Operations:
@@ -82,6 +135,7 @@ class Operations:
         admin_path: str | None = None,
         admin_token: str | None = None,
         metrics_path: str | None = None,
+        console_path: str | None = None,
     ) -> None:
         self.server = server
         self.admin_path = admin_path
@@ -92,11 +146,54 @@ class Operations:
             from ._metrics import ServerMetrics
 
             self.metrics = ServerMetrics(server)
+        #: what /stats and the client listings add (admin API only)
+        self.totals: Totals | None = None
+        self.seen: ClientLog | None = None
+        if admin_path is not None:
+            self.totals = Totals()
+            store = server.engine.store
+            self.seen = ClientLog(lambda client_id: store.get(client_id) is not None)
+            server.hub.add_listener(self.totals)
+            server.hub.add_listener(self.seen)
+        #: the console's page, tail tickets and rates, when it is on
+        self.console: ConsoleFiles | None = None
+        self.tickets: ConsoleTickets | None = None
+        self.gate: ConsoleGate | None = None
+        self.history: History | None = None
+        if console_path is not None:
+            if admin_path is None:
+                raise ValueError("console_path needs admin_path")
+            self.console = ConsoleFiles(console_path)
+            self.tickets = ConsoleTickets()
+            self.gate = ConsoleGate(self.tickets)
+            self.history = History()
+        #: this node's name in /stats: the bus's node id, else host:pid
+        self.node = f"{socket.gethostname()}:{os.getpid()}"
+        self.started = wall_time()
+        self._started_at = time.monotonic()
+
+    def serving(self) -> None:
+        """The server has started to serve: /stats counts its uptime from now."""
+        self.started = wall_time()
+        self._started_at = time.monotonic()
+
+    def sample(self) -> None:
+        """Take one sample of the rates (the server's 1 s timer, console on)."""
+        if self.history is None or self.totals is None:
+            return
+        self.history.sample(
+            self.totals.publishes,
+            self.server.hub.delivered,
+            now=time.monotonic(),
+            wall=wall_time(),
+        )
 
     def respond(self, request: HttpRequest, body: bytes, path: str) -> HttpResponse | None:
         """The answer to ``request`` if ``path`` is ours; None to let the caller route it."""
         if path == self.metrics_path and self.metrics is not None:
             return self._metrics(request, self.metrics)
+        if self.console is not None and self.console.owns(path):
+            return self.console.respond(request, path)
         admin = self.admin_path
         if admin is None or not (path == admin or path.startswith(admin + "/")):
             return None
@@ -145,14 +242,27 @@ class Operations:
         server = self.server
         method = request.method
         parts = [unquote(p) for p in rest.strip("/").split("/")] if rest.strip("/") else []
+        if parts == ["stats"]:
+            if method != b"GET":
+                return 405, {"error": "method not allowed"}, b"GET"
+            return 200, self.stats(), None
         if parts == ["clients"]:
             if method != b"GET":
                 return 405, {"error": "method not allowed"}, b"GET"
-            return 200, {"clients": server.clients()}, None
+            return self._clients(_query(request))
         if parts == ["channels"]:
             if method != b"GET":
                 return 405, {"error": "method not allowed"}, b"GET"
+            params = _query(request)
+            if params.get("summary", ["0"])[-1] in ("1", "true"):
+                return self._channel_summary(params)
             return 200, {"channels": server.subscriptions()}, None
+        if parts == ["tail-ticket"]:
+            if method != b"POST":
+                return 405, {"error": "method not allowed"}, b"POST"
+            if self.tickets is None:
+                return 404, {"error": "the console is off (bayeux serve --console-path PATH)"}, None
+            return 200, {"ticket": self.tickets.issue(), "expires_in": TICKET_TTL}, None
         if parts == ["presence"]:
             if method != b"GET":
                 return 405, {"error": "method not allowed"}, b"GET"
@@ -184,16 +294,115 @@ class Operations:
             return 200, {"unsubscribed": channel, "client": parts[1]}, None
         return 404, {"error": "not found"}, None
 
+    # ------------------------------------------------------------- the console
+
+    def stats(self) -> dict[str, Any]:
+        """The answer of ``GET <admin>/stats``: this node's state, counters and rates."""
+        server = self.server
+        engine = server.engine
+        sessions = subscriptions = held = queued = 0
+        patterns: set[str] = set()
+        for session in engine.store:
+            sessions += 1
+            subscriptions += len(session.subscriptions)
+            patterns.update(session.subscriptions)
+            queued += len(session.queue)
+            if session.held is not None:
+                held += 1
+        bus = server.bus
+        node = str(bus.stats.get("node", self.node)) if bus is not None else self.node
+        totals = self.totals if self.totals is not None else Totals()
+        now = wall_time()
+        return {
+            "node": node,
+            "engine": "memory" if bus is None else "redis",
+            "mount": server.mount,
+            "admin_path": self.admin_path,
+            "started": round(self.started, 3),
+            "uptime": round(time.monotonic() - self._started_at, 3),
+            "time": round(now, 3),
+            "connections": dict(server.open_connections()),
+            "sessions": sessions,
+            "subscriptions": subscriptions,
+            "channels": len(patterns),
+            "held_connects": held,
+            "queued": queued,
+            "rss_bytes": rss_bytes(),
+            "totals": {
+                "publishes": totals.publishes,
+                "deliveries": server.hub.delivered,
+                "handshakes": totals.handshakes,
+                "overflows": totals.overflows,
+                "errors": dict(sorted(engine.error_counts.items())),
+            },
+            "history": self.history.as_list() if self.history is not None else [],
+            "nodes": server.nodes(),
+        }
+
+    def _clients(self, params: dict[str, list[str]]) -> tuple[int, Any, bytes | None]:
+        """Every session (no parameters), or a search: ``q`` and ``limit``."""
+        store = self.server.engine.store
+        seen = self.seen
+        if not params:
+            clients = [client_info(self.server, s, seen) for s in store]
+            return 200, {"clients": clients, "total": len(clients)}, None
+        limit = _limit(params)
+        if limit is None:
+            return 400, {"error": f"limit: want a whole number from 1 to {MAX_LIMIT}"}, None
+        text = params.get("q", [""])[-1]
+        matched = [s for s in store if not text or self._client_matches(s, text)]
+        clients = [client_info(self.server, s, seen) for s in matched[:limit]]
+        return 200, {"clients": clients, "total": len(matched)}, None
+
+    def _client_matches(self, session: Session, text: str) -> bool:
+        """clientId prefix, user exact or prefix, address substring."""
+        if session.client_id.startswith(text):
+            return True
+        user = session.user
+        if user is not None and user.startswith(text):
+            return True
+        address = self.seen.address(session.client_id) if self.seen is not None else None
+        return address is not None and text in address
+
+    def _channel_summary(self, params: dict[str, list[str]]) -> tuple[int, Any, bytes | None]:
+        """Subscribed patterns, busiest first, with their presence (``q``, ``limit``)."""
+        limit = _limit(params)
+        if limit is None:
+            return 400, {"error": f"limit: want a whole number from 1 to {MAX_LIMIT}"}, None
+        text = params.get("q", [""])[-1].lower()
+        counts: dict[str, int] = {}
+        for session in self.server.engine.store:
+            for pattern in session.subscriptions:
+                if not text or text in pattern.lower():
+                    counts[pattern] = counts.get(pattern, 0) + 1
+        busiest = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        channels = []
+        for channel, subscribers in busiest[:limit]:
+            members = self._members(channel)
+            channels.append(
+                {
+                    "channel": channel,
+                    "subscribers": subscribers,
+                    "presence": members is not None,
+                    "members": members,
+                }
+            )
+        return 200, {"channels": channels, "total": len(counts)}, None
+
+    def _members(self, channel: str) -> int | None:
+        """How many are in ``channel`` if it has presence; None if it has none."""
+        if not self.server.engine.config.presence or is_pattern(channel):
+            return None
+        try:
+            return len(self.server.presence(channel))
+        except LocalProtocolError:
+            return None
+
+    # ---------------------------------------------------------------- others
+
     def _presence(self, request: HttpRequest) -> tuple[int, Any, bytes | None]:
         """``?channel=/chat/room``: its members and their count."""
-        query = urlsplit(request.target.decode("utf-8", "replace")).query
-        # An admin parameter, not a Bayeux form: percent-decoding is all it needs
-        # (a "+" stays a plus, as a channel name may hold one).
-        given = []
-        for part in query.split("&"):
-            name, _, value = part.partition("=")
-            if unquote(name) == "channel" and value:
-                given.append(unquote(value))
+        given = [value for value in _query(request).get("channel", []) if value]
         if len(given) != 1:
             return 400, {"error": "expected one channel parameter: ?channel=/chat/room"}, None
         (channel,) = given

@@ -49,6 +49,13 @@ class ServerView(Protocol):
     @property
     def bus(self) -> BusView | None: ...
 
+    @property
+    def mount(self) -> str:
+        """The Bayeux endpoint's path (``/faye``)."""
+
+    def nodes(self) -> list[dict[str, Any]] | None:
+        """The cluster's nodes as this one last read them; None without a cluster bus."""
+
     def open_connections(self) -> Mapping[str, int]:
         """Open TCP connections by transport: ``http``, ``websocket``, ``eventsource``."""
 

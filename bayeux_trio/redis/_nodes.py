@@ -140,7 +140,11 @@ class NodeReporter:
     async def run(self) -> None:
         """Report every :attr:`period` seconds until cancelled."""
         while True:
-            await self.report()
+            try:
+                await self.report()
+            except Exception:
+                # A report is for the operator's eyes: its failure must not stop the bus.
+                log.exception("node report failed")
             await trio.sleep(self.period)
 
     async def report(self) -> bool:

@@ -50,6 +50,10 @@ class ServerConfig:
             characters); required with ``admin_path``. Not shown in ``repr``.
         metrics_path: answer ``GET`` here with Prometheus metrics (needs the
             ``metrics`` extra); None (the default): no metrics.
+        console_path: serve the operator's console (a page that holds no
+            data and reads everything from the admin API with the token the
+            operator types; ``bayeux_trio.ops._console``) under this path.
+            Needs ``admin_path``. None (the default): no console.
         reclaim_after: once open connections have fallen by at least this
             many, to half their peak or less, collect garbage cycles and trim
             the C heap (``bayeux_trio.server._reclaim``); None: never.
@@ -83,6 +87,7 @@ class ServerConfig:
     admin_path: str | None = None
     admin_token: str | None = field(default=None, repr=False)
     metrics_path: str | None = None
+    console_path: str | None = None
     reclaim_after: int | None = 500
     max_service_calls: int = 1000
     certfile: Path | None = None
@@ -98,7 +103,7 @@ class ServerConfig:
                 f"health_path must start with / and differ from mount: {self.health_path!r}"
             )
         paths = [self.mount, self.health_path]
-        for name in ("admin_path", "metrics_path"):
+        for name in ("admin_path", "metrics_path", "console_path"):
             path = getattr(self, name)
             if path is None:
                 continue
@@ -117,6 +122,15 @@ class ServerConfig:
             paths.append(path)
         if self.admin_path is not None and len(self.admin_token or "") < 16:
             raise ValueError("admin_path needs an admin_token of at least 16 characters")
+        if self.console_path is not None:
+            if self.admin_path is None:
+                # The page holds no data: without the admin API it could show nothing.
+                raise ValueError("console_path needs admin_path (and an admin_token)")
+            console, admin = self.console_path, self.admin_path
+            if console.startswith(admin + "/") or admin.startswith(console + "/"):
+                raise ValueError(
+                    f"console_path and admin_path must not be under one another: {console!r}"
+                )
         if self.metrics_path is not None:
             try:
                 import prometheus_client  # noqa: F401

@@ -27,13 +27,22 @@ from bayeux_core import (
     Extension,
     ExtensionFailed,
     Message,
+    MessageKind,
     Published,
+    message_kind,
     presence_probe,
     probe_refusal,
     refused_copy,
 )
 from bayeux_core.wire import HttpRequest, HttpResponse, WireConfig
-from bayeux_trio.ops import Operations, client_info, health_response
+from bayeux_trio.ops import (
+    PEER,
+    TICKET_FIELD,
+    Operations,
+    client_info,
+    health_response,
+    is_console,
+)
 
 from ._config import ServerConfig
 from ._connection import serve_connection
@@ -58,6 +67,10 @@ _EVENTSOURCE_PING = 10.0
 _IDLE_MARGIN = 10.0
 #: seconds between samples of the connection count (see _reclaim)
 _RECLAIM_PERIOD = 5.0
+#: seconds between the console's samples of the rates (ops._stats.History)
+_SAMPLE_PERIOD = 1.0
+#: samples between two checks of the client log against the store
+_PRUNE_EVERY = 60
 
 
 #: what a message an async extension raised on is refused with (as the engine does)
@@ -111,6 +124,22 @@ def _peer_host(stream: trio.abc.Stream) -> str | None:
     except OSError:
         return None
     return str(peer[0]) if isinstance(peer, tuple) else None
+
+
+def _peer_address(stream: trio.abc.Stream) -> str | None:
+    """``ip:port`` (``[ip]:port`` for IPv6) of an accepted connection's peer, or None."""
+    while isinstance(stream, trio.SSLStream):
+        stream = stream.transport_stream
+    if not isinstance(stream, trio.SocketStream):
+        return None
+    try:
+        peer = stream.socket.getpeername()
+    except OSError:
+        return None
+    if not isinstance(peer, tuple):
+        return None
+    host = str(peer[0])
+    return f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
 
 
 class Bus(Protocol):
@@ -167,8 +196,6 @@ class BayeuxServer:
         #: tasks to run while serving (add_task), and the nursery once serving
         self._tasks: list[Callable[[], Awaitable[None]]] = []
         self._nursery: trio.Nursery | None = None
-        for extension in extensions:
-            self.add_extension(extension)
         self.client_files = StaticFiles(_CLIENT_DIR, index=None)
         static_dir = self.config.static_dir
         self.static_files = StaticFiles(static_dir) if static_dir is not None else None
@@ -187,16 +214,31 @@ class BayeuxServer:
         self.local_extensions: list[Extension] = []
         self._services: Services | None = None
         self.hub.add_listener(_log_event)
-        #: the admin API and metrics endpoint, when configured (bayeux_trio.ops._admin)
+        #: the admin API, metrics endpoint and console, when configured (bayeux_trio.ops)
         self.ops: Operations | None = None
-        if self.config.admin_path is not None or self.config.metrics_path is not None:
+        if (
+            self.config.admin_path is not None
+            or self.config.metrics_path is not None
+            or self.config.console_path is not None
+        ):
             self.ops = Operations(
                 self,
                 admin_path=self.config.admin_path,
                 admin_token=self.config.admin_token,
                 metrics_path=self.config.metrics_path,
+                console_path=self.config.console_path,
             )
         self._metrics = self.ops.metrics if self.ops is not None else None
+        #: where sessions come from (admin API): each batch notes its client's address
+        self._seen = self.ops.seen if self.ops is not None else None
+        #: the console's tail (ops._console): its gate runs before and after
+        #: every other extension
+        self._gate = self.ops.gate if self.ops is not None else None
+        if self._gate is not None:
+            self.hub.add_extension(self._gate.first)
+            self.hub.add_extension(self._gate.last)
+        for extension in extensions:
+            self.add_extension(extension)
 
     # ------------------------------------------------------------------ API
 
@@ -207,6 +249,10 @@ class BayeuxServer:
             self._want_address = self._want_address or extension.wants_address
         elif isinstance(extension, Extension):
             self.hub.add_extension(extension)
+            if self._gate is not None:
+                # The console's gate undoes what the others did to its session.
+                self.hub.remove_extension(self._gate.last)
+                self.hub.add_extension(self._gate.last)
         else:
             raise TypeError(f"{extension!r} is not an Extension or AsyncExtension")
 
@@ -286,12 +332,12 @@ class BayeuxServer:
 
         With a Redis bus, only the sessions this node holds (docs/operations.md).
         """
-        return [client_info(self, session) for session in self.engine.store]
+        return [client_info(self, session, self._seen) for session in self.engine.store]
 
     def client(self, client_id: str) -> dict[str, Any] | None:
         """What :meth:`clients` says about one session, or None."""
         session = self.engine.store.get(client_id)
-        return client_info(self, session) if session is not None else None
+        return client_info(self, session, self._seen) if session is not None else None
 
     def subscriptions(self) -> dict[str, list[str]]:
         """Each subscribed pattern on this node -> the ids of its subscribers."""
@@ -372,8 +418,16 @@ class BayeuxServer:
                     await nursery.start(self.hub.run)
                     if self.bus is not None:
                         await nursery.start(self.bus.run)
+                        # The node's report (redis._nodes) counts its connections.
+                        reporter = getattr(self.bus, "nodes", None)
+                        if reporter is not None:
+                            reporter.connections = self._open_count
                     nursery.start_soon(self._pinger)
                     nursery.start_soon(self._reap_idle_websockets)
+                    if self.ops is not None:
+                        self.ops.serving()
+                        if self.ops.history is not None:
+                            nursery.start_soon(self._sample_rates, self.ops)
                     if config.reclaim_after is not None:
                         nursery.start_soon(self._reclaim_memory, config.reclaim_after)
                     for task in self._tasks:
@@ -440,10 +494,20 @@ class BayeuxServer:
         """
         if self._metrics is not None:
             self._metrics.arrived(messages)
+        if self._seen is not None and messages:
+            # One look-up a batch: a client's batch names it in its first message.
+            first = messages[0]
+            if type(first) is dict:
+                self._seen.note(first.get("clientId"))
         if self._async_extensions:
             kept: list[Message] = []
             presence = bool(self.config.engine.presence)
             for message in messages:
+                if self._gate is not None and self._for_console(message):
+                    # The console's ticket and its tail's subscribes skip them
+                    # (ops._console): its gate checks them in the engine.
+                    kept.append(message)
+                    continue
                 result = await self._run_async_extensions(message, request, address)
                 if result is None:
                     continue
@@ -459,6 +523,18 @@ class BayeuxServer:
         if self.bus is not None:
             await self.bus.prepare(messages)
         self.hub.receive(conn, messages, request, address)
+
+    def _for_console(self, message: Message) -> bool:
+        """A handshake with a console ticket, or a subscribe of the console's session."""
+        kind = message_kind(message)
+        if kind is MessageKind.HANDSHAKE:
+            ext = message.get("ext")
+            return type(ext) is dict and TICKET_FIELD in ext
+        if kind is not MessageKind.SUBSCRIBE:
+            return False
+        client_id = message.get("clientId")
+        session = self.engine.store.get(client_id) if type(client_id) is str else None
+        return session is not None and is_console(session.access)
 
     async def _run_async_extensions(
         self, message: Message, request: object, address: str | None = None
@@ -503,6 +579,24 @@ class BayeuxServer:
         self._streams.discard(stream)
 
     # ---------------------------------------------------- what ops reads (ops)
+
+    @property
+    def mount(self) -> str:
+        return self.config.mount
+
+    def _open_count(self) -> int:
+        return self._connections
+
+    def nodes(self) -> list[dict[str, Any]] | None:
+        """The cluster's nodes, as the bus's reporter last read them (None: no cluster).
+
+        A bus without a reporter (``nodes``, bayeux_trio.redis._nodes) lists none.
+        """
+        if self.bus is None:
+            return None
+        reporter = getattr(self.bus, "nodes", None)
+        listing: Callable[[], list[dict[str, Any]]] | None = getattr(reporter, "listing", None)
+        return listing() if listing is not None else []
 
     def open_connections(self) -> dict[str, int]:
         """Open TCP connections by transport: ``http``, ``websocket``, ``eventsource``."""
@@ -552,6 +646,9 @@ class BayeuxServer:
             del stream
 
     async def _connection(self, stream: trio.SocketStream, address: str | None = None) -> None:
+        if self._seen is not None:
+            # This task's batches note their session's address (ops._stats).
+            PEER.set(_peer_address(stream))
         self._connections += 1
         if address is not None:
             self._per_address[address] = self._per_address.get(address, 0) + 1
@@ -619,6 +716,17 @@ class BayeuxServer:
             await trio.sleep(period if math.isfinite(period) else _EVENTSOURCE_PING)
             ping()
             self.hub.flush()
+
+    async def _sample_rates(self, ops: Operations) -> None:
+        """The console's rates, once a second (ops._stats.History); now and
+        then, forget the client log's sessions that left without an event."""
+        ticks = 0
+        while True:
+            await trio.sleep(_SAMPLE_PERIOD)
+            ops.sample()
+            ticks += 1
+            if ticks % _PRUNE_EVERY == 0 and ops.seen is not None:
+                ops.seen.prune()
 
     async def _reclaim_memory(self, after: int) -> None:
         """Hand memory back once a burst of connections has gone (_reclaim)."""
