@@ -20,7 +20,13 @@ import trio
 from bayeux_core import EngineConfig, Extension, HistoryPolicy, __version__, is_valid_pattern
 from bayeux_trio.access import AccessSettings
 from bayeux_trio.ops import configure_logging
-from bayeux_trio.server import AsyncExtension, BayeuxServer, ServerConfig, load_extension
+from bayeux_trio.server import (
+    AsyncExtension,
+    BayeuxServer,
+    ServerConfig,
+    load_extension,
+    tune_gc,
+)
 
 from ._client_commands import add_client_commands, run_client_command
 from ._config_file import ConfigError, ConfigFile, load_config_file
@@ -114,6 +120,14 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         help="memory allocator: jemalloc gives memory back to the system after bursts of "
         "clients (needs libjemalloc2); python is CPython's own; auto: jemalloc if "
         "installed (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--gc",
+        default="serving",
+        choices=["serving", "python"],
+        help="garbage collection: serving freezes what start-up made and runs full "
+        "collections less often while clients connect (docs/deployment.md, Memory); "
+        "python keeps CPython's defaults (default: %(default)s)",
     )
     serve.add_argument(
         "--reclaim-after",
@@ -475,7 +489,7 @@ def _admin_token(args: argparse.Namespace, names: Mapping[str, str]) -> str:
     return token
 
 
-async def _serve(server: BayeuxServer, grace: float) -> None:
+async def _serve(server: BayeuxServer, grace: float, tune: bool = True) -> None:
     """Serve until SIGINT or SIGTERM, then close within ``grace`` seconds.
 
     A signal during startup (say, while Redis is unreachable) stops at once;
@@ -502,6 +516,11 @@ async def _serve(server: BayeuxServer, grace: float) -> None:
             nursery.start_soon(stop_on_signal)
             await nursery.start(server.serve)
             started = True
+            if tune:
+                frozen = tune_gc()
+                log.info("garbage collection: serving (%d start-up objects frozen)", frozen)
+            else:
+                log.info("garbage collection: python (CPython's defaults)")
             on_jemalloc = _jemalloc_loaded() and os.environ.get("PYTHONMALLOC") == "malloc"
             log.info("memory allocator: %s", "jemalloc" if on_jemalloc else "python")
 
@@ -699,7 +718,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _fail(loaded.explain(str(exc)))
     failed: BaseException | None = None
     try:
-        trio.run(_serve, server, args.grace)
+        trio.run(_serve, server, args.grace, args.gc == "serving")
     except* OSError as group:  # raised in _serve's nursery, so inside a group
         failed = group
     while isinstance(failed, BaseExceptionGroup):

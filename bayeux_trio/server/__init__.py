@@ -14,6 +14,7 @@ from ._extensions import AsyncExtension as AsyncExtension
 from ._extensions import load_extension as load_extension
 from ._hub import Hub as Hub
 from ._local import LocalClient as LocalClient
+from ._reclaim import tune_gc as tune_gc
 from ._server import BayeuxServer as BayeuxServer
 from ._server import Bus as Bus
 from ._services import ServiceContext as ServiceContext
@@ -33,4 +34,5 @@ __all__ = (
     "ServiceError",
     "load_extension",
     "run_workers",
+    "tune_gc",
 )

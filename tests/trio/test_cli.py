@@ -371,3 +371,29 @@ async def test_a_bad_max_batch_is_refused() -> None:
     assert result.returncode == 2
     assert "max_batch" in result.stderr.decode()
     assert "Traceback" not in result.stderr.decode()
+
+
+@fail_after(30)
+@pytest.mark.parametrize("policy", ["serving", "python"])
+async def test_the_gc_policy_is_applied_once_serving(policy: str, tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "stderr.log"
+    with log.open("wb") as err:
+        process = await trio.lowlevel.open_process(
+            [*BAYEUX, "serve", "--port", str(port), "--log-level", "info", "--gc", policy],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+        try:
+            await _wait_until_serving(port, process, "/faye")
+            await wait_for(lambda: "garbage collection" in log.read_text(), attempts=200)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            with trio.fail_after(10):
+                await process.wait()
+    text = log.read_text()
+    if policy == "serving":
+        assert "garbage collection: serving (" in text, text
+    else:
+        assert "garbage collection: python (CPython's defaults)" in text, text

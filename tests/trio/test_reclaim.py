@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import bayeux_trio.server._server as server_module
 from bayeux_trio import ServerConfig
-from bayeux_trio.server._reclaim import ReclaimPolicy, reclaim
+from bayeux_trio.server._reclaim import SERVING_GC_OLDEST, ReclaimPolicy, reclaim, tune_gc
 
 from .helpers import HOST, fail_after, make_config, start_server, wait_for
 
@@ -172,3 +172,27 @@ async def test_a_closed_connection_is_not_held_by_the_listener(nursery: trio.Nur
     # Once its task has ended, the server's side of the connection is garbage,
     # not kept alive by the accept loop, parked in its next accept.
     await wait_for(lambda: _socket_streams() == before, attempts=100, delay=0.01)
+
+
+class _Cycle:
+    me: object = None
+
+
+def test_tune_gc_freezes_start_up_and_looks_at_the_oldest_generation_less_often() -> None:
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_freeze_count() > 0
+        young, middle, oldest = gc.get_threshold()
+        assert (young, middle) == before[:2]
+        assert oldest == SERVING_GC_OLDEST > before[2]
+        # A cycle made afterwards is still collected.
+        node = _Cycle()
+        node.me = node
+        ref = weakref.ref(node)
+        del node
+        gc.collect()
+        assert ref() is None
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
