@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN_STAMP := $(VENV)/.run-installed
 
-.PHONY: run test lint typecheck unit fuzz bench-core bench-redis bench-presence bench-capacity bench soak clean
+.PHONY: run test lint typecheck unit fuzz bench-core bench-redis bench-presence bench-capacity bench-console bench soak clean
 
 # Two stamps: `make run` needs only what running needs (RUN_STAMP: the package
 # with its `asgi` extra and uvicorn, so that the ASGI example runs too:
@@ -76,7 +76,7 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,fuzz,bench]'
 	touch $(BENCH_STAMP)
 
-bench: bench-core bench-redis bench-presence bench-capacity $(BENCH_STAMP)
+bench: bench-core bench-redis bench-presence bench-capacity bench-console $(BENCH_STAMP)
 	$(BIN)/python bench/server_bench.py --runs $(RUNS) --json $(BENCH_JSON) \
 	  $(if $(SCENARIOS),--scenarios $(SCENARIOS))
 	$(BIN)/python bench/plot_server_bench.py $(BENCH_JSON) $(BENCH_PLOTS)
@@ -107,6 +107,14 @@ CAPACITY_JSON ?= bench/results/capacity_inputs.json
 
 bench-capacity: $(BENCH_STAMP)
 	$(BIN)/python bench/capacity_inputs.py --json $(CAPACITY_JSON)
+
+# What the operator's console costs an idle server (issue 19): server CPU with
+# the console open in Chromium against closed, 30 s windows, 3 rounds
+# (bench/console_idle.py; docs/benchmarks.md, "Console"). About four minutes.
+CONSOLE_JSON ?= bench/results/console_idle.json
+
+bench-console: $(STAMP)
+	$(BIN)/python bench/console_idle.py --json $(CONSOLE_JSON)
 
 # Bounded soak, not part of make test (bench/soak.py; docs/reliability.md):
 # 100,000 handshake/subscribe/publish/disconnect cycles, then 2,000 clients
