@@ -687,7 +687,9 @@
     result.removeAttribute('data-state');
     // Watch the channel first (unless the tail already covers it), so the
     // message shows up arriving.
-    var watching = covers(state.tail.pattern, channel) ? state.tail.ready : watch(channel);
+    var watching = state.tail.subscription && covers(state.tail.pattern, channel)
+      ? state.tail.ready
+      : watch(channel);
     Promise.resolve(watching).catch(function () { return null; }).then(function () {
       return api('POST', '/publish', { channel: channel, data: data });
     }).then(function () {
@@ -763,7 +765,15 @@
         callback(message);
       }
     });
-    client.bind('session:ended', function () { setTail('bad', 'ended by the server'); });
+    // A refused ticket or a kick ends the session for good: the next Watch
+    // starts a new client (and a new ticket).
+    client.bind('session:ended', function () {
+      if (state.tail.client !== client) return;
+      state.tail.client = null;
+      state.tail.clientId = null;
+      state.tail.subscription = null;
+      setTail('bad', 'ended by the server');
+    });
     client.bind('transport:down', function () { if (state.tail.pattern) setTail('pending', 'reconnecting'); });
     client.bind('transport:up', function () { if (state.tail.pattern && state.tail.subscription) setTail('live', 'live'); });
     state.tail.client = client;
