@@ -34,6 +34,7 @@ import math
 import os
 import socket
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
@@ -167,6 +168,8 @@ class Operations:
             self.tickets = ConsoleTickets()
             self.gate = ConsoleGate(self.tickets)
             self.history = History()
+        #: called before a tail ticket is issued (the server opens the console's gate)
+        self.on_ticket: Callable[[], None] | None = None
         #: this node's name in /stats: the bus's node id, else host:pid
         self.node = f"{socket.gethostname()}:{os.getpid()}"
         self.started = wall_time()
@@ -262,6 +265,8 @@ class Operations:
                 return 405, {"error": "method not allowed"}, b"POST"
             if self.tickets is None:
                 return 404, {"error": "the console is off (bayeux serve --console-path PATH)"}, None
+            if self.on_ticket is not None:
+                self.on_ticket()
             return 200, {"ticket": self.tickets.issue(), "expires_in": TICKET_TTL}, None
         if parts == ["presence"]:
             if method != b"GET":

@@ -27,6 +27,10 @@ out of ``ext`` before any of them sees it; :attr:`ConsoleGate.last` runs
 after every other one (the server keeps it last) and undoes what they did to
 the console's handshake and subscribes. The session is marked in its private
 ``access`` data (:data:`CONSOLE_MARK`), which a cluster carries with it.
+The server puts the gate in place when the first ticket is issued: until the
+tail is used, no message pays for it (with no other extension, the engine
+keeps its path for a lone publish, ~12 µs shorter than through two hooks),
+and a ``consoleTicket`` sent before then is an ``ext`` field like any other.
 """
 
 from __future__ import annotations

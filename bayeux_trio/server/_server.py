@@ -232,11 +232,14 @@ class BayeuxServer:
         #: where sessions come from (admin API): each batch notes its client's address
         self._seen = self.ops.seen if self.ops is not None else None
         #: the console's tail (ops._console): its gate runs before and after
-        #: every other extension
+        #: every other extension, once the first tail ticket is issued (until
+        #: then no message pays for it)
         self._gate = self.ops.gate if self.ops is not None else None
-        if self._gate is not None:
-            self.hub.add_extension(self._gate.first)
-            self.hub.add_extension(self._gate.last)
+        self._gate_open = False
+        #: the synchronous extensions added, in order (the gate goes around them)
+        self._sync_extensions: list[Extension] = []
+        if self.ops is not None and self._gate is not None:
+            self.ops.on_ticket = self._open_gate
         for extension in extensions:
             self.add_extension(extension)
 
@@ -249,7 +252,8 @@ class BayeuxServer:
             self._want_address = self._want_address or extension.wants_address
         elif isinstance(extension, Extension):
             self.hub.add_extension(extension)
-            if self._gate is not None:
+            self._sync_extensions.append(extension)
+            if self._gate_open and self._gate is not None:
                 # The console's gate undoes what the others did to its session.
                 self.hub.remove_extension(self._gate.last)
                 self.hub.add_extension(self._gate.last)
@@ -261,6 +265,20 @@ class BayeuxServer:
             self._async_extensions.remove(extension)
         else:
             self.hub.remove_extension(extension)
+            self._sync_extensions.remove(extension)
+
+    def _open_gate(self) -> None:
+        """Put the console's gate around the extensions (on the first tail ticket)."""
+        gate = self._gate
+        if gate is None or self._gate_open:
+            return
+        for extension in self._sync_extensions:
+            self.hub.remove_extension(extension)
+        self.hub.add_extension(gate.first)
+        for extension in self._sync_extensions:
+            self.hub.add_extension(extension)
+        self.hub.add_extension(gate.last)
+        self._gate_open = True
 
     def presence(self, channel: str) -> list[dict[str, Any]]:
         """Who is in ``channel`` now: ``[{"user": ..., "info": ...}]``, in join order.
@@ -503,7 +521,7 @@ class BayeuxServer:
             kept: list[Message] = []
             presence = bool(self.config.engine.presence)
             for message in messages:
-                if self._gate is not None and self._for_console(message):
+                if self._gate_open and self._for_console(message):
                     # The console's ticket and its tail's subscribes skip them
                     # (ops._console): its gate checks them in the engine.
                     kept.append(message)

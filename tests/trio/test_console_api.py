@@ -582,6 +582,10 @@ async def test_channel_summary_busiest_first_with_presence(nursery: trio.Nursery
 # ------------------------------------------------------------------ tickets
 
 
+def gate_open(server: BayeuxServer) -> bool:
+    return server._gate_open
+
+
 def _write_tokens(tmp_path: Path) -> TokenFileSettings:
     tokens = tmp_path / "tokens.json"
     tokens.write_text(json.dumps({"carol": "carol-token-0123456789"}))
@@ -706,14 +710,20 @@ async def test_a_ticket_gets_past_an_authenticated_handshake_and_extensions(
     assert carol["successful"] is True, carol
     assert (await subscribe(server, carol["clientId"], "/x"))["successful"] is False
 
+    # Until a ticket is asked for, no message goes through the console's gate.
+    assert not gate_open(server)
     good = await ticket(server)
+    assert gate_open(server)
+    server.add_extension(NoSubscribes())  # added after the gate opened: still inside it
     reply = await handshake_with(server, {"consoleTicket": good})
     assert reply["successful"] is True, reply
     answer = await subscribe(server, reply["clientId"], "/x")
     assert answer["successful"] is True, answer
+    # The extensions kept their order around it: carol's subscribe is still refused.
+    assert (await subscribe(server, carol["clientId"], "/y"))["successful"] is False
     # The async extension never saw the ticket, nor the tail's subscribe.
     assert not any(type(e) is dict and "consoleTicket" in e for e in guard.exts)
-    assert len(guard.exts) == 3  # plain's and carol's handshakes, carol's subscribe
+    assert len(guard.exts) == 4  # plain's and carol's handshakes, carol's subscribes
 
 
 def test_the_gate_keeps_a_console_session_mark_beside_other_access_data() -> None:
