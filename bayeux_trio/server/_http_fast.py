@@ -14,8 +14,12 @@ the caller gives the bytes to h11, which parses them as it always did,
 errors included. Header names keep no original case: nothing reads it, and
 h11 sees the original bytes whenever it takes over. A request whose
 handling needs h11's machinery is always declined: ``Transfer-Encoding``,
-``Upgrade``, ``Expect``, any ``Connection`` value other than ``close`` or
-``keep-alive``, obs-fold, bare LF or CR, HTTP/1.0. :class:`FastParser`
+``Expect``, any ``Connection`` value other than ``close`` or ``keep-alive``,
+obs-fold, bare LF or CR, HTTP/1.0. One ``Upgrade`` is taken only on a
+``GET`` without ``Content-Length`` whose one ``Connection`` header lists
+``upgrade`` (and at most ``keep-alive`` beside it), the WebSocket handshake's
+shape: h11 would yield that request and then pause, with everything after
+the head left to the new protocol (``FastRequest.upgrade``). :class:`FastParser`
 remembers a connection's last head, so a repeated one is not parsed again.
 
 :func:`may_complete` says whether waiting for more bytes can make a buffer
@@ -46,9 +50,11 @@ _LINE = (
 _REQUEST_LINE = re.compile(rb"(GET|POST) (/[\x21-\x7e]*) HTTP/1\.1\r\n")
 _HEADER_LINE = re.compile(_LINE)
 #: headers whose presence means h11 must handle the request
-_DECLINE = frozenset((b"transfer-encoding", b"upgrade", b"expect"))
-#: a head's request, body length, and close
-_Head = tuple[HttpRequest, int, bool]
+_DECLINE = frozenset((b"transfer-encoding", b"expect"))
+#: the tokens a Connection header may list beside ``upgrade``
+_UPGRADE_TOKENS = frozenset((b"upgrade", b"keep-alive"))
+#: a head's request, body length, close, and upgrade
+_Head = tuple[HttpRequest, int, bool, bool]
 
 
 class FastRequest(NamedTuple):
@@ -61,6 +67,9 @@ class FastRequest(NamedTuple):
     size: int
     #: the client sent ``Connection: close``: h11 would close after the response
     close: bool
+    #: a protocol upgrade (the WebSocket handshake): h11 would pause after
+    #: this request, leaving the bytes after ``size`` to the new protocol
+    upgrade: bool = False
 
 
 class FastParser:
@@ -97,11 +106,11 @@ class FastParser:
                 return None
             self._head = head
             self._parsed = parsed
-        request, length, close = parsed
+        request, length, close, upgrade = parsed
         size = body + length
         if len(data) < size:
             return None
-        return FastRequest(request, data[body:size], size, close)
+        return FastRequest(request, data[body:size], size, close, upgrade)
 
 
 def parse(data: bytes, max_head: int, max_body: int) -> FastRequest | None:
@@ -119,6 +128,9 @@ def _parse_head(data: bytes, end: int, max_body: int) -> _Head | None:
     seen_length = False
     host = False
     close = False
+    #: Upgrade headers, and whether a Connection header listed upgrade
+    upgrades = 0
+    connection: bytes | None = None
     pos = first.end()
     stop = end + 2
     match = _HEADER_LINE.match
@@ -142,17 +154,32 @@ def _parse_head(data: bytes, end: int, max_body: int) -> _Head | None:
                 return None
             host = True
         elif lower == b"connection":
-            token = value.lower()
-            if token == b"close":
-                close = True
-            elif token != b"keep-alive":
+            if connection is not None:
                 return None
+            connection = value.lower()
+            if connection == b"close":
+                close = True
+        elif lower == b"upgrade":
+            # h11 proposes a switch only for a value with a token in it
+            if not any(token.strip() for token in value.split(b",")):
+                return None
+            upgrades += 1
         elif lower in _DECLINE:
             return None
         pairs.append((lower, value))
     if not host:
         return None
-    return HttpRequest(first[1], first[2], pairs, b"1.1"), length, close
+    if upgrades:
+        # The WebSocket handshake's shape only; h11 pauses after it.
+        if upgrades > 1 or seen_length or first[1] != b"GET" or connection is None:
+            return None
+        tokens = [token.strip() for token in connection.split(b",")]
+        if b"upgrade" not in tokens or not _UPGRADE_TOKENS.issuperset(tokens):
+            return None
+        return HttpRequest(first[1], first[2], pairs, b"1.1"), 0, False, True
+    if connection is not None and connection not in (b"close", b"keep-alive"):
+        return None
+    return HttpRequest(first[1], first[2], pairs, b"1.1"), length, close, False
 
 
 def may_complete(data: bytes, max_head: int) -> bool:

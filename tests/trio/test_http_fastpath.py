@@ -220,7 +220,19 @@ _DECLINED = {
     "no host": b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n[]",
     "two hosts": b"POST / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
     "expect": b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n[]",
-    "upgrade": b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    "upgrade on a POST": b"POST / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+    b"Upgrade: websocket\r\n\r\n",
+    "upgrade with a body": b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+    b"Upgrade: websocket\r\nContent-Length: 0\r\n\r\n",
+    "upgrade without connection: upgrade": b"GET / HTTP/1.1\r\nHost: x\r\n"
+    b"Upgrade: websocket\r\n\r\n",
+    "upgrade with connection: close": b"GET / HTTP/1.1\r\nHost: x\r\n"
+    b"Connection: Upgrade, close\r\nUpgrade: websocket\r\n\r\n",
+    "two upgrades": b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+    b"Upgrade: websocket\r\nUpgrade: h2c\r\n\r\n",
+    "an empty upgrade": b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: ,\r\n\r\n",
+    "two connection headers": b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+    b"Connection: keep-alive\r\nUpgrade: websocket\r\n\r\n",
     "connection list": b"POST / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, close\r\n\r\n",
     "other method": b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
     "absolute-form target": b"GET http://x/ HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -233,6 +245,33 @@ _DECLINED = {
 def test_unusual_requests_go_to_h11(raw: bytes) -> None:
     assert parse(raw, _MAX_HEAD, _MAX_BODY) is None
     check_stream(raw)
+
+
+_HANDSHAKE = (
+    b"GET /faye HTTP/1.1\r\nHost: 127.0.0.1:9292\r\nConnection: keep-alive, Upgrade\r\n"
+    b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        _HANDSHAKE,
+        _HANDSHAKE.replace(b"keep-alive, Upgrade", b"Upgrade"),
+        _HANDSHAKE.replace(b"keep-alive, Upgrade", b"upgrade"),
+    ],
+)
+def test_a_websocket_handshake_is_taken_as_an_upgrade(raw: bytes) -> None:
+    frame = b"\x81\x85abcd" + bytes(b ^ k for b, k in zip(b"hello", b"abcda", strict=True))
+    taken = parse(raw + frame, _MAX_HEAD, _MAX_BODY)
+    assert taken is not None
+    assert taken.upgrade
+    assert not taken.close
+    assert taken.size == len(raw)  # the frame after it is the new protocol's
+    # h11 yields the same request and pauses, with the frame left over.
+    assert check_stream(raw + frame) == 1
+    assert check_stream(raw + _COMMON[0]) == 1
 
 
 def test_limits_send_requests_to_h11() -> None:
