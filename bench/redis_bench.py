@@ -364,7 +364,28 @@ def table(outcomes: Sequence[Outcome], scenarios: Sequence[str]) -> str:
                 f"| {_num(redis_cpu, ',.1f') if outcome.config.redis else '-'} |"
             )
         lines.append("")
+        if name == "httppub":
+            lines += [_targets(outcomes, name, key), ""]
     return "\n".join(lines)
+
+
+def _targets(outcomes: Sequence[Outcome], name: str, key: str) -> str:
+    """Issue 18's targets for HTTP publish on Redis, one process: >= 0.7x our
+    in-memory engine and >= 1.3x Faye with faye-redis."""
+    rates = {o.config.name: o.median(name, key) for o in outcomes}
+    ours = rates.get("ours-redis-1")
+    parts = []
+    for other, label, target in (
+        (BASELINE, "ours in-memory", 0.7),
+        ("faye-redis-1", "faye-redis", 1.3),
+    ):
+        reference = rates.get(other)
+        if ours is None or not reference:
+            continue
+        ratio = ours / reference
+        met = "met" if ratio >= target else "not met"
+        parts.append(f"{ratio:.2f}x {label} (target >= {target}x: {met})")
+    return "Targets, ours on Redis, 1 process: " + ("; ".join(parts) or "n/a")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

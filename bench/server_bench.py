@@ -114,7 +114,8 @@ def _fanout_metrics(per_s_target: float | None, cpu_target: float | None) -> tup
 RATE_METRICS = (
     Metric("p50_ms", "latency p50 (ms)", "lower", None, ".2f"),
     Metric("p99_ms", "latency p99 (ms)", "lower", 0.8, ".2f"),
-    Metric("server_cpu_percent", "server CPU %", "lower", 0.7, ".1f"),
+    # issue 18 asks for 0.6x (issue 6 asked for 0.7x)
+    Metric("server_cpu_percent", "server CPU %", "lower", 0.6, ".1f"),
 )
 PINGPONG_METRICS = (
     Metric("roundtrips_per_s", "round trips/s", "higher"),
@@ -133,13 +134,19 @@ def _idle() -> Scenario:
         metrics.append(
             Metric(f"rss_kb_{n}", f"RSS per connection at {n:,} (KB)", "lower", target, ".1f")
         )
-        metrics.append(Metric(f"connects_per_s_{n}", f"connects/s up to {n:,}", "higher"))
+        # issue 18: at the last step, >= 1.0x Faye's rate at <= 0.8x its CPU
+        last = n == IDLE_STEPS[-1]
+        metrics.append(
+            Metric(
+                f"connects_per_s_{n}", f"connects/s up to {n:,}", "higher", 1.0 if last else None
+            )
+        )
         metrics.append(
             Metric(
                 f"cpu_ms_per_connect_{n}",
                 f"server CPU per connection set up, up to {n:,} (ms)",
                 "lower",
-                None,
+                0.8 if last else None,
                 ".2f",
             )
         )
@@ -205,9 +212,10 @@ SCENARIOS: dict[str, list[Scenario]] = {
             "HTTP publish: form POSTs, 16 keep-alive connections, 5 s",
             {"scenario": "httppub", "connections": 16, "seconds": 5},
             (
-                Metric("publishes_per_s", "publishes/s", "higher", 1.0),
+                # issue 18 (issue 6 asked for 1.0x)
+                Metric("publishes_per_s", "publishes/s", "higher", 1.3),
                 Metric("publishes_per_cpu_s", "publishes per server CPU-second", "higher"),
-                Metric("p99_ms", "latency p99 (ms)", "lower", None, ".2f"),
+                Metric("p99_ms", "latency p99 (ms)", "lower", 1.0, ".2f"),
             ),
         )
     ],
