@@ -110,11 +110,10 @@ def _log_event(event: Event) -> None:
     log.debug("%s %s %s", type(event).__name__, short, fields, extra=extra)
 
 
-def _peer_host(stream: trio.abc.Stream) -> str | None:
-    """The remote IP address of an accepted connection (None if it is already gone).
-
-    Read from the socket under the stream (under TLS too); None if there is none.
-    """
+def _peer(stream: trio.abc.Stream) -> tuple[str, int] | None:
+    """The remote (IP address, port) of an accepted connection, or None if it
+    is already gone or has no socket. Read from the socket under the stream
+    (under TLS too)."""
     while isinstance(stream, trio.SSLStream):
         stream = stream.transport_stream
     if not isinstance(stream, trio.SocketStream):
@@ -123,23 +122,22 @@ def _peer_host(stream: trio.abc.Stream) -> str | None:
         peer = stream.socket.getpeername()
     except OSError:
         return None
-    return str(peer[0]) if isinstance(peer, tuple) else None
+    return (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
+
+
+def _peer_host(stream: trio.abc.Stream) -> str | None:
+    """The remote IP address of an accepted connection (None if it is already gone)."""
+    peer = _peer(stream)
+    return peer[0] if peer is not None else None
 
 
 def _peer_address(stream: trio.abc.Stream) -> str | None:
     """``ip:port`` (``[ip]:port`` for IPv6) of an accepted connection's peer, or None."""
-    while isinstance(stream, trio.SSLStream):
-        stream = stream.transport_stream
-    if not isinstance(stream, trio.SocketStream):
+    peer = _peer(stream)
+    if peer is None:
         return None
-    try:
-        peer = stream.socket.getpeername()
-    except OSError:
-        return None
-    if not isinstance(peer, tuple):
-        return None
-    host = str(peer[0])
-    return f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
+    host, port = peer
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class Bus(Protocol):

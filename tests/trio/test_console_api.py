@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 import trio
 
@@ -52,9 +51,9 @@ from .helpers import (
     deliveries,
     fail_after,
     make_config,
-    request,
     start_server,
 )
+from .test_admin import call
 
 TOKEN = "console-admin-token-0123456789"
 AUTH = [("authorization", f"Bearer {TOKEN}")]
@@ -82,9 +81,8 @@ async def api(
     *,
     headers: list[tuple[str, str]] = AUTH,
 ) -> Response:
-    assert server.port is not None
-    data = b"" if body is None else orjson.dumps(body)
-    return await request(server.port, method, path, headers=headers, body=data)
+    """An admin API call with this suite's token (the admin suite's helper)."""
+    return await call(server, method, path, body, headers=headers)
 
 
 async def get(server: BayeuxServer, path: str) -> Any:
