@@ -24,14 +24,7 @@ const faye = require('faye');
 const [endpoint, rawOptions] = process.argv.slice(2);
 const options = JSON.parse(rawOptions);
 
-function emit(event, fields) {
-  process.stdout.write(JSON.stringify(Object.assign({ event: event }, fields || {})) + '\n');
-}
-
-function fail(error) {
-  emit('error', { message: String((error && error.stack) || (error && error.message) || error) });
-  process.exit(1);
-}
+const { emit, fail } = require('./report');
 
 function waitFor(predicate, what) {
   return new Promise(function (resolve, reject) {

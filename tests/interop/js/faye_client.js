@@ -20,14 +20,7 @@ const faye = require('faye');
 const [scenario, endpoint, rawOptions] = process.argv.slice(2);
 const options = JSON.parse(rawOptions || '{}');
 
-function emit(event, fields) {
-  process.stdout.write(JSON.stringify(Object.assign({ event: event }, fields || {})) + '\n');
-}
-
-function fail(error) {
-  emit('error', { message: String((error && error.stack) || (error && error.message) || error) });
-  process.exit(1);
-}
+const { emit, fail } = require('./report');
 
 // Records what the client put on the wire and what came back: the
 // connectionType of each /meta/connect it sent, and the ext of each connect

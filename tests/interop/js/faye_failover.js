@@ -30,14 +30,7 @@ const faye = require('faye');
 
 const options = JSON.parse(process.argv[2] || '{}');
 
-function emit(event, fields) {
-  process.stdout.write(JSON.stringify(Object.assign({ event: event }, fields || {})) + '\n');
-}
-
-function fail(error) {
-  emit('error', { message: String((error && error.stack) || error) });
-  process.exit(1);
-}
+const { emit, fail } = require('./report');
 
 process.on('uncaughtException', fail);
 process.on('unhandledRejection', fail);

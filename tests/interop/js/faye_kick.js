@@ -16,14 +16,7 @@ const http = require('http');
 const [endpoint, rawOptions] = process.argv.slice(2);
 const options = JSON.parse(rawOptions || '{}');
 
-function emit(event, fields) {
-  process.stdout.write(JSON.stringify(Object.assign({ event: event }, fields || {})) + '\n');
-}
-
-function fail(error) {
-  emit('error', { message: String((error && error.stack) || (error && error.message) || error) });
-  process.exit(1);
-}
+const { emit, fail } = require('./report');
 
 function kick(clientId) {
   return new Promise(function (resolve, reject) {

@@ -19,14 +19,7 @@ const faye = require('faye');
 const [endpoint, rawOptions] = process.argv.slice(2);
 const options = JSON.parse(rawOptions || '{}');
 
-function emit(event, fields) {
-  process.stdout.write(JSON.stringify(Object.assign({ event: event }, fields || {})) + '\n');
-}
-
-function fail(error) {
-  emit('error', { message: String((error && error.stack) || (error && error.message) || error) });
-  process.exit(1);
-}
+const { emit, fail } = require('./report');
 
 // retry: 1 so that a lost request is re-sent quickly instead of after 5 s.
 const client = new faye.Client(endpoint, { timeout: 25, retry: 1 });

@@ -30,14 +30,7 @@ const readline = require('readline');
 const [endpoint, rawOptions] = process.argv.slice(2);
 const options = JSON.parse(rawOptions || '{}');
 
-function emit(event, fields) {
-  process.stdout.write(JSON.stringify(Object.assign({ event: event }, fields || {})) + '\n');
-}
-
-function fail(error) {
-  emit('error', { message: String((error && error.stack) || (error && error.message) || error) });
-  process.exit(1);
-}
+const { emit, fail } = require('./report');
 
 const client = new faye.Client(endpoint, { timeout: 25, retry: 1 });
 if (options.transport === 'long-polling') client.disable('websocket');
