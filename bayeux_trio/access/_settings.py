@@ -9,6 +9,7 @@ raises ValueError naming the bad field.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -25,6 +26,17 @@ __all__ = [
 
 #: the longest clock leeway a JWT check may allow, seconds
 MAX_LEEWAY = 300.0
+
+#: an HTTP header name (RFC 9110 token)
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: an HTTP header value as the hooks' client sends it: visible ASCII, spaces
+#: and tabs inside only (httpx encodes values as ASCII)
+_HEADER_VALUE = re.compile(r"([\x21-\x7e]([\t\x20-\x7e]*[\x21-\x7e])?)?")
+#: headers the hooks' client sets itself: the framing, the target, the body's
+#: type and the call's id. Another value there breaks every call.
+_OWN_HEADERS = frozenset(
+    {"connection", "content-length", "content-type", "host", "transfer-encoding", "x-request-id"}
+)
 
 
 def _ext_path(value: str, name: str) -> tuple[str, ...]:
@@ -156,6 +168,32 @@ class HookSettings:
             raise ValueError(f"max_in_flight: want 1 to 10000, not {self.max_in_flight}")
         if self.on_error not in ("refuse", "allow"):
             raise ValueError(f"on_error: want 'refuse' or 'allow', not {self.on_error!r}")
+        _check_headers(self.headers)
+
+
+def _check_headers(headers: object) -> None:
+    """Refuse headers that would make every call fail, now rather than per message
+    (where ``on_error = "allow"`` would quietly let every message through).
+    Values are never quoted: they are often secrets."""
+    if not isinstance(headers, tuple):
+        raise ValueError(f"headers: want (name, value) pairs, not {type(headers).__name__}")
+    seen: set[str] = set()
+    for pair in headers:
+        if not (isinstance(pair, tuple) and len(pair) == 2):
+            raise ValueError(f"headers: want (name, value) pairs, not {pair!r}")
+        name, value = pair
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            raise ValueError(f"headers: {name!r} is not an HTTP header name")
+        if name.lower() in _OWN_HEADERS:
+            raise ValueError(f"headers: {name} is set by the server itself")
+        if name.lower() in seen:
+            raise ValueError(f"headers: {name} is given twice")
+        seen.add(name.lower())
+        if not isinstance(value, str) or not _HEADER_VALUE.fullmatch(value):
+            raise ValueError(
+                f"headers: the value of {name} is not an HTTP header value "
+                "(ASCII letters, digits, punctuation; spaces or tabs inside only)"
+            )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
@@ -519,6 +520,38 @@ def test_settings_are_checked_when_built() -> None:
         BackendHooks({"publish": "http://127.0.0.1:1/"})  # type: ignore[dict-item]
     hooks = BackendHooks({"publish": HookSettings(url="http://u:p@127.0.0.1:1/x?k=v")})
     assert repr(hooks) == "<BackendHooks publish=http://127.0.0.1:1/x>"
+
+
+@pytest.mark.parametrize(
+    ("headers", "error"),
+    [
+        ((("Bad Header", "x"),), "headers: 'Bad Header' is not an HTTP header name"),
+        ((("", "x"),), "headers: '' is not an HTTP header name"),
+        ((("X-Key", "a\nX-Injected: 1"),), "headers: the value of X-Key is not an HTTP header"),
+        ((("X-Key", " padded"),), "headers: the value of X-Key is not an HTTP header"),
+        ((("Authorization", "Bearer caf\u00e9"),), "the value of Authorization is not an HTTP"),
+        ((("Content-Length", "5"),), "headers: Content-Length is set by the server itself"),
+        ((("host", "elsewhere"),), "headers: host is set by the server itself"),
+        ((("X-Request-Id", "mine"),), "headers: X-Request-Id is set by the server itself"),
+        ((("X-A", "1"), ("x-a", "2")), "headers: x-a is given twice"),
+        ([("X-A", "1")], "headers: want (name, value) pairs, not list"),
+    ],
+)
+def test_headers_that_would_break_every_call_are_refused_when_built(
+    headers: Any, error: str
+) -> None:
+    """Refused at start: sent, each would fail every call, and a hook whose
+    on_error is "allow" would then let every message through. The error never
+    quotes a value (often a secret)."""
+    with pytest.raises(ValueError, match=re.escape(error)) as caught:
+        HookSettings(url="http://127.0.0.1:1/", on_error="allow", headers=headers)
+    assert "caf" not in str(caught.value)
+    assert "padded" not in str(caught.value)
+
+
+def test_headers_a_backend_may_check_are_accepted() -> None:
+    headers = (("Authorization", "Bearer a.b-c_d~e+f/g="), ("X-Empty", ""), ("X-Tab", "a\tb"))
+    assert HookSettings(url="http://127.0.0.1:1/", headers=headers).headers == headers
 
 
 @fail_after(10)

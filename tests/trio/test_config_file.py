@@ -406,6 +406,10 @@ _BAD_FILES = [
     ("[[channels]]\npattern = '/a'\nhistory = true", "channels[0].history: want SIZE[:TTL]"),
     ("[hooks.publish]\nurl = 'http://x'\nheaders = 5", "hooks.publish.headers: want a table"),
     ("[hooks.publish]\nurl = 'http://x'\nmax-in-flight = 1.5", "hooks.publish.max-in-flight: want"),
+    (
+        "[hooks.publish]\nurl = 'http://x'\nheaders = { 'Bad Header' = 'x' }",
+        "hooks.publish.headers: 'Bad Header' is not an HTTP header name",
+    ),
     # values, through the flag's own type= and choices=
     ("history = ['/a=x']", "history[0]: '/a=x': want PATTERN=SIZE[:TTL]"),
     ("history = ['/ok=1', 'nope=1']", "history[1]: 'nope=1': 'nope' is not a channel pattern"),
