@@ -139,9 +139,11 @@ class BackendHooks(AsyncExtension):
         try:
             import httpx
         except ImportError as exc:
-            raise RuntimeError(
-                "backend hooks need httpx: pip install 'bayeux-trio[access]'"
-            ) from exc
+            # A ValueError, as for the other settings: the CLI names the key.
+            raise ValueError(
+                f"hooks: need httpx ({exc}): install the access extra, "
+                "pip install '.[access]' in a clone of bayeux-trio"
+            ) from None
 
         self._hooks: dict[str, _Hook] = {}
         for kind, settings in hooks.items():

@@ -63,8 +63,14 @@ def make_control(
 
 
 def check(settings: AccessSettings) -> None:
-    """Read and check every file the settings name, as :func:`install` would."""
+    """Read and check every file the settings name, and build the hooks (their
+    URLs parsed, httpx present), as :func:`install` would; nothing is started
+    and no hook is called."""
     make_control(settings)
+    if settings.hooks:
+        from ._hooks import BackendHooks
+
+        BackendHooks(settings.hooks)
 
 
 def install(server: BayeuxServer, settings: AccessSettings) -> AccessControl:

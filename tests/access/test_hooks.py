@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
@@ -23,7 +25,7 @@ import trio.testing
 
 from bayeux_core import EngineConfig, HandshakeFailed, Message
 from bayeux_trio import SubscribeError
-from bayeux_trio.access import HookSettings
+from bayeux_trio.access import AccessSettings, HookSettings, check
 from bayeux_trio.access._hooks import (
     BACKEND_REFUSED,
     BACKEND_UNAVAILABLE,
@@ -520,6 +522,26 @@ def test_settings_are_checked_when_built() -> None:
         BackendHooks({"publish": "http://127.0.0.1:1/"})  # type: ignore[dict-item]
     hooks = BackendHooks({"publish": HookSettings(url="http://u:p@127.0.0.1:1/x?k=v")})
     assert repr(hooks) == "<BackendHooks publish=http://127.0.0.1:1/x>"
+
+
+def test_check_builds_the_hooks_and_names_the_extra_they_need() -> None:
+    """bayeux check-config refuses what serve would refuse when it builds the hooks."""
+    with pytest.raises(ValueError, match=r"hooks\.publish\.url: 'http://' names no host"):
+        check(AccessSettings(hooks={"publish": HookSettings(url="http://")}))
+    script = """
+import sys
+sys.modules["httpx"] = None  # as if httpx were not installed
+from bayeux_trio.access import AccessSettings, HookSettings, check
+try:
+    check(AccessSettings(hooks={"publish": HookSettings(url="http://127.0.0.1:1/")}))
+except ValueError as exc:
+    print(exc)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.startswith("hooks: need httpx"), done.stdout + done.stderr
+    assert "pip install '.[access]' in a clone of bayeux-trio" in done.stdout
 
 
 @pytest.mark.parametrize(

@@ -561,6 +561,8 @@ def test_check_config_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
         ("workers = 2", "--workers N needs N >= 1, --engine redis://... and a fixed --port"),
         ("extension = ['no_such_module_xyz:Ext']", "cannot import 'no_such_module_xyz'"),
         ("[access.tokens]\nfile = 'missing.json'", "access.tokens.file: cannot read"),
+        # what serve refuses when it builds the hooks, check-config refuses too
+        ("[hooks.publish]\nurl = 'http://'", "hooks.publish.url: 'http://' names no host"),
         ("max-json-depth = 2", "max-json-depth: max_json_depth must be an int from 3"),
     ],
 )
