@@ -638,6 +638,36 @@ def test_the_documented_defaults_are_the_parser_s(tmp_path: Path) -> None:
         assert getattr(args, dest) == getattr(defaults, dest), dest
 
 
+ACCESS_DOC = ROOT / "docs" / "access.md"
+PRIVATE_CHAT = ROOT / "examples" / "private_chat" / "bayeux.toml"
+
+
+def test_the_toml_in_access_md_is_read_as_it_says(tmp_path: Path) -> None:
+    """Each TOML block of docs/access.md is a config file (its files present), and
+    the private chat it shows is examples/private_chat/bayeux.toml's."""
+    blocks = re.findall(r"```toml\n(.*?)```", ACCESS_DOC.read_text(encoding="utf-8"), re.DOTALL)
+    assert len(blocks) == 3
+    (tmp_path / "tokens.json").write_bytes(PRIVATE_CHAT.with_name("tokens.json").read_bytes())
+    (tmp_path / "jwt.secret").write_text("a-shared-secret-of-at-least-32-bytes-for-hs256\n")
+    (tmp_path / "public").mkdir()
+    loaded = []
+    for number, block in enumerate(blocks):
+        path = _write(tmp_path, block, name=f"block{number}.toml")
+        assert _cli.main(["check-config", str(path)]) == 0, block
+        loaded.append(load_config_file(path, _serve_parser()))
+    documented, example = loaded[0], load_config_file(PRIVATE_CHAT, _serve_parser())
+    assert documented.access.rules == example.access.rules
+    assert documented.access.error == example.access.error == "Invalid subscription auth token"
+    assert documented.access.tokens is not None
+    assert example.access.tokens is not None
+    assert documented.access.tokens.field == example.access.tokens.field
+    assert documented.access.tokens.file.name == example.access.tokens.file.name
+    assert documented.options == {"static": tmp_path / "public"}
+    assert example.options == {"static": PRIVATE_CHAT.parent / "public"}
+    assert loaded[1].access.jwt is not None
+    assert set(loaded[2].access.hooks) == {"subscribe"}
+
+
 # ------------------------------------------------------ as a real command
 
 
