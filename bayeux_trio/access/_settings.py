@@ -231,11 +231,13 @@ class AccessSettings:
                     f"hooks.{kind}: want hooks.handshake, hooks.subscribe or hooks.publish"
                 )
         if self.handshake == "authenticated" and self.tokens is None and self.jwt is None:
-            if "handshake" not in self.hooks:
-                raise ValueError(
-                    "handshake: 'authenticated' needs [access.tokens], [access.jwt] "
-                    "or [hooks.handshake]"
-                )
+            # A hook's answer names no user, so it cannot make a handshake
+            # authenticated: with a hook alone, every handshake was refused.
+            raise ValueError(
+                "handshake: 'authenticated' needs [access.tokens] or [access.jwt] (a token "
+                "that names the user); to let a [hooks.handshake] decide alone, keep "
+                "handshake = 'anyone'"
+            )
 
     @property
     def active(self) -> bool:

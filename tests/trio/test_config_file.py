@@ -428,6 +428,11 @@ _BAD_FILES = [
         "access.jwt: secret-file, public-key-file, jwks-file: give exactly one key source",
     ),
     ("[access]\nhandshake = 'authenticated'", "access.handshake: 'authenticated' needs"),
+    (
+        # a hook names no user: alone it left every handshake refused
+        "[access]\nhandshake = 'authenticated'\n[hooks.handshake]\nurl = 'http://x'",
+        "access.handshake: 'authenticated' needs [access.tokens] or [access.jwt]",
+    ),
     ("[access.tokens]\nfield = 'x'", "access.tokens.file: missing"),
     ("[hooks.publish]\ntimeout = 2", "hooks.publish.url: missing"),
     ("[hooks.publish]\nurl = 'ftp://x'", "hooks.publish.url: want an http:// or https:// URL"),
