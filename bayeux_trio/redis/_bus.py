@@ -5,17 +5,22 @@ Each node keeps the sessions it owns in its local engine; Redis keeps the log
 epoch, cursor, state, subscriptions), with a TTL. The hub hands every pass of
 engine actions to :meth:`RedisBus.intercept`: the Redis writes they imply go
 out in one pipeline, in order, and the pass's replies wait for it.
+
+The writer's pipelines and the reader's ``XREAD`` run on lean connections of
+their own (:mod:`._lean`, :mod:`._resp`); everything else, and everything on
+a Redis Cluster, on coredis (docs/redis.md, "Hot paths").
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import logging
 import math
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
@@ -53,7 +58,10 @@ from bayeux_core import (
     refuse_without_backend,
 )
 
+from ._lean import Link, endpoint_of, error_for, raise_first_error
 from ._nodes import NodeReporter
+from ._resp import Arg, ErrorReply
+from ._resp import Reply as RespReply
 from ._scripts import (
     APPEND,
     CLAIM,
@@ -109,6 +117,12 @@ _SENT_WAIT = 0.1
 #: last owner's note may still be on its way (seconds)
 _SENT_WAIT_RECOVERING = 2.5
 _RECOVERING = 5.0
+#: how long the reader's XREAD blocks in Redis (ms), and the longest the lean
+#: connection waits for its answer beyond that before it gives the read up
+#: as failed (a Redis that stopped answering); the writer's pipelines get the
+#: same margin in all (docs/redis.md, "Hot paths")
+_BLOCK_MS = 1000
+_ANSWER_MARGIN = 4.0
 #: what a request gets when Redis cannot be reached in time (docs/redis.md, Faults)
 PUBLISH_REFUSED = "407::Redis unreachable"
 REFUSED = "503::Redis unreachable"
@@ -175,6 +189,51 @@ def _fields(entry: StreamEntry) -> dict[bytes, bytes]:
         k if isinstance(k, bytes) else k.encode(): v if isinstance(v, bytes) else v.encode()
         for k, v in entry.field_values.items()
     }
+
+
+#: one log entry as the reader uses it: its id and its fields
+_Entry = tuple[bytes | str, dict[bytes, bytes]]
+
+
+def _entries(reply: RespReply) -> list[_Entry]:
+    """The entries of a raw ``XREAD`` reply of one stream,
+    ``[[key, [[id, [field, value, ...]], ...]]]`` (or nil: none came)."""
+    if reply is None:
+        return []
+    if type(reply) is ErrorReply:
+        raise error_for(reply)
+    out: list[_Entry] = []
+    streams: Any = reply
+    try:
+        for _key, entries in streams:
+            for entry_id, flat in entries:
+                it = iter(flat)
+                out.append((entry_id, dict(zip(it, it, strict=True))))
+    except (TypeError, ValueError):
+        raise coredis.exceptions.ProtocolError(f"not a stream read: {reply!r:.100}") from None
+    return out
+
+
+class _Commands:
+    """A pipeline's commands, queued as on a coredis pipeline (the same
+    calls), as the argument lists the lean connection sends."""
+
+    __slots__ = ("commands",)
+
+    def __init__(self) -> None:
+        self.commands: list[tuple[Arg, ...]] = []
+
+    def evalsha(self, sha: str, keys: Sequence[str], args: Sequence[Arg]) -> None:
+        self.commands.append(("EVALSHA", sha, len(keys), *keys, *args))
+
+    def hset(self, key: str, mapping: dict[str, str | bytes]) -> None:
+        command: list[Arg] = ["HSET", key]
+        for field, value in mapping.items():
+            command += (field, value)
+        self.commands.append(tuple(command))
+
+    def pexpire(self, key: str, milliseconds: int) -> None:
+        self.commands.append(("PEXPIRE", key, milliseconds))
 
 
 def _offset(stream_id: StreamId) -> int:
@@ -369,6 +428,10 @@ class RedisBus:
         self._error = ""
         self._hub: Hub | None = None
         self._client: _Client | None = None
+        #: the lean connections of the writer's pipelines and the reader's
+        #: XREAD (none on a Redis Cluster: coredis does it all there)
+        self._write_link: Link | None = None
+        self._read_link: Link | None = None
         self._pos: StreamId = (0, 0)
         self._pos_str = "0-0"
         self._ring: collections.deque[tuple[StreamId, str | None, bytes]] = collections.deque(
@@ -480,7 +543,7 @@ class RedisBus:
         if self._hub is None:
             raise RuntimeError("attach the bus to a server first")
         client = _connect(self.url)
-        async with client:
+        async with client, self._links(client):
             self._client = client
             self._claim = client.register_script(CLAIM)
             self._update = client.register_script(UPDATE)
@@ -529,6 +592,23 @@ class RedisBus:
                 self._nodes = NodeReporter(self)
                 nursery.start_soon(self._nodes.run)
                 task_status.started()
+
+    @contextlib.asynccontextmanager
+    async def _links(self, client: _Client) -> AsyncIterator[None]:
+        """The writer's and the reader's lean connections (see :mod:`._lean`),
+        for as long as the bus runs; none on a Redis Cluster."""
+        endpoint = endpoint_of(client)
+        if endpoint is None:
+            yield
+            return
+        timeout = _BLOCK_MS / 1000 + _ANSWER_MARGIN
+        self._write_link = Link(endpoint, read_timeout=timeout)
+        self._read_link = Link(endpoint, read_timeout=timeout)
+        try:
+            yield
+        finally:
+            await self._write_link.aclose()
+            await self._read_link.aclose()
 
     # ---------------------------------------------------- before the engine
 
@@ -1118,15 +1198,33 @@ class RedisBus:
         """
         client = self._client
         assert client is not None
+        link = self._write_link
         if self._scripts_lost:
-            for script in self._pipelined:
-                await client.script_load(script.script)
+            if link is not None:
+                # On the connection that calls them: the same server even
+                # while a Sentinel failover moves the master.
+                raise_first_error(
+                    await link.pipeline([("SCRIPT", "LOAD", s.script) for s in self._pipelined])
+                )
+            else:
+                for script in self._pipelined:
+                    await client.script_load(script.script)
             self._scripts_lost = False
         present: set[bytes] = set()
         if recovering:
             # A failed pipeline may have been applied in part: do not append twice.
-            tail = await client.xrevrange(self.log_key, count=_RECOVERY_SCAN)
-            present = {u for e in tail if (u := _fields(e).get(b"u")) is not None}
+            if link is not None:
+                (tail,) = await link.pipeline(
+                    [("XREVRANGE", self.log_key, "+", "-", "COUNT", _RECOVERY_SCAN)]
+                )
+                if type(tail) is ErrorReply:
+                    raise error_for(tail)
+                found = [fields for _, fields in _entries([[b"", tail]])]
+            else:
+                found = [
+                    _fields(e) for e in await client.xrevrange(self.log_key, count=_RECOVERY_SCAN)
+                ]
+            present = {u for fields in found if (u := fields.get(b"u")) is not None}
         minid = self._minid()
         ttl = str(self._ttl_ms)
         kinds: list[tuple[str, str]] = []
@@ -1157,7 +1255,14 @@ class RedisBus:
                 run.clear()
                 del run_keys[1:]
 
-        async with client.pipeline(transaction=False) as pipe:
+        # The lean connection takes the same calls as a coredis pipeline.
+        recorder = _Commands() if link is not None else None
+        pipeline: contextlib.AbstractAsyncContextManager[Any] = (
+            contextlib.nullcontext(recorder)
+            if recorder is not None
+            else client.pipeline(transaction=False)
+        )
+        async with pipeline as pipe:
             for work in passes:
                 senders = work.senders
                 for i, fields in enumerate(work.xadds):
@@ -1219,7 +1324,15 @@ class RedisBus:
             if changes:
                 self._apply_presence(pipe, changes, minid)
                 kinds.append(("-", ""))
-        results = pipe.results or ()
+        results: Sequence[Any]
+        if recorder is not None:
+            assert link is not None
+            commands = recorder.commands
+            results = await link.pipeline(commands) if commands else []
+            # As a coredis pipeline: every command ran, the first error is raised.
+            raise_first_error(results)
+        else:
+            results = pipe.results or ()
         failed: dict[str, bool] = {}
         for (kind, client_id), result in zip(kinds, results, strict=False):
             if kind == "x" and isinstance(result, list):
@@ -1359,46 +1472,67 @@ class RedisBus:
                 await self._check_log()
             if self._stale:
                 await self._resync()
-            pos = self._pos_str
-            found = await self._retry(
-                "read",
-                lambda pos=pos: client.xread(  # type: ignore[misc]
-                    {self.log_key: pos}, count=_PAGE, block=1000
-                ),
-            )
+            found = await self._retry("read", self._read_log)
             if not found or self._stale or self._unchecked:
                 continue  # after an outage: check the log and the members view first
             now = trio.current_time()
-            for entries in found.values():
-                for entry in entries:
-                    entry_id = _parse(entry.identifier)
-                    if entry_id <= self._pos:
-                        continue
-                    fields = _fields(entry)
-                    channel = fields.get(b"c")
-                    if channel is not None:
-                        name = channel.decode()
-                        payload = fields[b"p"]
-                        if ring.maxlen is not None and len(ring) == ring.maxlen:
-                            self._floor = ring[0][0]
-                        ring.append((entry_id, name, payload))
-                        self._set_pos(entry_id)
-                        routed = hub.route(name, payload, now=now, offset=_offset(entry_id))
-                        for session in routed:
-                            if session.stream is not None:
-                                self._pushed[session.client_id] = entry_id
-                        continue
+            for identifier, fields in found:
+                entry_id = _parse(identifier)
+                if entry_id <= self._pos:
+                    continue
+                channel = fields.get(b"c")
+                if channel is not None:
+                    name = channel.decode()
+                    payload = fields[b"p"]
                     if ring.maxlen is not None and len(ring) == ring.maxlen:
                         self._floor = ring[0][0]
-                    ring.append((entry_id, None, b""))
+                    ring.append((entry_id, name, payload))
                     self._set_pos(entry_id)
-                    if fields.get(b"k") == b"evict":
-                        self._on_evict(fields)
+                    routed = hub.route(name, payload, now=now, offset=_offset(entry_id))
+                    for session in routed:
+                        if session.stream is not None:
+                            self._pushed[session.client_id] = entry_id
+                    continue
+                if ring.maxlen is not None and len(ring) == ring.maxlen:
+                    self._floor = ring[0][0]
+                ring.append((entry_id, None, b""))
+                self._set_pos(entry_id)
+                if fields.get(b"k") == b"evict":
+                    self._on_evict(fields)
             hub.pump()
             advanced = self._advanced
             if advanced is not None:
                 self._advanced = None
                 advanced.set()
+
+    async def _read_log(self) -> list[_Entry]:
+        """The log's next entries after the reader's position (an ``XREAD``
+        that blocks up to a second), on the lean connection but on a Cluster."""
+        link = self._read_link
+        if link is not None:
+            (reply,) = await link.pipeline(
+                [
+                    (
+                        "XREAD",
+                        "COUNT",
+                        _PAGE,
+                        "BLOCK",
+                        _BLOCK_MS,
+                        "STREAMS",
+                        self.log_key,
+                        self._pos_str,
+                    )
+                ]
+            )
+            return _entries(reply)
+        client = self._client
+        assert client is not None
+        found = await client.xread({self.log_key: self._pos_str}, count=_PAGE, block=_BLOCK_MS)
+        if not found:
+            return []
+        return [
+            (entry.identifier, _fields(entry)) for entries in found.values() for entry in entries
+        ]
 
     async def _check_log(self) -> None:
         """After an outage: if the entry at this node's position is gone from
@@ -1592,6 +1726,9 @@ class RedisBus:
             # A master demoted under open connections (a Sentinel failover):
             # new ones ask the sentinels where the master is now.
             self._client.connection_pool.disconnect()
+            for link in (self._write_link, self._read_link):
+                if link is not None:
+                    link.reset()
         if self._presence:
             self._doubt()
         if self.healthy:

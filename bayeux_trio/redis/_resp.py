@@ -166,10 +166,12 @@ class Parser:
         """Whether part of a reply is buffered (bytes fed and not yet handed out)."""
         return bool(self._stack) or self._have > 0 or self._pos < len(self._buf)
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray) -> None:
         """Add ``data`` (bytes the server sent) to what is parsed next."""
         if not data:
             return
+        if type(data) is not bytes:
+            data = bytes(data)  # (replies are slices of it: bytes, never bytearray)
         if self._need and len(self._buf) - self._pos + self._have + len(data) < self._need:
             # Still short of the item waited for: keep it aside, join once.
             self._chunks.append(data)
