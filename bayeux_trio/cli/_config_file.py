@@ -53,7 +53,12 @@ def file_options(serve: argparse.ArgumentParser) -> dict[str, argparse.Action]:
         flags = [flag for flag in action.option_strings if flag.startswith("--")]
         if not flags:
             raise TypeError(f"{action.dest}: a config file sets options, not positionals")
-        kinds = (argparse._StoreAction, argparse._StoreTrueAction, argparse._AppendAction)
+        kinds = (
+            argparse._StoreAction,
+            argparse._StoreTrueAction,
+            argparse.BooleanOptionalAction,
+            argparse._AppendAction,
+        )
         if not isinstance(action, kinds):
             raise TypeError(f"{flags[0]}: a config file cannot set a {type(action).__name__}")
         options[flags[0].removeprefix("--")] = action
@@ -361,7 +366,7 @@ class _Reader:
 
     def option(self, key: str, action: argparse.Action, value: object) -> object:
         """A value as the flag would give it, or a ConfigError naming ``key``."""
-        if isinstance(action, argparse._StoreTrueAction):
+        if isinstance(action, (argparse._StoreTrueAction, argparse.BooleanOptionalAction)):
             if not isinstance(value, bool):
                 raise self.error(key, f"want true or false, not {_show(value)}")
             return value

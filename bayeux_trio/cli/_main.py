@@ -251,7 +251,9 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     )
     serve.add_argument(
         "--js-safe-integers",
-        action="store_true",
+        # --no-js-safe-integers turns off what a config file turned on
+        action=argparse.BooleanOptionalAction,
+        default=False,
         help="refuse publishes holding integers beyond +-(2**53 - 1), which browsers "
         "round (400:data:Cannot encode message)",
     )

@@ -85,7 +85,7 @@ def _sample(key: str, action: argparse.Action, base: Path) -> tuple[object, obje
     """(file value, expected option value), both different from the default."""
     if key in SAMPLES:
         return SAMPLES[key]
-    if isinstance(action, argparse._StoreTrueAction):
+    if isinstance(action, (argparse._StoreTrueAction, argparse.BooleanOptionalAction)):
         return True, True
     if isinstance(action, argparse._AppendAction):
         assert action.type is None, f"{key}: add a sample to SAMPLES"
@@ -128,7 +128,8 @@ def test_every_serve_option_can_be_set_from_the_file(tmp_path: Path) -> None:
 
 
 def test_every_serve_option_of_the_parser_is_a_key() -> None:
-    """The walk above covers the parser: each long option but -h/--config/suppressed."""
+    """The walk above covers the parser: each long option but -h/--config/suppressed
+    (and a switch's --no- form, the same key set to false)."""
     serve = _serve_parser()
     flags = {
         flag.removeprefix("--")
@@ -136,6 +137,7 @@ def test_every_serve_option_of_the_parser_is_a_key() -> None:
         if action.help is not argparse.SUPPRESS
         for flag in action.option_strings
         if flag.startswith("--") and flag not in ("--help", "--config")
+        if not (isinstance(action, argparse.BooleanOptionalAction) and flag.startswith("--no-"))
     }
     assert flags == set(file_options(serve))
 
@@ -180,6 +182,14 @@ def test_the_command_line_wins_per_option(tmp_path: Path) -> None:
     # Options in neither keep their defaults.
     assert args.max_body == 1024 * 1024
     assert args.session_timeout is None
+
+
+def test_a_switch_the_file_turns_on_is_turned_off_on_the_command_line(tmp_path: Path) -> None:
+    path = _write(tmp_path, "js-safe-integers = true\n")
+    args, _, _ = _serve_args("--config", str(path), "--no-js-safe-integers")
+    assert args.js_safe_integers is False
+    args, _, _ = _serve_args("--config", str(path))
+    assert args.js_safe_integers is True
 
 
 def test_a_repeated_option_on_the_command_line_replaces_the_file_s_list(tmp_path: Path) -> None:
