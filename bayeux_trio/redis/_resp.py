@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Final, Literal, TypeAlias
 
 __all__ = [
@@ -90,29 +90,49 @@ _BULK_HEADS: list[bytes] = [b"$%d\r\n" % n for n in range(64)]
 
 
 def _bulk(arg: Arg) -> bytes:
-    if type(arg) is bytes:
-        data = arg
-    elif type(arg) is str:
-        data = arg.encode()
-    elif type(arg) is int:
-        data = b"%d" % arg
-    else:
-        raise TypeError(f"a Redis argument is bytes, str or int, not {type(arg).__name__}")
-    size = len(data)
-    head = _BULK_HEADS[size] if size < 64 else b"$%d\r\n" % size
-    return head + data + _CRLF
+    parts: list[bytes] = []
+    _put(parts, (arg,))
+    return b"".join(parts)
 
 
 def encode(*args: Arg) -> bytes:
     """One command (``encode("XREAD", "COUNT", 10, ...)``) as RESP2 bytes."""
     if not args:
         raise ValueError("a command has at least its name")
-    return b"*%d\r\n" % len(args) + b"".join([_bulk(arg) for arg in args])
+    parts: list[bytes] = [b"*%d\r\n" % len(args)]
+    _put(parts, args)
+    return b"".join(parts)
 
 
-def encode_many(commands: Iterable[Iterable[Arg]]) -> bytes:
+def encode_many(commands: Iterable[Sequence[Arg]]) -> bytes:
     """Several commands, in order, as the bytes of one write (a pipeline)."""
-    return b"".join([encode(*command) for command in commands])
+    parts: list[bytes] = []
+    for command in commands:
+        if not command:
+            raise ValueError("a command has at least its name")
+        parts.append(b"*%d\r\n" % len(command))
+        _put(parts, command)
+    return b"".join(parts)
+
+
+def _put(parts: list[bytes], args: Iterable[Arg]) -> None:
+    # One loop for every argument of a pipeline (a publish is about ten of
+    # them): no call per argument.
+    heads = _BULK_HEADS
+    append = parts.append
+    for arg in args:
+        if type(arg) is bytes:
+            data = arg
+        elif type(arg) is str:
+            data = arg.encode()
+        elif type(arg) is int:
+            data = b"%d" % arg
+        else:
+            raise TypeError(f"a Redis argument is bytes, str or int, not {type(arg).__name__}")
+        size = len(data)
+        append(heads[size] if size < 64 else b"$%d\r\n" % size)
+        append(data)
+        append(_CRLF)
 
 
 def encode_reply(reply: Reply) -> bytes:
