@@ -161,6 +161,10 @@ class AccessControl(Extension):
     # ------------------------------------------------------------ the hook
 
     def incoming(self, message: Message, context: MessageContext) -> Message | None:
+        if "error" in message:
+            # Refused already (a backend hook runs first): its error is the
+            # one the client sees, not the rules' more general one.
+            return message
         kind = message_kind(message)
         if kind is MessageKind.HANDSHAKE:
             self._handshake(message, context)

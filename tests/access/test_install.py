@@ -8,6 +8,7 @@ sender.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import time
@@ -24,7 +25,7 @@ from bayeux_trio import BayeuxServer
 from bayeux_trio.access import AccessSettings, JwtSettings, TokenFileSettings, install
 from tests.trio.helpers import HANDSHAKE, LongPoller, bayeux, fail_after, make_config
 
-from .backend import Backend, allow, rewrite, running_backend
+from .backend import Backend, allow, by_channel, refuse, rewrite, running_backend
 
 SECRET = "k" * 40
 
@@ -142,6 +143,34 @@ async def test_hooks_are_told_the_user_and_rules_still_decide(
         ]
     )
     assert backend.descriptions("/subscribe")[-1]["user"] is None
+
+
+@fail_after(15)
+async def test_a_backend_s_refusal_is_the_error_the_client_sees(
+    nursery: trio.Nursery, tmp_path: Path, backend: Backend
+) -> None:
+    access = settings(tmp_path, backend)
+    hooks = dict(access.hooks)
+    hooks["subscribe"] = backend.hook(
+        "/subscribe", by_channel({"/notes/bob": refuse("403::Ask bob first")}, allow())
+    )
+    server = await serve(nursery, dataclasses.replace(access, hooks=hooks))
+    assert server.port is not None
+    (shaken,) = await bayeux(
+        server.port, [{**HANDSHAKE, "ext": {"auth": {"token": token("alice")}}}]
+    )
+    alice = LongPoller(server.port)
+    alice.client_id = shaken["clientId"]
+    subscribe = {"channel": "/meta/subscribe", "clientId": alice.client_id}
+    # Both the backend and the rules refuse /notes/bob: the backend's words.
+    (no,) = await alice.send([{**subscribe, "subscription": "/notes/bob"}])
+    assert no["successful"] is False
+    assert no["error"] == "403::Ask bob first"
+    # The backend allows /notes/carol, the rules refuse it.
+    (no,) = await alice.send([{**subscribe, "subscription": "/notes/carol"}])
+    assert no["error"] == "403:/notes/carol:Forbidden"
+    (ok,) = await alice.send([{**subscribe, "subscription": "/notes/alice"}])
+    assert ok["successful"] is True, ok
 
 
 @fail_after(15)
