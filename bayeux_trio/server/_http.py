@@ -142,8 +142,14 @@ class HttpConnection:
         self._fast_replied = False
         #: carries the deadline of the head being read (see _serve)
         self._reads = trio.CancelScope()
+        #: the deadline given to ``_reads`` (read back without trio's property)
+        self._armed = math.inf
+        #: when the head being awaited is due; ``_armed`` may be earlier (_read_head)
+        self._due = math.inf
         #: bytes of the head being read have arrived
         self._head_started = False
+        #: _serve resumed a head wait whose earlier deadline passed (_read_head)
+        self._resumed = False
         #: the WebSocket upgrade asked for, handed back by serve()
         self._upgrade: Upgrade | None = None
 
@@ -185,11 +191,24 @@ class HttpConnection:
     async def _serve(self) -> None:
         # One cancel scope carries every head's deadline: moving a deadline
         # costs less than a scope per request. The deadline is infinite except
-        # while a head is awaited, so it cancels nothing else.
-        with self._reads:
-            await self._requests()
-        if not self._reads.cancelled_caught:
-            return
+        # while a head is awaited, so it cancels nothing else. An idle wait
+        # may leave an earlier deadline in place (see _read_head): when that
+        # one passes before the head is due, a new scope takes over and the
+        # wait goes on where it was.
+        while True:
+            with self._reads:
+                await self._requests()
+            if not self._reads.cancelled_caught:
+                return
+            if trio.current_time() >= self._due:
+                break
+            # Only a head wait can be cancelled: it resumes from what is buffered.
+            if self._fast is not None:
+                self._input = self._fast + self._input
+                self._fast = None
+            self._reads = trio.CancelScope()
+            self._arm(self._due)
+            self._resumed = True
         if self._fast_ok:
             # h11 answers the timeout on what arrived
             self._to_h11((self._fast or b"") + self._input)
@@ -253,9 +272,20 @@ class HttpConnection:
         data = self._input if fast else self.h11_state.trailing_data[0]
         started = self._head_started = bool(data)
         reads = self._reads
-        reads.deadline = trio.current_time() + (
-            config.header_timeout if started else config.idle_timeout
-        )
+        if self._resumed:
+            self._resumed = False  # _serve armed the deadline of this very wait
+        elif started or not fast:
+            self._arm(
+                trio.current_time() + (config.header_timeout if started else config.idle_timeout)
+            )
+        else:
+            # Between fast requests, moving the deadline later each time would
+            # cost more than the rest of reading a request: an earlier one
+            # armed for a previous wait stays, and if it passes first, _serve
+            # resumes this wait under the due one.
+            due = self._due = trio.current_time() + config.idle_timeout
+            if due < self._armed:
+                self._arm(due)
         # h11 checks max_header only against a head it has not completed; a
         # whole head that arrived in one read is measured here.
         unparsed = len(data)
@@ -279,7 +309,7 @@ class HttpConnection:
                     break
                 if not started:
                     started = self._head_started = True
-                    reads.deadline = trio.current_time() + config.header_timeout
+                    self._arm(trio.current_time() + config.header_timeout)
                 self._input = data  # for the timeout's answer
             more = await self._receive()
             if not more:
@@ -293,6 +323,12 @@ class HttpConnection:
             unparsed = len(data)
             if self._fast_ok:
                 self._to_h11(data)
+            if self._armed != self._due:
+                # h11 takes over with the due deadline, before it consumes
+                # anything a resumed wait would need again.
+                if reads.cancel_called:
+                    await trio.lowlevel.checkpoint()
+                self._arm(self._due)
         while True:
             event = self.h11_state.next_event()
             if event is h11.NEED_DATA:
@@ -300,7 +336,7 @@ class HttpConnection:
                 unparsed += len(data)
                 if data and not started:
                     started = self._head_started = True
-                    reads.deadline = trio.current_time() + config.header_timeout
+                    self._arm(trio.current_time() + config.header_timeout)
                 self.h11_state.receive_data(data)
                 continue
             if isinstance(event, h11.Request):
@@ -319,7 +355,7 @@ class HttpConnection:
     async def _head_read(self) -> None:
         """A whole head is in: its deadline no longer applies."""
         reads = self._reads
-        reads.deadline = math.inf
+        self._armed = reads.deadline = math.inf
         if reads.cancel_called:
             # The deadline passed before this task ran again: it is late.
             await trio.lowlevel.checkpoint()
@@ -346,7 +382,11 @@ class HttpConnection:
 
     def _disarm(self) -> None:
         """No head deadline applies until the next head is awaited."""
-        self._reads.deadline = math.inf
+        self._armed = self._reads.deadline = math.inf
+
+    def _arm(self, deadline: float) -> None:
+        """The head being awaited is due at ``deadline``."""
+        self._due = self._armed = self._reads.deadline = deadline
 
     def _to_h11(self, data: bytes) -> None:
         """Hand the buffered input to h11, which parses from here on."""

@@ -487,3 +487,29 @@ async def test_an_idle_connection_still_times_out(nursery: trio.Nursery) -> None
                 received += chunk
         # one answer, then the server closed the idle connection by itself
         assert [status for status, _, _ in _responses(received)] == [200]
+
+
+@fail_after(20)
+async def test_a_busy_connection_outlives_an_earlier_idle_deadline(nursery: trio.Nursery) -> None:
+    # Between fast requests the deadline of an earlier wait stays armed; when
+    # it passes before the next request is due, the wait must go on, not end.
+    server = await start_server(nursery, make_config(idle_timeout=1.0))
+    assert server.port is not None
+    async with await trio.open_tcp_stream(HOST, server.port) as stream:
+        statuses: list[int] = []
+        for _ in range(3):  # at 0, 0.6 and 1.2 s: the first wait's deadline passes
+            await stream.send_all(_post(_PUBLISH))
+            received = b""
+            with trio.fail_after(5):
+                while not received.endswith(b"}]"):  # the end of a reply's body
+                    chunk = await stream.receive_some(65536)
+                    assert chunk, f"closed after {statuses}"
+                    received += chunk
+            statuses += [status for status, _, _ in _responses(received)]
+            await trio.sleep(0.6)
+        assert statuses == [200, 200, 200]
+        received = b""
+        with trio.fail_after(5):
+            while chunk := await stream.receive_some(65536):
+                received += chunk
+        assert received == b""  # then closed by itself, idle
