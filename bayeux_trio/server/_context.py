@@ -67,6 +67,15 @@ class ServerContext(Protocol):
     ) -> None:
         """Run the incoming pipeline over a batch and feed it to the engine."""
 
+    @property
+    def receives_at_once(self) -> bool:
+        """True when :meth:`receive` never waits (no async extension, no bus)."""
+
+    def receive_at_once(
+        self, conn: int, messages: Sequence[Message], request: object, address: str | None = None
+    ) -> None:
+        """:meth:`receive` without a coroutine, only when :attr:`receives_at_once`."""
+
     async def claim(self, client_id: str) -> None:
         """Make sure this node holds ``client_id``'s session (a cluster bus claims it)."""
 

@@ -40,6 +40,7 @@ from bayeux_core.wire import (
     HttpResponse,
     NotMounted,
     ReplyShape,
+    Route,
     classify,
     cors_headers,
     decode_request,
@@ -84,6 +85,7 @@ _REPLY_HEAD = {
     for jsonp in (False, True)
 }
 _NO_REPLY_SHAPE = ReplyShape()
+_NO_ROUTE = Route()
 
 
 class _Closed(Exception):
@@ -152,6 +154,9 @@ class HttpConnection:
         self._resumed = False
         #: the WebSocket upgrade asked for, handed back by serve()
         self._upgrade: Upgrade | None = None
+        #: the last request classified, and its route (see _route_of)
+        self._routed: HttpRequest | None = None
+        self._route: Route = _NO_ROUTE
 
     @property
     def h11_state(self) -> h11.Connection:
@@ -226,6 +231,8 @@ class HttpConnection:
             if self._fast is None:
                 body = await self._read_body(request)
                 upgraded = await self._dispatch(request, body)
+            elif self._dispatch_now(request):
+                upgraded = False
             else:
                 upgraded = await self._dispatch_fast(request)
             if upgraded:
@@ -359,6 +366,36 @@ class HttpConnection:
         if reads.cancel_called:
             # The deadline passed before this task ran again: it is late.
             await trio.lowlevel.checkpoint()
+
+    def _dispatch_now(self, request: HttpRequest) -> bool:
+        """:meth:`_dispatch` of a fast-path Bayeux request, when nothing in it
+        can wait (no async extension, no bus); False, having done nothing,
+        otherwise. The common publish is answered without a coroutine."""
+        route = self._route_of(request)
+        if type(route) is not BayeuxRequest or not self.server.receives_at_once:
+            return False
+        body = self._fast_body
+        self._fast_body = b""
+        messages = decode_request(route, body, self.server.wire)
+        if isinstance(messages, HttpResponse):
+            log.debug("refused a Bayeux request: %d", messages.status)
+            self._respond(messages)
+            return True
+        self._shape = route.shape
+        conn = self.hub.new_conn(self)
+        self._waiting = conn
+        self.server.receive_at_once(conn, messages, request, self.address)
+        return True
+
+    def _route_of(self, request: HttpRequest) -> Route:
+        """``classify(request)``, remembered for a repeated head: the fast
+        path hands back the same request for the same head bytes."""
+        if request is self._routed:
+            return self._route
+        route = classify(request, self.server.wire)
+        self._routed = request
+        self._route = route
+        return route
 
     async def _dispatch_fast(self, request: HttpRequest) -> bool:
         """:meth:`_dispatch` for a request the fast path took.
@@ -567,7 +604,7 @@ class HttpConnection:
 
         ``request`` comes from the fast path or from h11, in the same shape.
         """
-        route = classify(request, self.server.wire)
+        route = self._route_of(request)
         if isinstance(route, BayeuxRequest):
             messages = decode_request(route, body, self.server.wire)
             if isinstance(messages, HttpResponse):

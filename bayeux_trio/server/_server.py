@@ -508,13 +508,7 @@ class BayeuxServer:
         ``address`` is the peer's, for ``EngineConfig.max_clients_per_address``
         (endpoints have one only when that limit is set).
         """
-        if self._metrics is not None:
-            self._metrics.arrived(messages)
-        if self._seen is not None and messages:
-            # One look-up a batch: a client's batch names it in its first message.
-            first = messages[0]
-            if type(first) is dict:
-                self._seen.note(first.get("clientId"))
+        self._arrived(messages)
         if self._async_extensions:
             kept: list[Message] = []
             presence = bool(self.config.engine.presence)
@@ -539,6 +533,31 @@ class BayeuxServer:
         if self.bus is not None:
             await self.bus.prepare(messages)
         self.hub.receive(conn, messages, request, address)
+
+    @property
+    def receives_at_once(self) -> bool:
+        """True when :meth:`receive` never waits: no async extension, no bus."""
+        return not self._async_extensions and self.bus is None
+
+    def receive_at_once(
+        self,
+        conn: int,
+        messages: Sequence[Message],
+        request: object,
+        address: str | None = None,
+    ) -> None:
+        """:meth:`receive` without a coroutine, when :attr:`receives_at_once`."""
+        self._arrived(messages)
+        self.hub.receive(conn, messages, request, address)
+
+    def _arrived(self, messages: Sequence[Message]) -> None:
+        if self._metrics is not None:
+            self._metrics.arrived(messages)
+        if self._seen is not None and messages:
+            # One look-up a batch: a client's batch names it in its first message.
+            first = messages[0]
+            if type(first) is dict:
+                self._seen.note(first.get("clientId"))
 
     def _for_console(self, message: Message) -> bool:
         """A handshake with a console ticket, or a subscribe of the console's session."""

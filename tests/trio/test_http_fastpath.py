@@ -23,8 +23,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bayeux_core import Message
-from bayeux_core.wire import HttpRequest
+from bayeux_core.wire import HttpRequest, Route, WireConfig, classify
 from bayeux_trio import AsyncExtension
+from bayeux_trio.server import _http
 from bayeux_trio.server._http_fast import FastParser, may_complete, parse
 
 from .helpers import HOST, fail_after, make_config, raw_exchange, start_server
@@ -513,3 +514,26 @@ async def test_a_busy_connection_outlives_an_earlier_idle_deadline(nursery: trio
             while chunk := await stream.receive_some(65536):
                 received += chunk
         assert received == b""  # then closed by itself, idle
+
+
+@fail_after(20)
+async def test_a_repeated_head_is_routed_once(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fast path hands back the same request for the same head bytes, and
+    # the connection keeps its route; another head is classified again.
+    seen: list[bytes] = []
+
+    def counting(request: HttpRequest, config: WireConfig) -> Route:
+        seen.append(request.target)
+        return classify(request, config)
+
+    monkeypatch.setattr(_http, "classify", counting)
+    server = await start_server(nursery, make_config())
+    assert server.port is not None
+    other = _post(_PUBLISH).replace(b"/faye", b"/faye?x=1", 1)
+    stream = _post(_PUBLISH) * 3 + other + _post(_PUBLISH, _CLOSE)
+    responses = _responses(await raw_exchange(server.port, stream))
+    assert all(_published(response) for response in responses)
+    assert len(responses) == 5
+    assert seen == [b"/faye", b"/faye?x=1", b"/faye"]
