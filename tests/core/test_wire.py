@@ -13,7 +13,7 @@ import base64
 import hashlib
 import json
 from typing import Any
-from urllib.parse import parse_qs, quote, quote_plus, urlencode
+from urllib.parse import parse_qs, quote, quote_plus, unquote_to_bytes, urlencode
 
 import h11
 import orjson
@@ -24,7 +24,7 @@ from wsproto import ConnectionType
 from wsproto.events import AcceptConnection, Request
 from wsproto.handshake import H11Handshake
 
-from bayeux_core import wire
+from bayeux_core import BodyError, decode_body, wire
 from bayeux_core.wire import (
     BAD_MESSAGE,
     BAD_REQUEST,
@@ -293,6 +293,49 @@ def test_decode_form_agrees_with_parse_qs_on_any_bytes(body: bytes) -> None:
 @given(st.text(max_size=30), st.sampled_from(["plus", "percent", "lax"]))
 def test_decode_form_unescapes_any_text(text: str, style: str) -> None:
     assert decode_form(("message=" + form_escape(text, style)).encode()) == (text, None)
+
+
+def _form_reference(body: bytes) -> list[dict[str, Any]] | HttpResponse:
+    """decode_request's answer to a form body, as its general path makes it."""
+    message, callback = decode_form(body)
+    if not message or (callback is not None and not valid_callback(callback)):
+        return BAD_REQUEST
+    decoded = decode_body(message, max_bytes=CONFIG.max_body, max_depth=CONFIG.max_json_depth)
+    return wire.body_error(decoded) if isinstance(decoded, BodyError) else decoded
+
+
+@given(
+    messages=messages_st,
+    style=st.sampled_from(["plus", "percent", "lax"]),
+    ascii_only=st.booleans(),
+    extra=st.lists(FORM_TOKENS, max_size=4).map(b"".join),
+    at=st.integers(min_value=0),
+)
+@example(messages=[{"a": "b c"}], style="plus", ascii_only=True, extra=b"", at=0)
+@example(messages=[{"a": "\u00e9"}], style="percent", ascii_only=False, extra=b"", at=0)
+@example(messages=[], style="percent", ascii_only=True, extra=b"%\r\n", at=3)  # a soft break
+@example(messages=[], style="percent", ascii_only=True, extra=b"%%41", at=3)  # "%%" is no escape
+@example(messages=[], style="percent", ascii_only=True, extra=b"%4", at=99)  # nor a "%" at the end
+@example(messages=[], style="percent", ascii_only=True, extra=b"&jsonp=", at=99)  # two fields
+def test_a_lone_message_field_decodes_as_any_form(
+    messages: list[dict[str, Any]], style: str, ascii_only: bool, extra: bytes, at: int
+) -> None:
+    # The usual body (one message field) takes a shorter path: the same answer.
+    value = form_escape(json_text(messages, ascii_only), style).encode()
+    at %= len(value) + 1
+    body = b"message=" + value[:at] + extra + value[at:]
+    route = bayeux(classify(request(b"POST", b"/faye", (b"content-type", b"")), CONFIG))
+    assert decode_request(route, body, CONFIG) == _form_reference(body)
+    assert decode_request(route, b"message=", CONFIG) == BAD_REQUEST
+
+
+@given(
+    st.lists(st.sampled_from([b"%", b"=", b"\r", b"\n", b"4", b"1", b"a", b"G", b"+"])).map(
+        b"".join
+    )
+)
+def test_unquote_is_unquote_to_bytes(value: bytes) -> None:
+    assert wire._unquote(value) == unquote_to_bytes(value)
 
 
 # ----------------------------------------------------------------- JSON-P
