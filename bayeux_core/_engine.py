@@ -103,6 +103,9 @@ _BATCH_TOO_LARGE = error_string(ErrorCode.BAD_REQUEST, (), "Too many messages in
 #: what a message that an extension raised on is refused with
 _EXTENSION_FAILED = error_string(ErrorCode.SERVER_ERROR)
 _TOO_MANY_FROM_ADDRESS = "503::Too many clients from this address"
+_CANNOT_ENCODE = error_string(ErrorCode.BAD_REQUEST, ("data",), "Cannot encode message")
+#: channels whose plain-publish reply is kept; past it the set starts over
+_PLAIN_REPLIES = 1024
 _PRESENCE_SLASH = PRESENCE_PREFIX + "/"
 #: longest user id an extension may give a session
 _MAX_USER_LENGTH = 256
@@ -251,6 +254,9 @@ class Engine:
         #: (client id, presence channel) whose members list this batch sends:
         #: joins and leaves in the same batch are in that list already
         self._awaiting: set[tuple[str, str]] = set()
+        #: channels a plain publish may go to -> the body of its reply; what
+        #: decides it is the name alone (see _plain_publish)
+        self._plain_replies: dict[str, bytes] = {}
 
     # ------------------------------------------------------------------ setup
 
@@ -343,9 +349,9 @@ class Engine:
         if len(messages) == 1 and not self._extensions:
             # A lone publish without a session (a backend's notification):
             # none of _handle's branches but the publish apply to it.
-            encoded = self._plain_publish(messages[0])
-            if encoded is not None:
-                self._actions.append(Reply(conn, b"[" + encoded + b"]"))
+            body = self._plain_publish(messages[0])
+            if body is not None:
+                self._actions.append(Reply(conn, body))
                 return
         batch = _Batch(conn, streaming, request, address, wall)
         for message in messages:
@@ -856,22 +862,41 @@ class Engine:
         self._actions.append(ExtensionFailed(extension, hook, message.get("channel"), error))
 
     def _plain_publish(self, message: object) -> bytes | None:
-        """The encoded reply to a publish with no message id, client id or
-        error, to a channel that is neither meta nor service, handled as
-        :meth:`_handle` would; None if ``message`` is not such a publish."""
-        if type(message) is not dict or "id" in message or "clientId" in message:
-            return None
-        channel = message.get("channel")
+        """The reply body (a JSON array) to a publish with no message id,
+        client id or error, to a channel that is neither meta nor service,
+        handled as :meth:`_handle` would; None if ``message`` is not such a
+        publish."""
         if (
-            "error" in message
+            type(message) is not dict
+            or "id" in message
+            or "clientId" in message
+            or "error" in message
             or "data" not in message
-            or not is_valid_name(channel)
-            or is_meta(channel)
-            or is_service(channel)
-            or (self._presence is not None and presence_target(channel) is not None)
         ):
             return None
-        return orjson.dumps(self._on_publish({"channel": channel}, channel, message, None))
+        channel = message.get("channel")
+        if type(channel) is not str:
+            return None
+        body = self._plain_replies.get(channel)
+        if body is None:
+            # Valid, neither meta, service nor presence: each a matter of the
+            # name, so a channel is checked once, and its reply made once.
+            if (
+                not is_valid_name(channel)
+                or is_meta(channel)
+                or is_service(channel)
+                or (self._presence is not None and presence_target(channel) is not None)
+            ):
+                return None
+            body = b"[" + orjson.dumps({"channel": channel, "successful": True}) + b"]"
+            replies = self._plain_replies
+            if len(replies) >= _PLAIN_REPLIES:
+                replies.clear()  # many channels: start over rather than grow
+            replies[channel] = body
+        if self._publish_message(channel, message, None):
+            return body
+        reply = self._fail({"channel": channel}, MessageKind.PUBLISH, _CANNOT_ENCODE)
+        return b"[" + orjson.dumps(reply) + b"]"
 
     def _handle(self, message: Message, batch: _Batch) -> Message | None:
         """One message in; its reply out (None: a connect waits to be held)."""
@@ -1442,6 +1467,13 @@ class Engine:
     def _on_publish(
         self, reply: Message, channel: str, message: Message, client_id: str | None
     ) -> Message:
+        if not self._publish_message(channel, message, client_id):
+            return self._fail(reply, MessageKind.PUBLISH, _CANNOT_ENCODE)
+        reply["successful"] = True
+        return reply
+
+    def _publish_message(self, channel: str, message: Message, client_id: str | None) -> bool:
+        """Route a client's publish and report it; False if it cannot be encoded."""
         delivery: Message = {"channel": channel, "data": message["data"]}
         ext = message.get("ext")
         if ext is not None:
@@ -1449,14 +1481,9 @@ class Engine:
         try:
             self._route(channel, delivery, message)
         except (TypeError, orjson.JSONEncodeError):
-            return self._fail(
-                reply,
-                MessageKind.PUBLISH,
-                error_string(ErrorCode.BAD_REQUEST, ("data",), "Cannot encode message"),
-            )
+            return False
         self._actions.append(Published(client_id, channel, delivery["data"], ext))
-        reply["successful"] = True
-        return reply
+        return True
 
     def _route(self, channel: str, delivery: Message, message: Message | None = None) -> None:
         """Fan a delivery out; raises TypeError/JSONEncodeError before any effect.

@@ -19,6 +19,9 @@ from ._state import SessionState
 
 __all__ = ["Held", "MemoryStore", "Session", "SessionStore"]
 
+#: channels whose expansion a MemoryStore keeps; past it the set starts over
+_EXPANSIONS = 1024
+
 
 class Held:
     """A ``/meta/connect`` waiting for messages or its timeout."""
@@ -140,12 +143,14 @@ class SessionStore(Protocol):
 class MemoryStore:
     """The in-process store: two dicts."""
 
-    __slots__ = ("_index", "_sessions")
+    __slots__ = ("_expansions", "_index", "_sessions")
 
     def __init__(self) -> None:
         self._sessions: dict[str, Session] = {}
         #: pattern -> sessions subscribed to exactly that pattern
         self._index: dict[str, set[Session]] = {}
+        #: channel -> expand(channel), for the channels published to lately
+        self._expansions: dict[str, tuple[str, ...]] = {}
 
     def add(self, session: Session) -> None:
         self._sessions[session.client_id] = session
@@ -182,7 +187,13 @@ class MemoryStore:
 
     def subscribers(self, channel: str) -> Collection[Session]:
         index = self._index
-        found = [members for pattern in expand(channel) if (members := index.get(pattern))]
+        patterns = self._expansions.get(channel)
+        if patterns is None:
+            patterns = tuple(expand(channel))
+            if len(self._expansions) >= _EXPANSIONS:
+                self._expansions.clear()  # many channels: start over rather than grow
+            self._expansions[channel] = patterns
+        found = [members for pattern in patterns if (members := index.get(pattern))]
         if not found:
             return ()
         if len(found) == 1:

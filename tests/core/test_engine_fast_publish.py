@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bayeux_core import Engine, Extension
+from bayeux_core import Engine, Extension, _engine, _store
 
 from .helpers import Wire, connected
 
@@ -92,3 +92,40 @@ def test_batches_and_extensions_take_general_path(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(reference.engine, "_plain_publish", None)
     one = [{"channel": "/a/b", "data": 1}]
     assert fast.send(one) == reference.send(one)
+
+
+def test_a_channel_is_checked_once_and_its_reply_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The plain path keeps each channel's verdict and reply; a full set starts
+    # over. A refused channel is not kept, and a kept one still refuses data
+    # that cannot be encoded.
+    monkeypatch.setattr(_engine, "_PLAIN_REPLIES", 2)
+    fast, reference = _wires()
+    _forbid_general_path(fast.engine, monkeypatch)
+    sequence: list[Any] = [
+        {"channel": "/a/b", "data": 1},
+        {"channel": "/a/b", "data": {1, 2}},
+        {"channel": "/a/c", "data": 2},
+        {"channel": "/a/d", "data": 3},
+        {"channel": "/a/b", "data": 4},
+        {"channel": "/a/b", "data": 5},
+    ]
+    for message in sequence:
+        assert fast.send([message]) == reference.send([message])
+    assert fast.engine.error_counts == reference.engine.error_counts
+    assert _queues(fast) == _queues(reference)
+    assert len(fast.engine._plain_replies) <= 2
+    monkeypatch.undo()
+    for message in GENERAL[-6:] * 2:  # refused names stay refused
+        assert fast.send([message]) == reference.send([message])
+
+
+def test_the_store_keeps_expansions_within_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_store, "_EXPANSIONS", 2)
+    fast, reference = _wires()
+    for channel in ["/a/b", "/a/c", "/a/d/e", "/a/b", "/x", "/a/c"]:
+        message = {"channel": channel, "data": channel}
+        assert fast.send([message]) == reference.send([message])
+    assert _queues(fast) == _queues(reference)
+    assert _queues(fast)[0]  # /a/** got the publishes under /a
+    expansions = fast.engine.store._expansions  # type: ignore[attr-defined]
+    assert 0 < len(expansions) <= 2
