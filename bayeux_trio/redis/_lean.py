@@ -277,7 +277,7 @@ class Link:
     One pipeline at a time, as for the connection; no retries (the bus's).
     """
 
-    __slots__ = ("_connection", "_stale", "endpoint", "read_timeout")
+    __slots__ = ("_busy", "_connection", "_stale", "endpoint", "read_timeout")
 
     def __init__(self, endpoint: Endpoint, *, read_timeout: float) -> None:
         self.endpoint = endpoint
@@ -285,6 +285,7 @@ class Link:
         self.read_timeout = read_timeout
         self._connection: LeanConnection | None = None
         self._stale = False
+        self._busy = False
 
     def reset(self) -> None:
         """Use a new connection from the next call on (the server was demoted)."""
@@ -292,22 +293,29 @@ class Link:
 
     async def pipeline(self, commands: Sequence[Sequence[Arg]]) -> list[Reply]:
         """:meth:`LeanConnection.pipeline` on the current connection."""
-        connection = self._connection
-        current = self.endpoint.current
-        if connection is not None and (
-            connection.closed
-            or self._stale
-            or (current is not None and current() != connection.location)
-        ):
-            self._connection = None
-            await connection.aclose()
-            connection = None
-        if connection is None:
-            self._stale = False
-            connection = self._connection = await LeanConnection.open(
-                self.endpoint, read_timeout=self.read_timeout
-            )
-        return await connection.pipeline(commands)
+        # (checked here too: two callers must not both make a connection)
+        if self._busy:
+            raise trio.BusyResourceError("another pipeline is using this Redis connection")
+        self._busy = True
+        try:
+            connection = self._connection
+            current = self.endpoint.current
+            if connection is not None and (
+                connection.closed
+                or self._stale
+                or (current is not None and current() != connection.location)
+            ):
+                self._connection = None
+                await connection.aclose()
+                connection = None
+            if connection is None:
+                self._stale = False
+                connection = self._connection = await LeanConnection.open(
+                    self.endpoint, read_timeout=self.read_timeout
+                )
+            return await connection.pipeline(commands)
+        finally:
+            self._busy = False
 
     async def aclose(self) -> None:
         connection, self._connection = self._connection, None

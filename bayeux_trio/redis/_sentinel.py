@@ -11,6 +11,11 @@ another (a manual failover, a partition) breaks no connection, so the client
 also asks the sentinels every second and closes its connections when the
 master moved. What a failover can lose or repeat is in docs/redis.md,
 "Sentinel".
+
+The bus's own connections for its writer and reader (:mod:`._lean`) ask
+through the same pool (``get_primary_location``), refuse a server whose
+``ROLE`` is not master, and are replaced when the pool's location moves:
+both clients follow the one answer.
 """
 
 from __future__ import annotations

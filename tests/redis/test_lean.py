@@ -138,8 +138,12 @@ async def test_a_pipeline_gets_each_commands_reply_in_order(redis_server: RedisP
 
 
 @fail_after(20)
-async def test_one_pipeline_at_a_time(redis_server: RedisProcess) -> None:
+@pytest.mark.parametrize("level", ["link", "connection"])
+async def test_one_pipeline_at_a_time(redis_server: RedisProcess, level: str) -> None:
     link = link_to(redis_server.url)
+    user: Link | LeanConnection = link
+    if level == "connection":
+        user = await LeanConnection.open(link.endpoint)
     blocked = f"{namespace()}:s"
     try:
         async with trio.open_nursery() as nursery:
@@ -147,17 +151,17 @@ async def test_one_pipeline_at_a_time(redis_server: RedisProcess) -> None:
 
             async def read() -> None:
                 first.extend(
-                    await link.pipeline([("XREAD", "BLOCK", 300, "STREAMS", blocked, "$")])
+                    await user.pipeline([("XREAD", "BLOCK", 300, "STREAMS", blocked, "$")])
                 )
 
             nursery.start_soon(read)
             await trio.testing.wait_all_tasks_blocked()
             with pytest.raises(trio.BusyResourceError):
-                await link.pipeline([("PING",)])
+                await user.pipeline([("PING",)])
         assert first == [None]  # the first one was not disturbed
-        assert await link.pipeline([("PING",)]) == ["PONG"]
+        assert await user.pipeline([("PING",)]) == ["PONG"]
     finally:
-        await link.aclose()
+        await user.aclose()
 
 
 @fail_after(30)
