@@ -114,6 +114,8 @@ class HttpConnection:
         output.on_broken = self._broken
         #: the plaintext socket, read directly; None: read through the output
         self._sock: socket.socket | None = output.socket
+        #: the last read took all the socket held (see ReadPoller.wait)
+        self._drained = True
         #: made when first needed (``h11_state``): a WebSocket handshake the fast
         #: path takes never needs one
         self._h11: h11.Connection | None = None
@@ -184,6 +186,9 @@ class HttpConnection:
         except h11.RemoteProtocolError as exc:
             await self._bad_http(exc)
         finally:
+            if self._sock is not None:
+                # before the socket is closed, or read by a WebSocket
+                self.hub.reads.forget(self._sock)
             if self._waiting is not None:
                 self.hub.forget(self._waiting)
                 self._waiting = None
@@ -515,17 +520,23 @@ class HttpConnection:
     async def _receive(self) -> bytes:
         # Straight on the socket: a request usually comes after our reply went
         # out, so wait first and read once; trio's receive_some would try a
-        # read first, and add a checkpoint and wrappers.
+        # read first, and add a checkpoint and wrappers. The wait is the hub's
+        # poller's (no epoll_ctl per request, see ReadPoller), which needs to
+        # know whether a read left bytes behind.
         sock = self._sock
         if sock is None:
             return await self._receive_stream()
+        reads = self.hub.reads
         try:
             while True:
-                await trio.lowlevel.wait_readable(sock)
+                await reads.wait(sock, self._drained)
                 try:
-                    return sock.recv(_READ_SIZE)
+                    data = sock.recv(_READ_SIZE)
                 except BlockingIOError:
+                    self._drained = True
                     continue
+                self._drained = len(data) < _READ_SIZE
+                return data
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             raise _Closed from None
 

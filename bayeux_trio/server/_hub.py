@@ -62,7 +62,7 @@ from bayeux_core import (
 from bayeux_core.wire import event_bytes
 
 from ._frames import chunk, ws_text_frame
-from ._output import DrainCount, Output
+from ._output import DrainCount, Output, ReadPoller
 from ._wallclock import wall_clock_ms
 
 __all__ = ["Endpoint", "Hub", "Kind"]
@@ -125,6 +125,8 @@ class Hub:
         self._timer_deadline = math.inf
         #: outputs still draining (see :meth:`has_pending_output`)
         self.drains = DrainCount()
+        #: where plaintext HTTP connections wait for their next request
+        self.reads = ReadPoller()
         #: the task inside :meth:`batch`, whose passes leave output unflushed
         self._batch_task: trio.lowlevel.Task | None = None
         #: a cluster bus's hook (bayeux_trio.redis): it sees each pass's actions
@@ -147,6 +149,7 @@ class Hub:
         """Run the timer and own the drain tasks; cancel to stop."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            nursery.start_soon(self.reads.run)
             task_status.started()
             while True:
                 with self._timer_scope:

@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import socket as stdlib_socket
 from collections.abc import Callable
 
 import trio
 
-__all__ = ["DrainCount", "Output", "SocketOutput", "StreamOutput", "open_output"]
+__all__ = ["DrainCount", "Output", "ReadPoller", "SocketOutput", "StreamOutput", "open_output"]
 
 log = logging.getLogger("bayeux.server")
 
@@ -348,3 +349,114 @@ def open_output(stream: trio.abc.Stream, *, max_buffer: int, count: DrainCount) 
         sock.setblocking(False)
         return SocketOutput(sock, max_buffer=max_buffer, count=count)
     return StreamOutput(stream, max_buffer=max_buffer, count=count)
+
+
+class ReadPoller:
+    """Waits for plaintext HTTP sockets to become readable, without trio's
+    per-wait registration.
+
+    trio registers a socket with its epoll for one event at a time
+    (``EPOLLONESHOT``): every ``wait_readable`` costs an ``epoll_ctl`` system
+    call and the bookkeeping around it. Under load nearly every kept-alive
+    connection waits once per request, so this poller keeps its sockets in an
+    epoll of its own, registered once each and edge-triggered. One task waits
+    on that epoll through trio (one registration per batch of ready sockets)
+    and wakes the connections whose sockets have data; a socket that turns
+    readable while its connection is busy is remembered as ready.
+
+    Edge-triggered means each arrival is reported once: a reader must take
+    everything the kernel holds before it waits again, or say it did not
+    (:meth:`wait` with ``drained`` False), as a read that filled its buffer
+    must.
+    """
+
+    __slots__ = ("_ended", "_epoll", "_ready", "_registered", "_running", "_waiters")
+
+    def __init__(self) -> None:
+        self._epoll: select.epoll | None = None
+        #: the task waiting on each socket
+        self._waiters: dict[int, trio.lowlevel.Task] = {}
+        #: sockets with input reported while no one waited on them
+        self._ready: set[int] = set()
+        self._registered: set[int] = set()
+        #: sockets whose waiter :meth:`forget` woke (it raises)
+        self._ended: set[int] = set()
+        self._running = False
+
+    async def run(self) -> None:
+        """Wake the waiters of ready sockets; run in the hub's nursery.
+
+        Without epoll (not Linux) it returns at once, and waits go through trio.
+        """
+        if not hasattr(select, "epoll"):  # pragma: no cover - Linux has it
+            return
+        epoll = self._epoll = select.epoll()
+        self._running = True
+        try:
+            while True:
+                await trio.lowlevel.wait_readable(epoll.fileno())
+                waiters = self._waiters
+                for fd, _ in epoll.poll(0):
+                    task = waiters.pop(fd, None)
+                    if task is not None:
+                        trio.lowlevel.reschedule(task)
+                    else:
+                        self._ready.add(fd)
+        finally:
+            self._running = False
+            self._registered.clear()
+            self._ready.clear()
+            epoll.close()
+            # Waiters find the socket ready, read it, and wait through trio.
+            waiters, self._waiters = self._waiters, {}
+            for task in waiters.values():
+                trio.lowlevel.reschedule(task)
+
+    async def wait(self, sock: stdlib_socket.socket, drained: bool = True) -> None:
+        """Until ``sock`` may have input (a read may still find none).
+
+        ``drained``: the last read took everything there was. Like trio's
+        ``wait_readable``, this is a checkpoint, and raises
+        ``trio.ClosedResourceError`` if :meth:`forget` ends the wait.
+        """
+        epoll = self._epoll
+        if not self._running or epoll is None:
+            await trio.lowlevel.wait_readable(sock)
+            return
+        fd = sock.fileno()
+        if fd not in self._registered:
+            epoll.register(fd, select.EPOLLIN | select.EPOLLET)
+            self._registered.add(fd)
+            drained = False  # what came before the registration was never reported
+        if not drained or fd in self._ready:
+            self._ready.discard(fd)
+            await trio.lowlevel.checkpoint()
+            return
+        if fd in self._waiters:
+            raise trio.BusyResourceError("another task is already reading this socket")
+        self._waiters[fd] = trio.lowlevel.current_task()
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            self._waiters.pop(fd, None)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+        if self._ended and fd in self._ended:
+            self._ended.discard(fd)
+            raise trio.ClosedResourceError("the socket left the poller")
+
+    def forget(self, sock: stdlib_socket.socket) -> None:
+        """``sock`` is not read through the poller any more (before it is
+        closed, or handed to a WebSocket, which waits through trio)."""
+        fd = sock.fileno()
+        if fd not in self._registered:
+            return
+        self._registered.discard(fd)
+        self._ready.discard(fd)
+        if self._epoll is not None:
+            with contextlib.suppress(OSError):
+                self._epoll.unregister(fd)
+        task = self._waiters.pop(fd, None)
+        if task is not None:
+            self._ended.add(fd)
+            trio.lowlevel.reschedule(task)

@@ -1,0 +1,172 @@
+"""The hub's read poller (``_output.ReadPoller``): plaintext HTTP connections
+wait for their next request on an edge-triggered epoll of the hub's own.
+
+* the server: requests larger than one read, pipelined, are all answered
+  (a read that filled its buffer must not wait for another edge); the
+  poller registers a connection's socket once and forgets it when the
+  connection ends;
+* the poller alone, on a socket pair: a wait ends when bytes arrive, on
+  cancellation, when the socket is forgotten (``ClosedResourceError``), and
+  when the poller stops (later waits go through trio).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+
+import pytest
+import trio
+import trio.testing
+
+from bayeux_trio.server._output import ReadPoller
+
+from .helpers import HOST, fail_after, make_config, raw_exchange, start_server
+
+
+def _post(body: bytes, *extra: bytes) -> bytes:
+    return (
+        b"POST /faye HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + b"".join(extra)
+        + b"Content-Length: %d\r\n\r\n" % len(body)
+        + body
+    )
+
+
+def _publish(size: int) -> bytes:
+    return json.dumps([{"channel": "/a/b", "data": "x" * size}]).encode()
+
+
+@fail_after(20)
+async def test_requests_larger_than_a_read_are_all_answered(nursery: trio.Nursery) -> None:
+    # Each read takes at most 64 KiB; what stays in the kernel raises no new
+    # edge, so the connection must read on before it waits.
+    server = await start_server(nursery, make_config())
+    assert server.port is not None
+    stream = _post(_publish(150_000)) * 4 + _post(_publish(10), b"Connection: close\r\n")
+    received = await raw_exchange(server.port, stream)
+    assert received.count(b"HTTP/1.1 200 OK") == 5
+    assert received.count(b'"successful":true') == 5
+
+
+@fail_after(20)
+async def test_a_connection_is_registered_once_and_forgotten(nursery: trio.Nursery) -> None:
+    server = await start_server(nursery, make_config())
+    assert server.port is not None
+    reads = server.hub.reads
+    async with await trio.open_tcp_stream(HOST, server.port) as stream:
+        for _ in range(3):
+            await stream.send_all(_post(_publish(10)))
+            received = b""
+            while not received.endswith(b"}]"):
+                chunk = await stream.receive_some(65536)
+                assert chunk
+                received += chunk
+        assert len(reads._registered) == 1
+        assert len(reads._waiters) == 1  # the connection waits on the poller
+    for _ in range(500):  # the server sees the close, then forgets the socket
+        if not reads._registered and not reads._waiters:
+            break
+        await trio.sleep(0.01)
+    assert not reads._registered
+    assert not reads._waiters
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    left, right = socket.socketpair()
+    left.setblocking(False)
+    yield left, right
+    left.close()
+    right.close()
+
+
+@fail_after(10)
+async def test_a_wait_ends_when_bytes_arrive(
+    nursery: trio.Nursery, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    left, right = pair
+    poller = ReadPoller()
+    nursery.start_soon(poller.run)
+    await trio.testing.wait_all_tasks_blocked()
+    await poller.wait(left)  # registering: what came before counts as ready
+    with pytest.raises(BlockingIOError):
+        left.recv(10)
+    woken = trio.Event()
+
+    async def reader() -> None:
+        await poller.wait(left)
+        woken.set()
+
+    nursery.start_soon(reader)
+    await trio.testing.wait_all_tasks_blocked()
+    assert not woken.is_set()
+    right.send(b"hello")
+    await woken.wait()
+    assert left.recv(10) == b"hello"
+    # a read that may have left bytes behind does not wait
+    right.send(b"more")
+    with trio.fail_after(1):
+        await poller.wait(left, drained=False)
+    assert left.recv(10) == b"more"
+
+
+@fail_after(10)
+async def test_a_wait_is_cancelled_and_then_forgotten(
+    nursery: trio.Nursery, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    left, _ = pair
+    poller = ReadPoller()
+    nursery.start_soon(poller.run)
+    await trio.testing.wait_all_tasks_blocked()
+    await poller.wait(left)
+    with trio.move_on_after(0.05) as scope:
+        await poller.wait(left)
+    assert scope.cancelled_caught
+    assert not poller._waiters
+    ended: list[BaseException] = []
+
+    async def reader() -> None:
+        try:
+            await poller.wait(left)
+        except trio.ClosedResourceError as exc:
+            ended.append(exc)
+
+    nursery.start_soon(reader)
+    await trio.testing.wait_all_tasks_blocked()
+    poller.forget(left)
+    await trio.testing.wait_all_tasks_blocked()
+    assert len(ended) == 1
+    assert not poller._registered
+
+
+@fail_after(10)
+async def test_waits_go_through_trio_once_the_poller_stops(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    left, right = pair
+    poller = ReadPoller()
+    woken = trio.Event()
+
+    async def reader() -> None:
+        await poller.wait(left)
+        woken.set()
+
+    async with trio.open_nursery() as outer:
+        async with trio.open_nursery() as inner:
+            inner.start_soon(poller.run)
+            await trio.testing.wait_all_tasks_blocked()
+            await poller.wait(left)
+            outer.start_soon(reader)
+            await trio.testing.wait_all_tasks_blocked()
+            assert poller._waiters
+            inner.cancel_scope.cancel()
+        await woken.wait()  # released when the poller stopped
+        # and from now on trio's own wait
+        with trio.move_on_after(0.05) as scope:
+            await poller.wait(left)
+        assert scope.cancelled_caught
+        right.send(b"x")
+        with trio.fail_after(1):
+            await poller.wait(left)
