@@ -14,6 +14,13 @@ on. Each run gets a fresh server.
 ``--tree DIR`` (repeatable) adds our server from another checkout (``git
 worktree add /tmp/before <rev>``) to the rotation, for before/after pairs.
 
+``--wait-first`` adds a second floor that reads as our server does. trio's
+``receive_some`` tries a ``recv`` first, which between keep-alive requests
+returns ``EAGAIN`` (a system call and a Python exception) before it waits;
+our server waits for readability first and then reads once. The second floor
+does the same, so that what ours costs above a floor is not flattered by the
+first floor's extra read.
+
 Run: ``.venv/bin/python bench/http_floor.py --runs 4`` (Node.js, and the npm
 packages of ``tests/interop``, which it installs into a cache if missing).
 The floor server alone: ``.venv/bin/python bench/http_floor.py --serve PORT``.
@@ -43,6 +50,8 @@ from tests._support.processes import wait_listening  # noqa: E402
 from tests.interop._support import ServerProcess, ensure_node_modules  # noqa: E402
 
 FLOOR = "floor"
+#: the floor that waits for readability before each read, as our server does
+FLOOR_WAIT = "floor, wait first"
 OURS = "ours"
 #: a publish's reply, as our server sends it (the loadgen only counts 200s)
 _BODY = b'[{"channel":"/bench/http","successful":true}]'
@@ -63,14 +72,30 @@ COLUMNS = (
 # ------------------------------------------------------------ the floor
 
 
-def serve_floor(port: int) -> None:
-    """The floor server on 127.0.0.1:``port``, until killed."""
+def serve_floor(port: int, wait_first: bool = False) -> None:
+    """The floor server on 127.0.0.1:``port``, until killed.
+
+    ``wait_first``: each read waits for readability, then reads the socket
+    once (as our ``HttpConnection._receive`` does), instead of trio's
+    ``receive_some``.
+    """
     import trio
+
+    async def receive(stream: trio.SocketStream) -> bytes:
+        if not wait_first:
+            return bytes(await stream.receive_some(65536))
+        fd = stream.socket.fileno()  # read(2) on it: recv(2) without flags
+        while True:
+            await trio.lowlevel.wait_readable(fd)
+            try:
+                return os.read(fd, 65536)
+            except BlockingIOError:
+                continue
 
     async def handle(stream: trio.SocketStream) -> None:
         buffer = b""
         while True:
-            data = await stream.receive_some(65536)
+            data = await receive(stream)
             if not data:
                 return
             buffer += data
@@ -97,8 +122,10 @@ def serve_floor(port: int) -> None:
 def start(kind: str, tree: Path, log: Path) -> ServerProcess:
     """The floor, or ``bayeux serve --allocator python`` from ``tree``, on a free port."""
     port = free_port()
-    if kind == FLOOR:
+    if kind in (FLOOR, FLOOR_WAIT):
         command = [sys.executable, str(Path(__file__).resolve()), "--serve", str(port)]
+        if kind == FLOOR_WAIT:
+            command.append("--wait-first")
     else:
         command = [sys.executable, "-m", "bayeux_trio", "serve", "--host", "127.0.0.1"]
         command += ["--port", str(port), "--allocator", "python", "--log-level", "warning"]
@@ -116,7 +143,7 @@ def measure(
     kind: str, tree: Path, node_modules: Path, logs: Path, options: dict[str, Any]
 ) -> dict[str, Any]:
     """One loadgen run against a fresh server; its result, with CPU per publish."""
-    server = start(kind, tree, logs / f"{kind}-{tree.name}.log")
+    server = start(kind, tree, logs / f"{kind.replace(' ', '-')}-{tree.name}.log")
     try:
         result = run_generator(node_modules, server, options, timeout=options["seconds"] + 60)
     finally:
@@ -127,18 +154,24 @@ def measure(
 
 
 def table(rows: dict[str, list[dict[str, Any]]]) -> str:
-    """Medians per server, and each one's CPU per publish above the floor."""
-    head = ["server", *(label for _, label, _ in COLUMNS), "above the floor (us)"]
+    """Medians per server, and each one's CPU per publish above each floor."""
+    floors = {
+        name: statistics.median(r["cpu_us"] for r in rows[name])
+        for name in (FLOOR, FLOOR_WAIT)
+        if rows.get(name)
+    }
+    head = ["server", *(label for _, label, _ in COLUMNS)]
+    head += [f"above the {name} (us)" for name in floors]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    floor = statistics.median(r["cpu_us"] for r in rows[FLOOR]) if rows.get(FLOOR) else None
     for name, runs in rows.items():
         cells = [name]
         for key, _, fmt in COLUMNS:
             values = [r[key] for r in runs if r.get(key) is not None]
             cells.append(format(statistics.median(values), fmt) if values else "-")
         mine = [r["cpu_us"] for r in runs if r.get("cpu_us") is not None]
-        above = statistics.median(mine) - floor if floor is not None and mine else None
-        cells.append("-" if above is None or name == FLOOR else f"{above:.1f}")
+        for floor in floors.values():
+            above = statistics.median(mine) - floor if mine else None
+            cells.append("-" if above is None or name in floors else f"{above:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -157,16 +190,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--no-ours", action="store_true", help="not this checkout's server")
     parser.add_argument("--no-floor", action="store_true", help="not the floor")
+    parser.add_argument(
+        "--wait-first",
+        action="store_true",
+        help="also the floor that waits for readability before each read, as ours does "
+        "(with --serve: serve that floor)",
+    )
     parser.add_argument("--serve", type=int, metavar="PORT", help="run the floor server only")
     args = parser.parse_args(argv)
     if args.serve is not None:
-        serve_floor(args.serve)
+        serve_floor(args.serve, args.wait_first)
         return 0
     if args.runs < 1:
         parser.error("--runs must be at least 1")
     servers: list[tuple[str, str, Path]] = []
     if not args.no_floor:
         servers.append((FLOOR, FLOOR, REPO_ROOT))
+    if args.wait_first:
+        servers.append((FLOOR_WAIT, FLOOR_WAIT, REPO_ROOT))
     if not args.no_ours:
         servers.append((OURS, OURS, REPO_ROOT))
     for tree in args.tree:
