@@ -23,12 +23,13 @@ import http
 import logging
 import math
 import socket
-from collections.abc import Coroutine, Generator
+from collections.abc import Coroutine, Generator, Sequence
 from typing import Any
 
 import h11
 import trio
 
+from bayeux_core import Message
 from bayeux_core.wire import (
     BAD_REQUEST,
     EVENT_PING,
@@ -96,6 +97,14 @@ class _TooLarge(Exception):
     """The request body is over ``max_body``."""
 
 
+class _Served(_Closed):
+    """The hub's poller dispatched a request of this connection in place
+    (``_serve_inline``), and its reply is not out yet: the task takes over.
+
+    Only a head wait can meet it (``_requests`` goes on from the dispatch);
+    anywhere else it ends the connection, as a ``_Closed``."""
+
+
 class HttpConnection:
     """Serves one accepted connection until it closes or becomes a WebSocket."""
 
@@ -116,6 +125,9 @@ class HttpConnection:
         self._sock: socket.socket | None = output.socket
         #: the last read took all the socket held (see ReadPoller.wait)
         self._drained = True
+        #: what _serve_inline leaves the task: the bytes it read, or the
+        #: exception it met
+        self._handed: bytes | BaseException | None = None
         #: made when first needed (``h11_state``): a WebSocket handshake the fast
         #: path takes never needs one
         self._h11: h11.Connection | None = None
@@ -230,16 +242,20 @@ class HttpConnection:
 
     async def _requests(self) -> None:
         while True:
-            request = await self._read_head()
-            if request is None:
-                return
-            if self._fast is None:
-                body = await self._read_body(request)
-                upgraded = await self._dispatch(request, body)
-            elif self._dispatch_now(request):
-                upgraded = False
+            try:
+                request = await self._read_head()
+            except _Served:
+                upgraded = False  # dispatched by _serve_inline: on from there
             else:
-                upgraded = await self._dispatch_fast(request)
+                if request is None:
+                    return
+                if self._fast is None:
+                    body = await self._read_body(request)
+                    upgraded = await self._dispatch(request, body)
+                elif self._dispatch_now(request):
+                    upgraded = False
+                else:
+                    upgraded = await self._dispatch_fast(request)
             if upgraded:
                 return
             # Responses written outside an engine pass (400s, preflights,
@@ -323,7 +339,7 @@ class HttpConnection:
                     started = self._head_started = True
                     self._arm(trio.current_time() + config.header_timeout)
                 self._input = data  # for the timeout's answer
-            more = await self._receive()
+            more = await self._receive(not data)
             if not more:
                 if not data:
                     return None  # closed between requests, as h11 reports it
@@ -386,11 +402,17 @@ class HttpConnection:
             log.debug("refused a Bayeux request: %d", messages.status)
             self._respond(messages)
             return True
+        self._receive_now(route, messages, request)
+        return True
+
+    def _receive_now(
+        self, route: BayeuxRequest, messages: Sequence[Message], request: HttpRequest
+    ) -> None:
+        """Hand a Bayeux request's messages to the engine, without waiting."""
         self._shape = route.shape
         conn = self.hub.new_conn(self)
         self._waiting = conn
         self.server.receive_at_once(conn, messages, request, self.address)
-        return True
 
     def _route_of(self, request: HttpRequest) -> Route:
         """``classify(request)``, remembered for a repeated head: the fast
@@ -517,7 +539,12 @@ class HttpConnection:
                 return True
             raise _Closed
 
-    async def _receive(self) -> bytes:
+    async def _receive(self, between: bool = False) -> bytes:
+        """The next bytes; ``b""`` at the end of the input.
+
+        ``between``: nothing of the next request is buffered (the fast path
+        waits for a head), so the poller may serve it in place.
+        """
         # Straight on the socket: a request usually comes after our reply went
         # out, so wait first and read once; trio's receive_some would try a
         # read first, and add a checkpoint and wrappers. The wait is the hub's
@@ -527,9 +554,20 @@ class HttpConnection:
         if sock is None:
             return await self._receive_stream()
         reads = self.hub.reads
+        # (a bound method per wait: one kept would tie the connection in a
+        # cycle, left for the collector once the connection is dropped)
+        serve = self._serve_inline if between else None
         try:
             while True:
-                await reads.wait(sock, self._drained)
+                handed = self._handed
+                if handed is None:  # else a cancel came while the poller served
+                    await reads.wait(sock, self._drained, serve)
+                    handed = self._handed
+                if handed is not None:
+                    self._handed = None
+                    if isinstance(handed, BaseException):
+                        raise handed
+                    return handed
                 try:
                     data = sock.recv(_READ_SIZE)
                 except BlockingIOError:
@@ -549,6 +587,61 @@ class HttpConnection:
             return await output.receive()
         except trio.BrokenResourceError:
             raise _Closed from None
+
+    def _serve_inline(self) -> bool:
+        """Answer the request that made the socket readable, from the poller.
+
+        What the task would do after its wait (``_read_head``'s fast path,
+        then ``_dispatch_now``), for a whole fast-path Bayeux request that
+        needs nothing to wait; then what it would do before the next wait.
+        True: answered, the task waits on. False: the task takes over, with
+        the bytes read (``_handed``) or, once dispatched, ``_Served``.
+        """
+        sock = self._sock
+        assert sock is not None
+        try:
+            data = sock.recv(_READ_SIZE)
+        except BlockingIOError:
+            self._drained = True
+            return True  # nothing after all: wait on
+        except OSError as exc:
+            self._handed = exc
+            return False
+        size = len(data)
+        self._drained = size < _READ_SIZE
+        self._handed = data
+        server = self.server
+        if not data or size == _READ_SIZE or server.closing or self._reads.cancel_called:
+            return False
+        taken = self._parser.parse(data)
+        if taken is None or taken.size != size or taken.close or taken.upgrade:
+            return False
+        request = taken.request
+        route = self._route_of(request)
+        if type(route) is not BayeuxRequest or not server.receives_at_once:
+            return False
+        try:
+            messages = decode_request(route, taken.body, server.wire)
+            if isinstance(messages, HttpResponse):
+                return False  # the task answers it, through h11
+            self._handed = None
+            self._fast = data
+            self._fast_close = self._fast_upgrade = self._fast_replied = False
+            self._receive_now(route, messages, request)
+            self.hub.flush()
+            if self._waiting is not None or not self._fast_replied:
+                self._handed = _Served()
+                return False
+            # _requests' end of a fast request, and _read_head's start
+            self._fast = None
+            self._head_started = self._head = False
+            due = self._due = trio.current_time() + self.config.idle_timeout
+            if due < self._armed:
+                self._arm(due)
+            return True
+        except Exception as exc:  # the task's to raise, as if it had run this
+            self._handed = exc
+            return False
 
     async def _hold(self) -> None:
         """Wait for the held reply while watching the socket for EOF."""

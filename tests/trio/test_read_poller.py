@@ -12,17 +12,32 @@ wait for their next request on an edge-triggered epoll of the hub's own.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import trio
 import trio.testing
 
+from bayeux_trio.server import _http
 from bayeux_trio.server._output import ReadPoller
 
-from .helpers import HOST, fail_after, make_config, raw_exchange, start_server
+from .helpers import (
+    HANDSHAKE,
+    HOST,
+    HttpClient,
+    fail_after,
+    make_config,
+    post_json,
+    raw_exchange,
+    start_server,
+)
+
+SUBSCRIBE = "/meta/subscribe"
+CONNECT = "/meta/connect"
 
 
 def _post(body: bytes, *extra: bytes) -> bytes:
@@ -170,3 +185,135 @@ async def test_waits_go_through_trio_once_the_poller_stops(
         right.send(b"x")
         with trio.fail_after(1):
             await poller.wait(left)
+
+
+# ------------------------------------------------------ served in place
+
+
+def _spy(monkeypatch: pytest.MonkeyPatch) -> list[tuple[bool, str]]:
+    """What each ``_serve_inline`` call returned, and what it left the task."""
+    calls: list[tuple[bool, str]] = []
+    serve_inline = _http.HttpConnection._serve_inline
+
+    def spy(self: _http.HttpConnection) -> bool:
+        served = serve_inline(self)
+        calls.append((served, type(self._handed).__name__))
+        return served
+
+    monkeypatch.setattr(_http.HttpConnection, "_serve_inline", spy)
+    return calls
+
+
+async def _bayeux(client: HttpClient, messages: object) -> list[dict[str, Any]]:
+    response = await client.request(
+        "POST",
+        "/faye",
+        headers=[("content-type", "application/json")],
+        body=json.dumps(messages).encode(),
+    )
+    assert response.status == 200, response
+    replies: list[dict[str, Any]] = json.loads(response.body)
+    return replies
+
+
+@fail_after(20)
+async def test_requests_are_answered_in_place(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _spy(monkeypatch)
+    server = await start_server(nursery, make_config())
+    assert server.port is not None
+    async with await HttpClient.connect(server.port) as client:
+        for n in range(5):
+            (reply,) = await _bayeux(client, [{"channel": "/a/b", "data": n}])
+            assert reply["successful"] is True
+    # the first request is read by the task (the socket was new to the poller)
+    assert calls[:4] == [(True, "NoneType")] * 4
+
+
+@fail_after(20)
+async def test_a_connect_held_in_place_is_handed_to_the_task(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _spy(monkeypatch)
+    server = await start_server(nursery, make_config())
+    assert server.port is not None
+    async with await HttpClient.connect(server.port) as client:
+        (shake,) = await _bayeux(client, [HANDSHAKE])
+        client_id = shake["clientId"]
+        (subscribed,) = await _bayeux(
+            client, [{"channel": SUBSCRIBE, "clientId": client_id, "subscription": "/a/b"}]
+        )
+        assert subscribed["successful"] is True
+        connect = {"channel": CONNECT, "clientId": client_id, "connectionType": "long-polling"}
+        await _bayeux(client, [connect])  # the first connect is answered at once
+        calls.clear()
+        body = json.dumps([connect]).encode()
+        await client.send_request(
+            "POST", "/faye", headers=[("content-type", "application/json")], body=body
+        )
+        await trio.testing.wait_all_tasks_blocked()
+        assert calls == [(False, "_Served")]  # dispatched in place, held by the task
+        await post_json(server.port, [{"channel": "/a/b", "data": "hello"}])
+        head = await client.read_head()
+        assert head.status_code == 200
+        replies = json.loads(await client.read_body())
+        assert {"channel": "/a/b", "data": "hello"} in [
+            {"channel": r["channel"], "data": r.get("data")} for r in replies
+        ]
+        # and the connection goes on
+        (reply,) = await _bayeux(client, [{"channel": "/a/b", "data": 2}])
+        assert reply["successful"] is True
+
+
+@fail_after(20)
+async def test_a_refusal_in_place_is_answered_by_the_task(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _spy(monkeypatch)
+    server = await start_server(nursery, make_config())
+    assert server.port is not None
+    async with await HttpClient.connect(server.port) as client:
+        await _bayeux(client, [{"channel": "/a/b", "data": 1}])
+        calls.clear()
+        response = await client.request(
+            "POST", "/faye", headers=[("content-type", "application/json")], body=b"not json"
+        )
+        assert response.status == 400
+        assert calls == [(False, "bytes")]  # the bytes read, handed to the task
+        (reply,) = await _bayeux(client, [{"channel": "/a/b", "data": 2}])
+        assert reply["successful"] is True
+
+
+_WHO: contextvars.ContextVar[str] = contextvars.ContextVar("who", default="poller")
+
+
+@fail_after(10)
+async def test_a_serve_callback_runs_in_the_waiters_context(
+    nursery: trio.Nursery, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    # what the connection task set (the admin API's peer address) holds for
+    # the requests the poller serves in its place
+    left, right = pair
+    poller = ReadPoller()
+    nursery.start_soon(poller.run)
+    await trio.testing.wait_all_tasks_blocked()
+    await poller.wait(left)
+    seen: list[str] = []
+
+    def serve() -> bool:
+        seen.append(_WHO.get())
+        left.recv(10)
+        return len(seen) < 2  # the second time, wake the task
+
+    async def waiter() -> None:
+        _WHO.set("connection")
+        await poller.wait(left, serve=serve)
+
+    async with trio.open_nursery() as inner:
+        inner.start_soon(waiter)
+        await trio.testing.wait_all_tasks_blocked()
+        for _ in range(2):
+            right.send(b"x")
+            await trio.testing.wait_all_tasks_blocked()
+    assert seen == ["connection", "connection"]
