@@ -10,7 +10,8 @@ connection after each batch of engine actions. No task wakes up per delivery.
   non-blocking ``send``; only when the kernel buffer is full does the
   connection get a task, which waits until the socket is writable. The
   connection's readers use :attr:`Output.socket` directly (``wait_readable``
-  then ``recv``), which is what makes fan-out and HTTP publishing fast.
+  then ``recv``; HTTP connections wait on the hub's :class:`ReadPoller`),
+  which is what makes fan-out and HTTP publishing fast.
 * :class:`StreamOutput`, for any other ``trio.abc.Stream`` (``trio.SSLStream``
   for TLS, ``trio.testing`` memory streams in tests): reads are
   ``receive_some``; a flush only queues the bytes and starts a writer task,
