@@ -616,14 +616,14 @@ class HttpConnection:
         server = self.server
         if not data or size == _READ_SIZE or server.closing or self._reads.cancel_called:
             return False
-        taken = self._parser.parse(data)
-        if taken is None or taken.size != size or taken.close or taken.upgrade:
-            return False
-        request = taken.request
-        route = self._route_of(request)
-        if type(route) is not BayeuxRequest or not server.receives_at_once:
-            return False
         try:
+            taken = self._parser.parse(data)
+            if taken is None or taken.size != size or taken.close or taken.upgrade:
+                return False
+            request = taken.request
+            route = self._route_of(request)
+            if type(route) is not BayeuxRequest or not server.receives_at_once:
+                return False
             messages = decode_request(route, taken.body, server.wire)
             if isinstance(messages, HttpResponse):
                 return False  # the task answers it, through h11

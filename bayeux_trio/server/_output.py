@@ -385,7 +385,10 @@ class ReadPoller:
         self._waiters: dict[int, tuple[trio.lowlevel.Task, Callable[[], bool] | None]] = {}
         #: sockets with input reported while no one waited on them
         self._ready: set[int] = set()
-        self._registered: set[int] = set()
+        #: the socket registered under each descriptor: a descriptor closed
+        #: without :meth:`forget` and reused by a new socket must be
+        #: registered again (the kernel dropped the old registration)
+        self._registered: dict[int, stdlib_socket.socket] = {}
         #: sockets whose waiter :meth:`forget` woke (it raises)
         self._ended: set[int] = set()
         self._running = False
@@ -446,9 +449,13 @@ class ReadPoller:
             await trio.lowlevel.wait_readable(sock)
             return
         fd = sock.fileno()
-        if fd not in self._registered:
-            epoll.register(fd, select.EPOLLIN | select.EPOLLET)
-            self._registered.add(fd)
+        if self._registered.get(fd) is not sock:
+            try:
+                epoll.register(fd, select.EPOLLIN | select.EPOLLET)
+            except FileExistsError:  # a stale registration of a duplicate
+                epoll.modify(fd, select.EPOLLIN | select.EPOLLET)
+            self._registered[fd] = sock
+            self._ready.discard(fd)  # a report for the descriptor's last socket
             drained = False  # what came before the registration was never reported
         if not drained or fd in self._ready:
             self._ready.discard(fd)
@@ -471,9 +478,15 @@ class ReadPoller:
         """``sock`` is not read through the poller any more (before it is
         closed, or handed to a WebSocket, which waits through trio)."""
         fd = sock.fileno()
-        if fd not in self._registered:
+        if fd == -1:  # closed already: the kernel dropped its registration
+            fds = [fd for fd, known in self._registered.items() if known is sock]
+            for fd in fds:
+                del self._registered[fd]
+                self._ready.discard(fd)
             return
-        self._registered.discard(fd)
+        if self._registered.get(fd) is not sock:
+            return
+        del self._registered[fd]
         self._ready.discard(fd)
         if self._epoll is not None:
             with contextlib.suppress(OSError):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextvars
 import json
+import os
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -154,6 +155,41 @@ async def test_a_wait_is_cancelled_and_then_forgotten(
     await trio.testing.wait_all_tasks_blocked()
     assert len(ended) == 1
     assert not poller._registered
+
+
+@fail_after(10)
+async def test_a_descriptor_reused_after_a_close_without_forget_is_registered_again(
+    nursery: trio.Nursery,
+) -> None:
+    poller = ReadPoller()
+    nursery.start_soon(poller.run)
+    await trio.testing.wait_all_tasks_blocked()
+    old, old_peer = socket.socketpair()
+    old.setblocking(False)
+    await poller.wait(old)
+    fd = old.fileno()
+    # Closed without forget: the kernel drops the registration, the poller
+    # still lists the descriptor, and the next socket may get its number.
+    old.close()
+    old_peer.close()
+    new, new_peer = socket.socketpair()
+    if new.fileno() != fd:
+        os.dup2(new.fileno(), fd)
+        new.close()
+        new = socket.socket(fileno=fd)
+    try:
+        new.setblocking(False)
+        await poller.wait(new)  # a new socket: registered, reported ready
+        new_peer.send(b"hello")
+        with trio.fail_after(2):  # would wait forever on a stale registration
+            await poller.wait(new)
+        assert new.recv(10) == b"hello"
+        new.close()
+        poller.forget(new)  # closed first: what it left is dropped all the same
+        assert not poller._registered
+    finally:
+        new.close()
+        new_peer.close()
 
 
 @fail_after(10)
