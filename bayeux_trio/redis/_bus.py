@@ -1490,7 +1490,12 @@ class RedisBus:
                     self._set_pos(entry_id)
                     routed = hub.route(name, payload, now=now, offset=_offset(entry_id))
                     for session in routed:
-                        if session.stream is not None:
+                        # Pushed down its stream, so its cursor moves on. An
+                        # acknowledging session's deliveries wait in its queue
+                        # for a numbered batch instead: its cursor moves with
+                        # the batches (intercept), else a new owner would count
+                        # queued messages into the last batch sent, and lose them.
+                        if session.stream is not None and not session.ack:
                             self._pushed[session.client_id] = entry_id
                     continue
                 if ring.maxlen is not None and len(ring) == ring.maxlen:

@@ -48,9 +48,10 @@ from tests._support.processes import wait_listening
 from tests._support.waiting import eventually
 from tests.browser._support import PAGES, check_playwright, chromium_path, launch_chromium
 from tests.interop._support import JS_DIR, ensure_node_modules
-from tests.trio.helpers import bayeux, fail_after
+from tests.trio.helpers import HANDSHAKE, WsClient, bayeux, fail_after
 
 from ._proxy import RoundRobinProxy
+from ._support import start_nodes
 from .conftest import RedisProcess
 
 pytestmark = [
@@ -545,3 +546,57 @@ def test_a_reply_sent_without_its_deliveries_loses_its_batch_number(
     (stripped,) = orjson.loads(_strip(Reply(1, body, "c", (delivery,))).body)
     assert stripped.get("ext") == kept
     assert stripped["successful"] is True
+
+
+@fail_after(30)
+async def test_a_queued_message_of_an_acknowledging_websocket_session_survives_a_move(
+    redis_server: RedisProcess, nursery: trio.Nursery
+) -> None:
+    # A session with acknowledged delivery on a WebSocket gets its deliveries
+    # in numbered connect replies, not pushes: one that arrives between two
+    # batches waits in its queue. The record's cursor must stay at the end of
+    # the last batch sent, or the node that takes the session over counts the
+    # queued message into that batch, which the client acknowledges (or drops
+    # as a copy): the message would be lost.
+    a, b = await start_nodes(nursery, redis_server.url, 2)
+    assert a.port
+    assert b.port
+    bus = a.bus
+    assert bus is not None
+    async with await WsClient.connect(a.port) as ws:
+        await ws.send_json([{**HANDSHAKE, "ext": {"ack": True}}])
+        (shaken,) = await ws.receive_json()
+        assert shaken["ext"]["ack"] is True, shaken
+        client_id = shaken["clientId"]
+        await ws.send_json(
+            [{"channel": "/meta/subscribe", "clientId": client_id, "subscription": "/q"}]
+        )
+        (subscribed,) = await ws.receive_json()
+        assert subscribed["successful"] is True, subscribed
+        connect = {"channel": "/meta/connect", "clientId": client_id, "connectionType": "websocket"}
+        await ws.send_json([{**connect, "ext": {"ack": 0}}])
+        (published,) = await bayeux(b.port, [{"channel": "/q", "data": {"n": 0}}])
+        assert published["successful"] is True
+        received: list[int] = []
+        batch = 0
+        while not received:
+            reply, *deliveries = await ws.receive_json()
+            batch = reply.get("ext", {}).get("ack", batch)
+            received += [d["data"]["n"] for d in deliveries]
+            if not received:
+                await ws.send_json([{**connect, "ext": {"ack": batch}}])
+        assert (batch, received) == (1, [0])
+        # The next message waits in node A's queue (no connect to carry it);
+        # then A's writes settle.
+        (published,) = await bayeux(b.port, [{"channel": "/q", "data": {"n": 1}}])
+        assert published["successful"] is True
+        session = a.engine.store.get(client_id)
+        assert session is not None
+        await eventually(lambda: len(session.queue) == 1, seconds=5)
+        await eventually(lambda: not bus.stats["pending_writes"], seconds=5)
+        # The client moves to node B, acknowledging batch 1.
+        moved = {**connect, "connectionType": "long-polling", "advice": {"timeout": 0}}
+        reply, *deliveries = await bayeux(b.port, [{**moved, "ext": {"ack": batch}}])
+    assert reply["successful"] is True, reply
+    assert [d["data"]["n"] for d in deliveries] == [1], (reply, deliveries)
+    assert reply["ext"]["ack"] == 2
