@@ -53,6 +53,7 @@ __all__ = [
     "make_config",
     "parse_response",
     "raw_exchange",
+    "raw_post",
     "request",
     "start_server",
     "wait_for",
@@ -286,6 +287,16 @@ def jsonp_target(messages: Any, callback: str | None = None, *, mount: str = "/f
     if callback is not None:
         query["jsonp"] = callback
     return f"{mount}?{urlencode(query)}"
+
+
+def raw_post(body: bytes, *extra: bytes) -> bytes:
+    """The bytes of a JSON POST to /faye, with ``extra`` header lines."""
+    return (
+        b"POST /faye HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + b"".join(extra)
+        + b"Content-Length: %d\r\n\r\n" % len(body)
+        + body
+    )
 
 
 async def raw_exchange(port: int, data: bytes, *, limit: int = 1 << 20) -> bytes:

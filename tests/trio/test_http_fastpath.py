@@ -28,7 +28,7 @@ from bayeux_trio import AsyncExtension
 from bayeux_trio.server import _http
 from bayeux_trio.server._http_fast import FastParser, may_complete, parse
 
-from .helpers import HOST, fail_after, make_config, raw_exchange, start_server
+from .helpers import HOST, fail_after, make_config, raw_exchange, raw_post, start_server
 
 _FUZZ_TARGET = Path(__file__).resolve().parents[2] / "fuzz" / "fuzz_http_fastpath.py"
 _MAX_HEAD = 8192
@@ -334,15 +334,6 @@ def _responses(data: bytes) -> list[tuple[int, dict[bytes, bytes], bytes]]:
     raise AssertionError("too many responses")
 
 
-def _post(body: bytes, *extra: bytes) -> bytes:
-    return (
-        b"POST /faye HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        + b"".join(extra)
-        + b"Content-Length: %d\r\n\r\n" % len(body)
-        + body
-    )
-
-
 _PUBLISH = json.dumps([{"channel": "/a/b", "data": {"n": 1}}]).encode()
 _CLOSE = b"Connection: close\r\n"
 
@@ -361,12 +352,12 @@ async def test_pipelined_requests_through_both_paths(nursery: trio.Nursery) -> N
         b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(_PUBLISH), _PUBLISH)
     )
     stream = (
-        _post(_PUBLISH)  # fast
-        + _post(b"not json")  # fast head, answered 400 through h11
+        raw_post(_PUBLISH)  # fast
+        + raw_post(b"not json")  # fast head, answered 400 through h11
         + chunked  # h11's path
-        + _post(_PUBLISH)  # h11 still holds pipelined bytes
+        + raw_post(_PUBLISH)  # h11 still holds pipelined bytes
         + b"GET /faye/client.js HTTP/1.1\r\nHost: x\r\n\r\n"  # fast head, static reply
-        + _post(_PUBLISH, _CLOSE)
+        + raw_post(_PUBLISH, _CLOSE)
     )
     responses = _responses(await raw_exchange(server.port, stream))
     assert [status for status, _, _ in responses] == [200, 400, 200, 200, 200, 200]
@@ -386,11 +377,11 @@ async def test_back_to_the_fast_path_after_h11(nursery: trio.Nursery) -> None:
     async with await trio.open_tcp_stream(HOST, server.port) as stream:
         client = h11.Connection(h11.CLIENT)
         for pieces in (
-            [_post(_PUBLISH)],
-            [_post(_PUBLISH)[:30], _post(_PUBLISH)[30:]],
-            [_post(_PUBLISH)[:-3], _post(_PUBLISH)[-3:]],
-            [_post(_PUBLISH)],
-            [_post(_PUBLISH, _CLOSE)],
+            [raw_post(_PUBLISH)],
+            [raw_post(_PUBLISH)[:30], raw_post(_PUBLISH)[30:]],
+            [raw_post(_PUBLISH)[:-3], raw_post(_PUBLISH)[-3:]],
+            [raw_post(_PUBLISH)],
+            [raw_post(_PUBLISH, _CLOSE)],
         ):
             for piece in pieces:
                 await stream.send_all(piece)
@@ -423,7 +414,7 @@ async def test_back_to_the_fast_path_after_h11(nursery: trio.Nursery) -> None:
 async def test_smuggling_shapes_get_h11_answers(nursery: trio.Nursery) -> None:
     server = await start_server(nursery, make_config())
     assert server.port is not None
-    after = _post(_PUBLISH, _CLOSE)
+    after = raw_post(_PUBLISH, _CLOSE)
     # The fast path leaves these to h11's path, which refuses them; nothing
     # after them is read as a request.
     for name in (
@@ -440,7 +431,7 @@ async def test_smuggling_shapes_get_h11_answers(nursery: trio.Nursery) -> None:
 async def test_a_fast_request_left_unfinished_times_out(nursery: trio.Nursery) -> None:
     server = await start_server(nursery, make_config(header_timeout=0.3))
     assert server.port is not None
-    responses = _responses(await raw_exchange(server.port, _post(_PUBLISH)[:40]))
+    responses = _responses(await raw_exchange(server.port, raw_post(_PUBLISH)[:40]))
     assert [status for status, _, _ in responses] == [408]
 
 
@@ -468,7 +459,7 @@ async def test_a_suspending_dispatch_outlives_the_head_deadline(nursery: trio.Nu
         nursery, make_config(idle_timeout=0.2, header_timeout=0.2), extensions=[slow]
     )
     assert server.port is not None
-    stream = _post(_PUBLISH) + _post(_PUBLISH, _CLOSE)
+    stream = raw_post(_PUBLISH) + raw_post(_PUBLISH, _CLOSE)
     responses = _responses(await raw_exchange(server.port, stream))
     assert [status for status, _, _ in responses] == [200, 200]
     assert all(_published(response) for response in responses)
@@ -481,7 +472,7 @@ async def test_an_idle_connection_still_times_out(nursery: trio.Nursery) -> None
     server = await start_server(nursery, make_config(idle_timeout=0.3))
     assert server.port is not None
     async with await trio.open_tcp_stream(HOST, server.port) as stream:
-        await stream.send_all(_post(_PUBLISH))
+        await stream.send_all(raw_post(_PUBLISH))
         received = b""
         with trio.fail_after(5):
             while chunk := await stream.receive_some(65536):
@@ -499,7 +490,7 @@ async def test_a_busy_connection_outlives_an_earlier_idle_deadline(nursery: trio
     async with await trio.open_tcp_stream(HOST, server.port) as stream:
         statuses: list[int] = []
         for _ in range(3):  # at 0, 0.6 and 1.2 s: the first wait's deadline passes
-            await stream.send_all(_post(_PUBLISH))
+            await stream.send_all(raw_post(_PUBLISH))
             received = b""
             with trio.fail_after(5):
                 while not received.endswith(b"}]"):  # the end of a reply's body
@@ -531,8 +522,8 @@ async def test_a_repeated_head_is_routed_once(
     monkeypatch.setattr(_http, "classify", counting)
     server = await start_server(nursery, make_config())
     assert server.port is not None
-    other = _post(_PUBLISH).replace(b"/faye", b"/faye?x=1", 1)
-    stream = _post(_PUBLISH) * 3 + other + _post(_PUBLISH, _CLOSE)
+    other = raw_post(_PUBLISH).replace(b"/faye", b"/faye?x=1", 1)
+    stream = raw_post(_PUBLISH) * 3 + other + raw_post(_PUBLISH, _CLOSE)
     responses = _responses(await raw_exchange(server.port, stream))
     assert all(_published(response) for response in responses)
     assert len(responses) == 5

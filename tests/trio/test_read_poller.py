@@ -34,6 +34,7 @@ from .helpers import (
     make_config,
     post_json,
     raw_exchange,
+    raw_post,
     start_server,
 )
 
@@ -41,13 +42,12 @@ SUBSCRIBE = "/meta/subscribe"
 CONNECT = "/meta/connect"
 
 
-def _post(body: bytes, *extra: bytes) -> bytes:
-    return (
-        b"POST /faye HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        + b"".join(extra)
-        + b"Content-Length: %d\r\n\r\n" % len(body)
-        + body
-    )
+async def running_poller(nursery: trio.Nursery) -> ReadPoller:
+    """A ReadPoller whose task waits on its epoll."""
+    poller = ReadPoller()
+    nursery.start_soon(poller.run)
+    await trio.testing.wait_all_tasks_blocked()
+    return poller
 
 
 def _publish(size: int) -> bytes:
@@ -60,7 +60,7 @@ async def test_requests_larger_than_a_read_are_all_answered(nursery: trio.Nurser
     # edge, so the connection must read on before it waits.
     server = await start_server(nursery, make_config())
     assert server.port is not None
-    stream = _post(_publish(150_000)) * 4 + _post(_publish(10), b"Connection: close\r\n")
+    stream = raw_post(_publish(150_000)) * 4 + raw_post(_publish(10), b"Connection: close\r\n")
     received = await raw_exchange(server.port, stream)
     assert received.count(b"HTTP/1.1 200 OK") == 5
     assert received.count(b'"successful":true') == 5
@@ -73,7 +73,7 @@ async def test_a_connection_is_registered_once_and_forgotten(nursery: trio.Nurse
     reads = server.hub.reads
     async with await trio.open_tcp_stream(HOST, server.port) as stream:
         for _ in range(3):
-            await stream.send_all(_post(_publish(10)))
+            await stream.send_all(raw_post(_publish(10)))
             received = b""
             while not received.endswith(b"}]"):
                 chunk = await stream.receive_some(65536)
@@ -103,9 +103,7 @@ async def test_a_wait_ends_when_bytes_arrive(
     nursery: trio.Nursery, pair: tuple[socket.socket, socket.socket]
 ) -> None:
     left, right = pair
-    poller = ReadPoller()
-    nursery.start_soon(poller.run)
-    await trio.testing.wait_all_tasks_blocked()
+    poller = await running_poller(nursery)
     await poller.wait(left)  # registering: what came before counts as ready
     with pytest.raises(BlockingIOError):
         left.recv(10)
@@ -133,9 +131,7 @@ async def test_a_wait_is_cancelled_and_then_forgotten(
     nursery: trio.Nursery, pair: tuple[socket.socket, socket.socket]
 ) -> None:
     left, _ = pair
-    poller = ReadPoller()
-    nursery.start_soon(poller.run)
-    await trio.testing.wait_all_tasks_blocked()
+    poller = await running_poller(nursery)
     await poller.wait(left)
     with trio.move_on_after(0.05) as scope:
         await poller.wait(left)
@@ -161,9 +157,7 @@ async def test_a_wait_is_cancelled_and_then_forgotten(
 async def test_a_descriptor_reused_after_a_close_without_forget_is_registered_again(
     nursery: trio.Nursery,
 ) -> None:
-    poller = ReadPoller()
-    nursery.start_soon(poller.run)
-    await trio.testing.wait_all_tasks_blocked()
+    poller = await running_poller(nursery)
     old, old_peer = socket.socketpair()
     old.setblocking(False)
     await poller.wait(old)
@@ -331,9 +325,7 @@ async def test_a_serve_callback_runs_in_the_waiters_context(
     # what the connection task set (the admin API's peer address) holds for
     # the requests the poller serves in its place
     left, right = pair
-    poller = ReadPoller()
-    nursery.start_soon(poller.run)
-    await trio.testing.wait_all_tasks_blocked()
+    poller = await running_poller(nursery)
     await poller.wait(left)
     seen: list[str] = []
 
