@@ -455,11 +455,15 @@ class ReadPoller:
             except FileExistsError:  # a stale registration of a duplicate
                 epoll.modify(fd, select.EPOLLIN | select.EPOLLET)
             self._registered[fd] = sock
-            self._ready.discard(fd)  # a report for the descriptor's last socket
-            drained = False  # what came before the registration was never reported
+            # (epoll reports a socket readable at registration, but only in
+            # the poller's next pass: count it ready now; a report left for
+            # the descriptor's last socket merely costs one read)
+            self._ready.add(fd)
         if not drained or fd in self._ready:
-            self._ready.discard(fd)
+            # The checkpoint may raise Cancelled (a held connect answered):
+            # the report must outlive it, or no edge would come again.
             await trio.lowlevel.checkpoint()
+            self._ready.discard(fd)
             return
         if fd in self._waiters:
             raise trio.BusyResourceError("another task is already reading this socket")

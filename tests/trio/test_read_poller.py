@@ -6,8 +6,9 @@ wait for their next request on an edge-triggered epoll of the hub's own.
   poller registers a connection's socket once and forgets it when the
   connection ends;
 * the poller alone, on a socket pair: a wait ends when bytes arrive, on
-  cancellation, when the socket is forgotten (``ClosedResourceError``), and
-  when the poller stops (later waits go through trio).
+  cancellation (keeping a report it had not acted on), when the socket is
+  forgotten (``ClosedResourceError``), and when the poller stops (later waits
+  go through trio).
 """
 
 from __future__ import annotations
@@ -151,6 +152,28 @@ async def test_a_wait_is_cancelled_and_then_forgotten(
     await trio.testing.wait_all_tasks_blocked()
     assert len(ended) == 1
     assert not poller._registered
+
+
+@fail_after(10)
+async def test_a_report_survives_a_wait_cancelled_at_its_checkpoint(
+    nursery: trio.Nursery, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    # A held connect answered while its task is about to read: the wait is
+    # cancelled at its checkpoint, and the bytes that arrived meanwhile (a
+    # pipelined request) raise no new edge. The next wait must find them.
+    left, right = pair
+    poller = await running_poller(nursery)
+    await poller.wait(left)  # registered
+    right.send(b"pipelined")
+    await trio.testing.wait_all_tasks_blocked()  # the poller took the edge
+    assert poller._ready
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await poller.wait(left)
+    assert scope.cancelled_caught
+    with trio.fail_after(1):
+        await poller.wait(left)
+    assert left.recv(100) == b"pipelined"
 
 
 @fail_after(10)
