@@ -612,15 +612,17 @@ class RedisBus:
 
     # ---------------------------------------------------- before the engine
 
-    async def prepare(self, messages: Sequence[Message]) -> None:
-        """Own every session a batch names before the engine sees it.
+    def ready_now(self, messages: Sequence[Message]) -> bool:
+        """True when :meth:`prepare` has nothing to await for ``messages``
+        (plain publishes, subscribes of a session this node holds), so the
+        engine may take them without a coroutine."""
+        return self._before_engine(messages) is None
 
-        Which sessions those are, and which messages need Redis, is
-        :mod:`bayeux_core`'s call (:func:`~bayeux_core.claimed_sessions`,
-        :func:`~bayeux_core.recovery_offset`). Should the claims not get
-        through to Redis within ``request_timeout``, the messages that need
-        Redis are refused instead (:func:`~bayeux_core.refuse_without_backend`).
-        """
+    def _before_engine(
+        self, messages: Sequence[Message]
+    ) -> tuple[dict[str, bool], StreamId | None, bool] | None:
+        """What :meth:`prepare` must await: the sessions to claim, the log
+        position to reach, whether to wait for a resync; None: nothing."""
         connecting = claimed_sessions(messages)
         recover: StreamId | None = None
         epoch = self._history_epoch
@@ -638,7 +640,22 @@ class RedisBus:
             presence_probe(message) is not None for message in messages
         )
         if recover is None and not connecting and not watching:
-            return  # publishes: nothing to await
+            return None  # publishes: nothing to await
+        return connecting, recover, watching
+
+    async def prepare(self, messages: Sequence[Message]) -> None:
+        """Own every session a batch names before the engine sees it.
+
+        Which sessions those are, and which messages need Redis, is
+        :mod:`bayeux_core`'s call (:func:`~bayeux_core.claimed_sessions`,
+        :func:`~bayeux_core.recovery_offset`). Should the claims not get
+        through to Redis within ``request_timeout``, the messages that need
+        Redis are refused instead (:func:`~bayeux_core.refuse_without_backend`).
+        """
+        plan = self._before_engine(messages)
+        if plan is None:
+            return
+        connecting, recover, watching = plan
         try:
             with trio.fail_after(self.request_timeout):
                 if watching:

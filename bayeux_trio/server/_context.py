@@ -69,12 +69,16 @@ class ServerContext(Protocol):
 
     @property
     def receives_at_once(self) -> bool:
-        """True when :meth:`receive` never waits (no async extension, no bus)."""
+        """False when :meth:`receive` may always wait (async extensions): a
+        check before a request is parsed."""
+
+    def at_once(self, messages: Sequence[Message]) -> bool:
+        """True when :meth:`receive` would not wait for ``messages``."""
 
     def receive_at_once(
         self, conn: int, messages: Sequence[Message], request: object, address: str | None = None
     ) -> None:
-        """:meth:`receive` without a coroutine, only when :attr:`receives_at_once`."""
+        """:meth:`receive` without a coroutine, only when :meth:`at_once` is True."""
 
     async def claim(self, client_id: str) -> None:
         """Make sure this node holds ``client_id``'s session (a cluster bus claims it)."""

@@ -17,7 +17,10 @@ plaintext connection this task reads its socket directly (the fast path),
 waiting on the hub's :class:`~._output.ReadPoller`, which answers a
 kept-alive connection's next plain request in the task's place when nothing
 in it can wait (``_serve_inline``); otherwise (TLS, memory streams) it awaits
-``Output.receive``.
+``Output.receive``. A request the poller handed to the engine whose reply
+comes later (a publish waiting for Redis, a held connect) is left *pending*:
+the task sleeps on, the reply finishes the request (``reply``), and bytes
+that arrive first wake the task, which holds them until the reply is out.
 """
 
 from __future__ import annotations
@@ -131,6 +134,9 @@ class HttpConnection:
         #: what _serve_inline leaves the task: the bytes it read, or the
         #: exception it met
         self._handed: bytes | BaseException | None = None
+        #: _serve_inline handed a request to the engine and its reply has not
+        #: come: the task sleeps in _read_head's wait with no head deadline
+        self._pending = False
         #: made when first needed (``h11_state``): a WebSocket handshake the fast
         #: path takes never needs one
         self._h11: h11.Connection | None = None
@@ -399,12 +405,15 @@ class HttpConnection:
         if type(route) is not BayeuxRequest or not self.server.receives_at_once:
             return False
         body = self._fast_body
-        self._fast_body = b""
         messages = decode_request(route, body, self.server.wire)
         if isinstance(messages, HttpResponse):
+            self._fast_body = b""
             log.debug("refused a Bayeux request: %d", messages.status)
             self._respond(messages)
             return True
+        if not self.server.at_once(messages):
+            return False  # (a connect on Redis: its session is claimed first)
+        self._fast_body = b""
         self._receive_now(route, messages, request)
         return True
 
@@ -577,6 +586,10 @@ class HttpConnection:
                     self._drained = True
                     continue
                 self._drained = len(data) < _READ_SIZE
+                if self._pending and data:  # (the poller stopped meanwhile)
+                    self._pending = False
+                    self._input = data
+                    raise _Served
                 return data
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             raise _Closed from None
@@ -597,8 +610,9 @@ class HttpConnection:
         What the task would do after its wait (``_read_head``'s fast path,
         then ``_dispatch_now``), for a whole fast-path Bayeux request that
         needs nothing to wait; then what it would do before the next wait.
-        True: answered, the task waits on. False: the task takes over, with
-        the bytes read (``_handed``) or, once dispatched, ``_Served``.
+        True: answered or pending (see the module), the task waits on.
+        False: the task takes over, with the bytes read (``_handed``) or, once
+        dispatched, ``_Served``.
         """
         sock = self._sock
         assert sock is not None
@@ -613,6 +627,14 @@ class HttpConnection:
         size = len(data)
         self._drained = size < _READ_SIZE
         self._handed = data
+        if self._pending:
+            # Before the pending request's reply: the task holds what came
+            # (the end of the input ends the connection, as in _hold).
+            self._pending = False
+            if data:
+                self._input = data
+                self._handed = _Served()
+            return False
         server = self.server
         if not data or size == _READ_SIZE or server.closing or self._reads.cancel_called:
             return False
@@ -627,12 +649,20 @@ class HttpConnection:
             messages = decode_request(route, taken.body, server.wire)
             if isinstance(messages, HttpResponse):
                 return False  # the task answers it, through h11
+            if not server.at_once(messages):
+                return False
             self._handed = None
             self._fast = data
             self._fast_close = self._fast_upgrade = self._fast_replied = False
             self._receive_now(route, messages, request)
             self.hub.flush()
-            if self._waiting is not None or not self._fast_replied:
+            if self._waiting is not None:
+                # The reply comes later: see reply(). No head is awaited
+                # meanwhile, so no head deadline applies.
+                self._pending = True
+                self._disarm()
+                return True
+            if not self._fast_replied:
                 self._handed = _Served()
                 return False
             # _requests' end of a fast request, and _read_head's start
@@ -703,6 +733,10 @@ class HttpConnection:
     def _broken(self) -> None:
         if self._hold_scope is not None:
             self._hold_scope.cancel()
+        elif self._pending and self._sock is not None:
+            self._pending = False
+            self._handed = _Closed()
+            self.hub.reads.wake(self._sock)
 
     # --------------------------------------------------------------- routing
 
@@ -771,7 +805,23 @@ class HttpConnection:
         ok = self._send_reply(body)
         if self._hold_scope is not None:
             self._hold_scope.cancel()
+        elif self._pending:
+            self._pending = False
+            self._end_pending()
         return ok
+
+    def _end_pending(self) -> None:
+        """The reply of a request pending in place is out: what the task
+        would do after it (``_requests``, ``_read_head``), or wake the task
+        to do it when the connection ends here."""
+        if self.server.closing:
+            self._handed = _Served()
+            assert self._sock is not None  # (only a socket's request is pending)
+            self.hub.reads.wake(self._sock)
+            return
+        self._fast = None
+        self._head_started = self._head = False
+        self._arm(trio.current_time() + self.config.idle_timeout)
 
     def _send_reply(self, body: bytes) -> bool:
         """Write a Bayeux 200 (JSON, or JSON-P when the shape has a callback).

@@ -372,9 +372,10 @@ class ReadPoller:
 
     A waiter may leave a ``serve`` callback: the poller then calls it when the
     socket is ready, instead of waking the task, and the task sleeps on if it
-    returns True (it read and answered a whole request without waiting for
-    anything). Under load most connections are ready at once, so a batch of
-    requests costs one task switch instead of one each.
+    returns True (it read a whole request and answered it, or left it to be
+    answered without the task: a publish waiting for Redis, a held connect).
+    Under load most connections are ready at once, so a batch of requests
+    costs one task switch instead of one each.
     """
 
     __slots__ = ("_ended", "_epoll", "_ready", "_registered", "_running", "_waiters")
@@ -477,6 +478,15 @@ class ReadPoller:
         if self._ended and fd in self._ended:
             self._ended.discard(fd)
             raise trio.ClosedResourceError("the socket left the poller")
+
+    def wake(self, sock: stdlib_socket.socket) -> bool:
+        """End the wait on ``sock`` as if it were ready (False: no task
+        waits on it here); the waiter learns why from its own state."""
+        waiter = self._waiters.pop(sock.fileno(), None)
+        if waiter is None:
+            return False
+        trio.lowlevel.reschedule(waiter[0])
+        return True
 
     def forget(self, sock: stdlib_socket.socket) -> None:
         """``sock`` is not read through the poller any more (before it is

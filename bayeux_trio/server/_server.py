@@ -149,6 +149,10 @@ class Bus(Protocol):
 
     async def prepare(self, messages: Sequence[Message]) -> None: ...
 
+    def ready_now(self, messages: Sequence[Message]) -> bool:
+        """True when :meth:`prepare` would have nothing to await."""
+        ...
+
     async def claim(self, client_id: str, *, connect: bool = False) -> None: ...
 
     @property
@@ -536,8 +540,17 @@ class BayeuxServer:
 
     @property
     def receives_at_once(self) -> bool:
-        """True when :meth:`receive` never waits: no async extension, no bus."""
-        return not self._async_extensions and self.bus is None
+        """True when :meth:`receive` may not have to wait: no async extension
+        (the bus may still need Redis first: :meth:`at_once` says)."""
+        return not self._async_extensions
+
+    def at_once(self, messages: Sequence[Message]) -> bool:
+        """True when :meth:`receive` would not wait for ``messages``: no async
+        extension, and the bus (if any) needs nothing from Redis first."""
+        if self._async_extensions:
+            return False
+        bus = self.bus
+        return bus is None or bus.ready_now(messages)
 
     def receive_at_once(
         self,
@@ -546,7 +559,7 @@ class BayeuxServer:
         request: object,
         address: str | None = None,
     ) -> None:
-        """:meth:`receive` without a coroutine, when :attr:`receives_at_once`."""
+        """:meth:`receive` without a coroutine, when :meth:`at_once` is True."""
         self._arrived(messages)
         self.hub.receive(conn, messages, request, address)
 

@@ -24,6 +24,8 @@ import pytest
 import trio
 import trio.testing
 
+from bayeux_core import Session
+from bayeux_trio import BayeuxServer
 from bayeux_trio.server import _http
 from bayeux_trio.server._output import ReadPoller
 
@@ -37,6 +39,7 @@ from .helpers import (
     raw_exchange,
     raw_post,
     start_server,
+    wait_for,
 )
 
 SUBSCRIBE = "/meta/subscribe"
@@ -284,29 +287,41 @@ async def test_requests_are_answered_in_place(
     assert calls[:4] == [(True, "NoneType")] * 4
 
 
+async def _held_in_place(
+    server: BayeuxServer, client: HttpClient, calls: list[tuple[bool, str]]
+) -> Session:
+    """A subscriber on ``client`` whose second connect the poller left pending."""
+    (shake,) = await _bayeux(client, [HANDSHAKE])
+    client_id = shake["clientId"]
+    (subscribed,) = await _bayeux(
+        client, [{"channel": SUBSCRIBE, "clientId": client_id, "subscription": "/a/b"}]
+    )
+    assert subscribed["successful"] is True
+    connect = {"channel": CONNECT, "clientId": client_id, "connectionType": "long-polling"}
+    await _bayeux(client, [connect])  # the first connect is answered at once
+    calls.clear()
+    body = json.dumps([connect]).encode()
+    await client.send_request(
+        "POST", "/faye", headers=[("content-type", "application/json")], body=body
+    )
+    session = server.engine.store.get(client_id)
+    assert session is not None
+    await wait_for(lambda: session.held is not None)
+    await trio.testing.wait_all_tasks_blocked()
+    # dispatched and left pending in place: the task was not woken
+    assert calls == [(True, "NoneType")]
+    return session
+
+
 @fail_after(20)
-async def test_a_connect_held_in_place_is_handed_to_the_task(
+async def test_a_connect_held_in_place_is_answered_without_the_task(
     nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = _spy(monkeypatch)
     server = await start_server(nursery, make_config())
     assert server.port is not None
     async with await HttpClient.connect(server.port) as client:
-        (shake,) = await _bayeux(client, [HANDSHAKE])
-        client_id = shake["clientId"]
-        (subscribed,) = await _bayeux(
-            client, [{"channel": SUBSCRIBE, "clientId": client_id, "subscription": "/a/b"}]
-        )
-        assert subscribed["successful"] is True
-        connect = {"channel": CONNECT, "clientId": client_id, "connectionType": "long-polling"}
-        await _bayeux(client, [connect])  # the first connect is answered at once
-        calls.clear()
-        body = json.dumps([connect]).encode()
-        await client.send_request(
-            "POST", "/faye", headers=[("content-type", "application/json")], body=body
-        )
-        await trio.testing.wait_all_tasks_blocked()
-        assert calls == [(False, "_Served")]  # dispatched in place, held by the task
+        await _held_in_place(server, client, calls)
         await post_json(server.port, [{"channel": "/a/b", "data": "hello"}])
         head = await client.read_head()
         assert head.status_code == 200
@@ -314,9 +329,44 @@ async def test_a_connect_held_in_place_is_handed_to_the_task(
         assert {"channel": "/a/b", "data": "hello"} in [
             {"channel": r["channel"], "data": r.get("data")} for r in replies
         ]
-        # and the connection goes on
+        # and the connection goes on, its next request answered in place too
+        calls.clear()
         (reply,) = await _bayeux(client, [{"channel": "/a/b", "data": 2}])
         assert reply["successful"] is True
+        assert calls == [(True, "NoneType")]
+
+
+@fail_after(20)
+async def test_a_client_gone_while_its_connect_is_pending_in_place_is_noticed(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _spy(monkeypatch)
+    server = await start_server(nursery, make_config())
+    assert server.port is not None
+    client = await HttpClient.connect(server.port)
+    session = await _held_in_place(server, client, calls)
+    await client.aclose()
+    # the end of the input wakes the task, which drops the held connect
+    await wait_for(lambda: session.held is None)
+    assert calls[-1] == (False, "bytes")
+    assert not server.hub.reads._waiters
+
+
+@fail_after(20)
+async def test_shutdown_answers_a_connect_pending_in_place_and_closes(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _spy(monkeypatch)
+    server = await start_server(nursery, make_config())
+    assert server.port is not None
+    async with await HttpClient.connect(server.port) as client:
+        await _held_in_place(server, client, calls)
+        nursery.start_soon(server.close)
+        head = await client.read_head()
+        assert head.status_code == 200
+        await client.read_body()
+        # the task was woken to end the connection after the reply
+        assert await client.stream.receive_some(100) == b""
 
 
 @fail_after(20)
