@@ -135,7 +135,7 @@ class HttpConnection:
         #: exception it met
         self._handed: bytes | BaseException | None = None
         #: _serve_inline handed a request to the engine and its reply has not
-        #: come: the task sleeps in _read_head's wait with no head deadline
+        #: come: the task sleeps in _read_head's wait, and no head is due
         self._pending = False
         #: made when first needed (``h11_state``): a WebSocket handshake the fast
         #: path takes never needs one
@@ -233,8 +233,9 @@ class HttpConnection:
                 return
             if trio.current_time() >= self._due:
                 break
-            # Only a head wait can be cancelled: it resumes from what is buffered.
-            if self._fast is not None:
+            # Only a head wait can be cancelled: it resumes from what is
+            # buffered (or, pending, goes on waiting for the reply).
+            if self._fast is not None and not self._pending:
                 self._input = self._fast + self._input
                 self._fast = None
             self._reads = trio.CancelScope()
@@ -272,7 +273,7 @@ class HttpConnection:
             self.hub.flush()
             if self._waiting is not None:
                 await self._hold()
-            if self._fast is not None:
+            if self._fast is not None and not self._pending:
                 if not self._fast_replied:
                     self._sync_h11()  # let h11 judge what the request left
                 else:
@@ -657,10 +658,11 @@ class HttpConnection:
             self._receive_now(route, messages, request)
             self.hub.flush()
             if self._waiting is not None:
-                # The reply comes later: see reply(). No head is awaited
-                # meanwhile, so no head deadline applies.
+                # The reply comes later: see reply(). No head is due
+                # meanwhile; a deadline left armed that passes first only
+                # resumes the wait (_serve).
                 self._pending = True
-                self._disarm()
+                self._due = math.inf
                 return True
             if not self._fast_replied:
                 self._handed = _Served()
@@ -821,7 +823,9 @@ class HttpConnection:
             return
         self._fast = None
         self._head_started = self._head = False
-        self._arm(trio.current_time() + self.config.idle_timeout)
+        due = self._due = trio.current_time() + self.config.idle_timeout
+        if due < self._armed:
+            self._arm(due)
 
     def _send_reply(self, body: bytes) -> bool:
         """Write a Bayeux 200 (JSON, or JSON-P when the shape has a callback).

@@ -337,6 +337,32 @@ async def test_a_connect_held_in_place_is_answered_without_the_task(
 
 
 @fail_after(20)
+async def test_a_connect_pending_in_place_outlasts_the_idle_timeout(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The idle deadline armed for an earlier wait passes while the connect
+    # is held: the wait goes on (no head was due), the reply comes, and the
+    # connection serves its next request.
+    calls = _spy(monkeypatch)
+    server = await start_server(nursery, make_config(idle_timeout=0.3))
+    assert server.port is not None
+    async with await HttpClient.connect(server.port) as client:
+        session = await _held_in_place(server, client, calls)
+        await trio.sleep(0.8)
+        assert session.held is not None
+        await post_json(server.port, [{"channel": "/a/b", "data": "late"}])
+        head = await client.read_head()
+        assert head.status_code == 200
+        replies = json.loads(await client.read_body())
+        assert "late" in [r.get("data") for r in replies]
+        (reply,) = await _bayeux(client, [{"channel": "/a/b", "data": 2}])
+        assert reply["successful"] is True
+        # and idle again, the connection is closed in time
+        with trio.fail_after(2):
+            assert await client.stream.receive_some(100) == b""
+
+
+@fail_after(20)
 async def test_a_client_gone_while_its_connect_is_pending_in_place_is_noticed(
     nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
 ) -> None:
