@@ -33,7 +33,7 @@ from coredis.connection import Location, TCPLocation, UnixDomainSocketLocation
 from coredis.parser import Parser as _CoredisParser
 from coredis.pool import SentinelConnectionPool
 
-from ._resp import NEED_DATA, Arg, ErrorReply, Parser, ProtocolError, Reply, encode_many
+from ._resp import NEED_DATA, Arg, ErrorReply, ProtocolError, Reply, encode_many, make_parser
 
 __all__ = [
     "Endpoint",
@@ -146,7 +146,7 @@ class LeanConnection:
         location: Location | None = None,
     ) -> None:
         self._stream = stream
-        self._parser = Parser()
+        self._parser = make_parser()
         self._busy = False
         self.closed = False
         #: seconds Redis has to answer a whole pipeline; then the connection

@@ -21,6 +21,12 @@ costs memory, not Python frames. Bulk strings are sliced out of one
 ``bytes`` buffer; a long one that is still arriving is collected in a list of
 chunks and joined once, so a reply of many reads is copied once, not once per
 read.
+
+:func:`make_parser` gives :class:`HiredisParser` instead when hiredis (the C
+parser redis-py and coredis use; the ``redis`` extra installs it) can be
+imported: the same interface, 15-20 times faster on the reader's stream
+entries, which are most of what the bus parses. :class:`Parser` stays the
+reference the tests hold hiredis to, and the fallback without it.
 """
 
 from __future__ import annotations
@@ -30,18 +36,25 @@ import enum
 from collections.abc import Iterable, Sequence
 from typing import Final, Literal, TypeAlias
 
+try:
+    import hiredis as _hiredis
+except ImportError:  # pragma: no cover - the redis extra installs it
+    _hiredis = None  # type: ignore[assignment]
+
 __all__ = [
     "MAX_BULK",
     "MAX_LINE",
     "NEED_DATA",
     "Arg",
     "ErrorReply",
+    "HiredisParser",
     "Parser",
     "ProtocolError",
     "Reply",
     "encode",
     "encode_many",
     "encode_reply",
+    "make_parser",
 ]
 
 #: one argument of a command: bytes go as they are, str as UTF-8, int in decimal
@@ -338,3 +351,51 @@ def _text(buf: bytes, start: int, end: int) -> str:
     # Text for people (an error may quote a script's data): never a reason
     # to drop the connection.
     return buf[start:end].decode(errors="replace")
+
+
+class HiredisParser:
+    """:class:`Parser`'s interface on hiredis' reader (see the module).
+
+    Two differences, neither seen on the bus's paths: a simple string comes
+    as :class:`bytes` (hiredis does not keep ``+OK`` apart from a bulk
+    ``OK``), and the lengths are hiredis' to check, not :data:`MAX_BULK`'s
+    (a bulk string grows only as its bytes arrive). ``pending`` is whether
+    fed bytes are still unread, which is what :mod:`._lean` asks after the
+    last reply it expects.
+    """
+
+    __slots__ = ("_broken", "_reader")
+
+    def __init__(self) -> None:
+        if _hiredis is None:  # pragma: no cover - see make_parser
+            raise RuntimeError("hiredis is not installed")
+        # (hiredis calls replyError with the message and returns the value:
+        # any callable works, as ErrorReply does, not only an exception)
+        self._reader = _hiredis.Reader(
+            protocolError=ProtocolError,
+            replyError=ErrorReply,  # type: ignore[arg-type]
+            notEnoughData=NEED_DATA,
+        )
+        self._broken: ProtocolError | None = None
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._reader.has_data())
+
+    def feed(self, data: bytes | bytearray) -> None:
+        self._reader.feed(data if type(data) is bytes else bytes(data))
+
+    def next_reply(self) -> Reply | Literal[_Need.NEED_DATA]:
+        if self._broken is not None:
+            raise self._broken
+        try:
+            reply: Reply | Literal[_Need.NEED_DATA] = self._reader.gets()
+        except ProtocolError as exc:
+            self._broken = exc
+            raise
+        return reply
+
+
+def make_parser() -> Parser | HiredisParser:
+    """A :class:`HiredisParser` if hiredis can be imported, else a :class:`Parser`."""
+    return Parser() if _hiredis is None else HiredisParser()
