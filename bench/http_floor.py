@@ -21,6 +21,11 @@ our server waits for readability first and then reads once. The second floor
 does the same, so that what ours costs above a floor is not flattered by the
 first floor's extra read.
 
+``--engine redis://HOST:PORT/DB`` runs our servers on that Redis (the
+floor makes no sense there: add ``--no-floor``); the script empties that
+database (``FLUSHDB``) before each run, so that every run starts from an
+empty log. Use a Redis of its own (``redis-server --port 6390``).
+
 Run: ``.venv/bin/python bench/http_floor.py --runs 4`` (Node.js, and the npm
 packages of ``tests/interop``, which it installs into a cache if missing).
 The floor server alone: ``.venv/bin/python bench/http_floor.py --serve PORT``.
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +43,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 for _path in (REPO_ROOT, REPO_ROOT / "bench"):
@@ -119,7 +126,25 @@ def serve_floor(port: int, wait_first: bool = False) -> None:
 # -------------------------------------------------------------- servers
 
 
-def start(kind: str, tree: Path, log: Path) -> ServerProcess:
+def flush_redis(url: str) -> None:
+    """``FLUSHDB`` on the Redis at ``url`` (``redis://host:port/db``)."""
+    parts = urlsplit(url)
+    db = int(parts.path.strip("/") or 0)
+    with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), 5) as sock:
+        sock.sendall(
+            b"*2\r\n$6\r\nSELECT\r\n$%d\r\n%d\r\n*1\r\n$7\r\nFLUSHDB\r\n" % (len(str(db)), db)
+        )
+        answer = b""
+        while answer.count(b"\r\n") < 2:
+            chunk = sock.recv(256)
+            if not chunk:
+                break
+            answer += chunk
+    if answer != b"+OK\r\n+OK\r\n":
+        raise RuntimeError(f"FLUSHDB on {url} answered {answer!r}")
+
+
+def start(kind: str, tree: Path, log: Path, engine: str | None = None) -> ServerProcess:
     """The floor, or ``bayeux serve --allocator python`` from ``tree``, on a free port."""
     port = free_port()
     if kind in (FLOOR, FLOOR_WAIT):
@@ -129,6 +154,8 @@ def start(kind: str, tree: Path, log: Path) -> ServerProcess:
     else:
         command = [sys.executable, "-m", "bayeux_trio", "serve", "--host", "127.0.0.1"]
         command += ["--port", str(port), "--allocator", "python", "--log-level", "warning"]
+        if engine is not None:
+            command += ["--engine", engine]
     env = dict(os.environ, PYTHONPATH=str(tree))
     with log.open("ab") as out:
         process = subprocess.Popen(command, cwd=tree, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -140,10 +167,19 @@ def start(kind: str, tree: Path, log: Path) -> ServerProcess:
 
 
 def measure(
-    kind: str, tree: Path, node_modules: Path, logs: Path, options: dict[str, Any]
+    kind: str,
+    tree: Path,
+    node_modules: Path,
+    logs: Path,
+    options: dict[str, Any],
+    *,
+    engine: str | None = None,
 ) -> dict[str, Any]:
     """One loadgen run against a fresh server; its result, with CPU per publish."""
-    server = start(kind, tree, logs / f"{kind.replace(' ', '-')}-{tree.name}.log")
+    engine = engine if kind == OURS else None
+    if engine is not None:
+        flush_redis(engine)
+    server = start(kind, tree, logs / f"{kind.replace(' ', '-')}-{tree.name}.log", engine)
     try:
         result = run_generator(node_modules, server, options, timeout=options["seconds"] + 60)
     finally:
@@ -197,6 +233,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(with --serve: serve that floor)",
     )
     parser.add_argument("--serve", type=int, metavar="PORT", help="run the floor server only")
+    parser.add_argument(
+        "--engine",
+        metavar="URL",
+        help="run our servers on this Redis (redis://host:port/db), emptied before each run",
+    )
     args = parser.parse_args(argv)
     if args.serve is not None:
         serve_floor(args.serve, args.wait_first)
@@ -212,6 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         servers.append((OURS, OURS, REPO_ROOT))
     for tree in args.tree:
         servers.append((f"ours ({tree})", OURS, tree.resolve()))
+    if args.engine is not None and not args.no_floor:
+        parser.error("--engine: the floor has no engine; add --no-floor")
     options = {"scenario": "httppub", "connections": args.connections, "seconds": args.seconds}
     node_modules = ensure_node_modules()
     rows: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in servers}
@@ -220,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Alternate the order, so that neither side always goes first.
             order = servers if run % 2 == 0 else servers[::-1]
             for name, kind, tree in order:
-                result = measure(kind, tree, node_modules, Path(logs), options)
+                result = measure(kind, tree, node_modules, Path(logs), options, engine=args.engine)
                 rows[name].append(result)
                 print(
                     f"run {run + 1} {name}: {result['publishes_per_s']:,.0f}/s, "
