@@ -19,6 +19,7 @@ from bayeux_trio.redis._resp import (
     MAX_LINE,
     NEED_DATA,
     ErrorReply,
+    HiredisParser,
     Parser,
     ProtocolError,
     Reply,
@@ -47,9 +48,13 @@ def _pending(parser: Parser) -> bool:
     return parser.pending
 
 
-def _parse_all(data: bytes, cuts: list[int]) -> list[Reply]:
-    """Every reply in ``data`` fed in pieces cut at ``cuts`` (sorted offsets)."""
-    parser = Parser()
+def _parse_all(
+    data: bytes, cuts: list[int], parser: Parser | HiredisParser | None = None
+) -> list[Reply]:
+    """Every reply in ``data`` fed in pieces cut at ``cuts`` (sorted offsets),
+    to ``parser`` (a new :class:`Parser` by default)."""
+    if parser is None:
+        parser = Parser()
     out: list[Reply] = []
     last = 0
     for cut in [*cuts, len(data)]:
@@ -193,10 +198,14 @@ def test_garbage_is_a_protocol_error(raw: bytes, match: str) -> None:
     ).map(b"".join),
     st.lists(st.integers(min_value=0, max_value=200), max_size=4),
 )
-def test_any_bytes_give_replies_need_data_or_a_protocol_error(raw: bytes, cuts: list[int]) -> None:
-    """Fuzz-ish: whatever arrives, the parser answers (it never raises
-    anything else, and each call ends)."""
-    parser = Parser()
+@pytest.mark.parametrize("make", [Parser, HiredisParser])
+def test_any_bytes_give_replies_need_data_or_a_protocol_error(
+    make: type[Parser | HiredisParser], raw: bytes, cuts: list[int]
+) -> None:
+    """Fuzz-ish: whatever arrives, the parser (ours, or hiredis behind the
+    same interface) answers: it never raises anything else, and each call
+    ends."""
+    parser = make()
     last = 0
     for cut in [*sorted(c for c in cuts if c <= len(raw)), len(raw)]:
         parser.feed(raw[last:cut])

@@ -260,6 +260,16 @@ def _spy(monkeypatch: pytest.MonkeyPatch) -> list[tuple[bool, str]]:
     return calls
 
 
+async def _spied_server(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch, **config: Any
+) -> tuple[list[tuple[bool, str]], BayeuxServer, int]:
+    """A server whose ``_serve_inline`` calls are recorded (see ``_spy``)."""
+    calls = _spy(monkeypatch)
+    server = await start_server(nursery, make_config(**config))
+    assert server.port is not None
+    return calls, server, server.port
+
+
 async def _bayeux(client: HttpClient, messages: object) -> list[dict[str, Any]]:
     response = await client.request(
         "POST",
@@ -276,10 +286,8 @@ async def _bayeux(client: HttpClient, messages: object) -> list[dict[str, Any]]:
 async def test_requests_are_answered_in_place(
     nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls = _spy(monkeypatch)
-    server = await start_server(nursery, make_config())
-    assert server.port is not None
-    async with await HttpClient.connect(server.port) as client:
+    calls, _, port = await _spied_server(nursery, monkeypatch)
+    async with await HttpClient.connect(port) as client:
         for n in range(5):
             (reply,) = await _bayeux(client, [{"channel": "/a/b", "data": n}])
             assert reply["successful"] is True
@@ -317,12 +325,10 @@ async def _held_in_place(
 async def test_a_connect_held_in_place_is_answered_without_the_task(
     nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls = _spy(monkeypatch)
-    server = await start_server(nursery, make_config())
-    assert server.port is not None
-    async with await HttpClient.connect(server.port) as client:
+    calls, server, port = await _spied_server(nursery, monkeypatch)
+    async with await HttpClient.connect(port) as client:
         await _held_in_place(server, client, calls)
-        await post_json(server.port, [{"channel": "/a/b", "data": "hello"}])
+        await post_json(port, [{"channel": "/a/b", "data": "hello"}])
         head = await client.read_head()
         assert head.status_code == 200
         replies = json.loads(await client.read_body())
@@ -343,14 +349,12 @@ async def test_a_connect_pending_in_place_outlasts_the_idle_timeout(
     # The idle deadline armed for an earlier wait passes while the connect
     # is held: the wait goes on (no head was due), the reply comes, and the
     # connection serves its next request.
-    calls = _spy(monkeypatch)
-    server = await start_server(nursery, make_config(idle_timeout=0.3))
-    assert server.port is not None
-    async with await HttpClient.connect(server.port) as client:
+    calls, server, port = await _spied_server(nursery, monkeypatch, idle_timeout=0.3)
+    async with await HttpClient.connect(port) as client:
         session = await _held_in_place(server, client, calls)
         await trio.sleep(0.8)
         assert session.held is not None
-        await post_json(server.port, [{"channel": "/a/b", "data": "late"}])
+        await post_json(port, [{"channel": "/a/b", "data": "late"}])
         head = await client.read_head()
         assert head.status_code == 200
         replies = json.loads(await client.read_body())
@@ -366,10 +370,8 @@ async def test_a_connect_pending_in_place_outlasts_the_idle_timeout(
 async def test_a_client_gone_while_its_connect_is_pending_in_place_is_noticed(
     nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls = _spy(monkeypatch)
-    server = await start_server(nursery, make_config())
-    assert server.port is not None
-    client = await HttpClient.connect(server.port)
+    calls, server, port = await _spied_server(nursery, monkeypatch)
+    client = await HttpClient.connect(port)
     session = await _held_in_place(server, client, calls)
     await client.aclose()
     # the end of the input wakes the task, which drops the held connect
@@ -382,10 +384,8 @@ async def test_a_client_gone_while_its_connect_is_pending_in_place_is_noticed(
 async def test_shutdown_answers_a_connect_pending_in_place_and_closes(
     nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls = _spy(monkeypatch)
-    server = await start_server(nursery, make_config())
-    assert server.port is not None
-    async with await HttpClient.connect(server.port) as client:
+    calls, server, port = await _spied_server(nursery, monkeypatch)
+    async with await HttpClient.connect(port) as client:
         await _held_in_place(server, client, calls)
         nursery.start_soon(server.close)
         head = await client.read_head()
@@ -399,10 +399,8 @@ async def test_shutdown_answers_a_connect_pending_in_place_and_closes(
 async def test_a_refusal_in_place_is_answered_by_the_task(
     nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls = _spy(monkeypatch)
-    server = await start_server(nursery, make_config())
-    assert server.port is not None
-    async with await HttpClient.connect(server.port) as client:
+    calls, _, port = await _spied_server(nursery, monkeypatch)
+    async with await HttpClient.connect(port) as client:
         await _bayeux(client, [{"channel": "/a/b", "data": 1}])
         calls.clear()
         response = await client.request(
