@@ -14,7 +14,7 @@ the reply comes, and wakes this task to read the next request.
 
 Bytes come and go through the connection's :class:`~._output.Output`: on a
 plaintext connection this task reads its socket directly (the fast path),
-waiting on the hub's :class:`~._output.ReadPoller`, which answers a
+waiting on the hub's :class:`~._reads.ReadPoller`, which answers a
 kept-alive connection's next plain request in the task's place when nothing
 in it can wait (``_serve_inline``); otherwise (TLS, memory streams) it awaits
 ``Output.receive``. A request the poller handed to the engine whose reply

@@ -62,7 +62,8 @@ from bayeux_core import (
 from bayeux_core.wire import event_bytes
 
 from ._frames import chunk, ws_text_frame
-from ._output import DrainCount, Output, ReadPoller
+from ._output import DrainCount, Output
+from ._reads import ReadPoller
 from ._wallclock import wall_clock_ms
 
 __all__ = ["Endpoint", "Hub", "Kind"]

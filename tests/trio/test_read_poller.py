@@ -27,7 +27,7 @@ import trio.testing
 from bayeux_core import Session
 from bayeux_trio import BayeuxServer
 from bayeux_trio.server import _http
-from bayeux_trio.server._output import ReadPoller
+from bayeux_trio.server._reads import ReadPoller
 
 from .helpers import (
     HANDSHAKE,
