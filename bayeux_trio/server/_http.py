@@ -317,13 +317,7 @@ class HttpConnection:
                 trio.current_time() + (config.header_timeout if started else config.idle_timeout)
             )
         else:
-            # Between fast requests, moving the deadline later each time would
-            # cost more than the rest of reading a request: an earlier one
-            # armed for a previous wait stays, and if it passes first, _serve
-            # resumes this wait under the due one.
-            due = self._due = trio.current_time() + config.idle_timeout
-            if due < self._armed:
-                self._arm(due)
+            self._due_idle()
         # h11 checks max_header only against a head it has not completed; a
         # whole head that arrived in one read is measured here.
         unparsed = len(data)
@@ -464,6 +458,17 @@ class HttpConnection:
     def _arm(self, deadline: float) -> None:
         """The head being awaited is due at ``deadline``."""
         self._due = self._armed = self._reads.deadline = deadline
+
+    def _due_idle(self) -> None:
+        """The next head, between fast requests, is due after ``idle_timeout``.
+
+        Moving the deadline later each time would cost more than the rest of
+        reading a request: an earlier one armed for a previous wait stays,
+        and if it passes first, _serve resumes the wait under the due one.
+        """
+        due = self._due = trio.current_time() + self.config.idle_timeout
+        if due < self._armed:
+            self._arm(due)
 
     def _to_h11(self, data: bytes) -> None:
         """Hand the buffered input to h11, which parses from here on."""
@@ -667,12 +672,7 @@ class HttpConnection:
             if not self._fast_replied:
                 self._handed = _Served()
                 return False
-            # _requests' end of a fast request, and _read_head's start
-            self._fast = None
-            self._head_started = self._head = False
-            due = self._due = trio.current_time() + self.config.idle_timeout
-            if due < self._armed:
-                self._arm(due)
+            self._served_in_place()
             return True
         except Exception as exc:  # the task's to raise, as if it had run this
             self._handed = exc
@@ -821,11 +821,14 @@ class HttpConnection:
             assert self._sock is not None  # (only a socket's request is pending)
             self.hub.reads.wake(self._sock)
             return
+        self._served_in_place()
+
+    def _served_in_place(self) -> None:
+        """A fast request answered without the task: _requests' end of it,
+        and _read_head's start of the next wait."""
         self._fast = None
         self._head_started = self._head = False
-        due = self._due = trio.current_time() + self.config.idle_timeout
-        if due < self._armed:
-            self._arm(due)
+        self._due_idle()
 
     def _send_reply(self, body: bytes) -> bool:
         """Write a Bayeux 200 (JSON, or JSON-P when the shape has a callback).

@@ -142,14 +142,12 @@ class ReadPoller:
             self._ended.discard(fd)
             raise trio.ClosedResourceError("the socket left the poller")
 
-    def wake(self, sock: stdlib_socket.socket) -> bool:
-        """End the wait on ``sock`` as if it were ready (False: no task
-        waits on it here); the waiter learns why from its own state."""
+    def wake(self, sock: stdlib_socket.socket) -> None:
+        """End the wait on ``sock`` as if it were ready, if a task waits on it
+        here; the waiter learns why from its own state."""
         waiter = self._waiters.pop(sock.fileno(), None)
-        if waiter is None:
-            return False
-        trio.lowlevel.reschedule(waiter[0])
-        return True
+        if waiter is not None:
+            trio.lowlevel.reschedule(waiter[0])
 
     def forget(self, sock: stdlib_socket.socket) -> None:
         """``sock`` is not read through the poller any more (before it is
