@@ -38,17 +38,20 @@ class Node:
         self.events: list[dict[str, Any]] = []
         self._buffer = b""
 
-    async def until(self, kind: str, *, nth: int = 0, **match: Any) -> dict[str, Any]:
-        """Read lines until the ``nth`` (from 0) event of ``kind`` with ``match`` arrives."""
-        with trio.fail_after(DONE):
+    async def until(self, kind: str, *, after: int | None = None, **match: Any) -> dict[str, Any]:
+        """Read lines until an event of ``kind`` with ``match`` arrives.
+
+        ``after``: only a connect whose message id is greater counts.
+        """
+        with trio.move_on_after(DONE):
             while True:
-                found = [
-                    e
-                    for e in self.events
-                    if e["event"] == kind and all(e.get(k) == v for k, v in match.items())
-                ]
-                if len(found) > nth:
-                    return found[nth]
+                for e in self.events:
+                    if (
+                        e["event"] == kind
+                        and all(e.get(k) == v for k, v in match.items())
+                        and (after is None or int(e["id"]) > after)
+                    ):
+                        return e
                 assert self.process.stdout is not None
                 chunk = await self.process.stdout.receive_some(65536)
                 if not chunk:
@@ -59,15 +62,17 @@ class Node:
                     event = json.loads(line)
                     assert event["event"] != "error", event
                     self.events.append(event)
+        raise AssertionError(f"no {kind} {match} (after {after}) in {DONE} s: {self.events}")
 
     def of(self, kind: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e["event"] == kind]
 
 
-def holding(server: BayeuxServer, client_id: str) -> bool:
+def held_id(server: BayeuxServer, client_id: str) -> int | None:
+    """The message id of the connect the server holds for ``client_id``, if any."""
     session = server.engine.store.get(client_id)
     assert session is not None, "the server lost the session"
-    return session.held is not None
+    return None if session.held is None else int(session.held.reply["id"])
 
 
 async def run(
@@ -94,13 +99,19 @@ async def run(
         client_id = ready["clientId"]
         server.publish("/news", 0)
         await node.until("message", data=0)
-        await eventually(lambda: holding(server, client_id))
+        await eventually(lambda: held_id(server, client_id) is not None)
+        # No checkpoint between reading the id and the stall: the reply to
+        # connect ``lost`` is the first thing the client will never see.
+        lost = held_id(server, client_id)
+        assert lost is not None
         proxy.stall()
         for n in (1, 2, 3):
             server.publish("/news", n)
-        # The path works again once a connect reply comes through.
-        await node.until("connect", nth=len(node.of("connect")))
-        await eventually(lambda: holding(server, client_id), seconds=DONE)
+        # The path works again once a later connect's reply comes through
+        # (counting connect events instead raced with the pipe: a reply from
+        # before the stall could be read after it).
+        await node.until("connect", after=lost)
+        await eventually(lambda: (held_id(server, client_id) or 0) > lost, seconds=DONE)
         server.publish("/news", "end")
         await node.until("done")
         with trio.fail_after(DONE):

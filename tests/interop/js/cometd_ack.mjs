@@ -8,7 +8,7 @@
 // It handshakes (with the AckExtension registered when "ack" is true),
 // subscribes to /news and reports {"event": "ready", clientId}; then each
 // delivery as {"event": "message", data} and each successful connect reply
-// as {"event": "connect", ext}. On the delivery "end" it disconnects and
+// as {"event": "connect", id, ext}. On the delivery "end" it disconnects and
 // prints {"event": "done"} (exit 0); failures print {"event": "error"} (exit 1).
 
 import { call, emit, endpoint, fail, load, options } from "./cometd_support.mjs";
@@ -26,7 +26,7 @@ async function main() {
     // A lost reply is given up 1 s after the server's hold (1 s) would end.
     cometd.configure({ url: endpoint, logLevel: "warn", maxNetworkDelay: 1000 });
     cometd.addListener("/meta/connect", (message) => {
-        if (message.successful) emit("connect", { ext: message.ext || null });
+        if (message.successful) emit("connect", { id: message.id, ext: message.ext || null });
     });
 
     const handshake = await call((done) => cometd.handshake(done));
