@@ -586,6 +586,10 @@ class RedisBus:
                 self._nursery = nursery
                 nursery.start_soon(self._reader)
                 nursery.start_soon(self._writer)
+                for link in (self._write_link, self._read_link):
+                    if link is not None:
+                        # their calls' deadlines, without a cancel scope each
+                        nursery.start_soon(link.watch)
                 nursery.start_soon(self._flusher)
                 if self._presence:
                     nursery.start_soon(self._sweeper)

@@ -140,6 +140,52 @@ async def test_a_pipeline_gets_each_commands_reply_in_order(redis_server: RedisP
         await link.aclose()
 
 
+@fail_after(30)
+async def test_values_larger_than_the_socket_buffers_go_both_ways(
+    redis_server: RedisProcess,
+) -> None:
+    # A write the kernel takes in parts (it waits until the socket is
+    # writable), and replies read in many receives.
+    key = namespace()
+    value = bytes(range(256)) * (32 * 1024)  # 8 MiB
+    link = link_to(redis_server.url)
+    try:
+        assert await link.pipeline([("SET", key, value), ("STRLEN", key)]) == [b"OK", len(value)]
+        replies = await link.pipeline([("GET", key), ("GET", key), ("PING",)])
+        assert replies == [value, value, b"PONG"]
+    finally:
+        await link.aclose()
+
+
+@fail_after(20)
+async def test_expire_ends_only_the_call_it_names(redis_server: RedisProcess) -> None:
+    link = link_to(redis_server.url)
+    connection = await LeanConnection.open(link.endpoint)
+    blocked = f"{namespace()}:s"
+    try:
+        assert not connection.expire(0)  # nothing under way
+        assert await connection.pipeline([("PING",)]) == [b"PONG"]
+        async with trio.open_nursery() as nursery:
+            failure: list[BaseException] = []
+
+            async def read() -> None:
+                try:
+                    await connection.pipeline([("XREAD", "BLOCK", 5000, "STREAMS", blocked, "$")])
+                except TimeoutError as exc:
+                    failure.append(exc)
+
+            nursery.start_soon(read)
+            await trio.testing.wait_all_tasks_blocked()
+            assert not connection.expire(1)  # the call before, not this one
+            assert connection.expire(2)
+            assert not connection.expire(2)  # once
+        assert len(failure) == 1
+        assert "did not answer" in str(failure[0])
+        assert connection.closed
+    finally:
+        await connection.aclose()
+
+
 @fail_after(20)
 @pytest.mark.parametrize("level", ["link", "connection"])
 async def test_one_pipeline_at_a_time(redis_server: RedisProcess, level: str) -> None:
@@ -322,10 +368,15 @@ async def _silent(stream: trio.SocketStream) -> None:
         pass
 
 
+@pytest.mark.parametrize("watched", [False, True], ids=["cancel-scope", "watched"])
 @fail_after(20)
-async def test_a_redis_that_stops_answering_fails_the_call() -> None:
-    async with stand_in(_silent) as (endpoint, accepted):
+async def test_a_redis_that_stops_answering_fails_the_call(watched: bool) -> None:
+    # Watched, no call has a cancel scope: the watcher alone ends it.
+    async with stand_in(_silent) as (endpoint, accepted), trio.open_nursery() as nursery:
         link = Link(endpoint, read_timeout=0.3)
+        if watched:
+            nursery.start_soon(link.watch)
+            await trio.testing.wait_all_tasks_blocked()
         with pytest.raises(TimeoutError, match=r"did not answer within 0\.3 s"):
             await link.pipeline([("XREAD", "BLOCK", 1000, "STREAMS", "log", "0-0")])
         # The next call does not use the connection whose reply may still come.
@@ -333,6 +384,28 @@ async def test_a_redis_that_stops_answering_fails_the_call() -> None:
             await link.pipeline([("PING",)])
         assert len(accepted) == 2
         await link.aclose()
+        nursery.cancel_scope.cancel()
+
+
+@fail_after(20)
+async def test_a_watched_link_serves_calls_that_answer_in_time(redis_server: RedisProcess) -> None:
+    link = link_to(redis_server.url, read_timeout=0.2)
+    blocked = f"{namespace()}:s"
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(link.watch)
+        await trio.testing.wait_all_tasks_blocked()
+        # Calls one after the other for longer than the timeout, each well
+        # within it: the watcher tells them apart and ends none.
+        end = trio.current_time() + 0.6
+        while trio.current_time() < end:
+            replies = await link.pipeline([("XREAD", "BLOCK", 30, "STREAMS", blocked, "$")])
+            assert replies == [None]
+        connection = link._connection
+        assert connection is not None
+        assert connection.watched
+        assert not connection.closed
+        nursery.cancel_scope.cancel()
+    await link.aclose()
 
 
 @fail_after(20)
