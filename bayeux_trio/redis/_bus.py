@@ -179,9 +179,12 @@ def _redact(url: str) -> str:
 
 
 def _parse(raw: bytes | str) -> StreamId:
-    text = raw.decode() if isinstance(raw, bytes) else raw
-    ms, _, seq = text.partition("-")
-    return int(ms), int(seq or 0)
+    if isinstance(raw, bytes):
+        # (int() reads ASCII digits from bytes too: no decoding)
+        ms, _, seq = raw.partition(b"-")
+        return int(ms), int(seq or 0)
+    text_ms, _, text_seq = raw.partition("-")
+    return int(text_ms), int(text_seq or 0)
 
 
 def _fields(entry: StreamEntry) -> dict[bytes, bytes]:
@@ -1497,18 +1500,22 @@ class RedisBus:
             if not found or self._stale or self._unchecked:
                 continue  # after an outage: check the log and the members view first
             now = trio.current_time()
+            pos = start = self._pos
+            full = ring.maxlen is not None
             for identifier, fields in found:
                 entry_id = _parse(identifier)
-                if entry_id <= self._pos:
+                if entry_id <= pos:
                     continue
+                if full and len(ring) == ring.maxlen:
+                    self._floor = ring[0][0]
+                # (self._pos moves with each entry; its string once at the
+                # end: nothing reads it in between but an eviction's pass)
+                self._pos = pos = entry_id
                 channel = fields.get(b"c")
                 if channel is not None:
                     name = channel.decode()
                     payload = fields[b"p"]
-                    if ring.maxlen is not None and len(ring) == ring.maxlen:
-                        self._floor = ring[0][0]
                     ring.append((entry_id, name, payload))
-                    self._set_pos(entry_id)
                     routed = hub.route(name, payload, now=now, offset=_offset(entry_id))
                     for session in routed:
                         # Pushed down its stream, so its cursor moves on. An
@@ -1519,12 +1526,12 @@ class RedisBus:
                         if session.stream is not None and not session.ack:
                             self._pushed[session.client_id] = entry_id
                     continue
-                if ring.maxlen is not None and len(ring) == ring.maxlen:
-                    self._floor = ring[0][0]
                 ring.append((entry_id, None, b""))
-                self._set_pos(entry_id)
                 if fields.get(b"k") == b"evict":
+                    self._set_pos(entry_id)
                     self._on_evict(fields)
+            if pos != start:
+                self._set_pos(pos)
             hub.pump()
             advanced = self._advanced
             if advanced is not None:
