@@ -100,6 +100,10 @@ _RETRYABLE = (
     coredis.exceptions.ReadOnlyError,
 )
 _PAGE = 1000
+#: seconds without anything to write after which the reader reads for itself
+#: again (see RedisBus._ride): another node's message is at most this late
+#: when this node's writer has just stopped
+_RIDE_IDLE = 0.002
 #: a log id (ms, seq) as one history offset: ms * _SEQ_SPAN + seq (Redis makes
 #: far fewer than a million entries in one millisecond)
 _SEQ_SPAN = 1 << 20
@@ -488,6 +492,13 @@ class RedisBus:
         self._resyncs = 0
         #: Redis failed since the log was last checked (see _check_log)
         self._unchecked = False
+        #: the writer's pipelines read the log for the reader (see _ride)
+        self._riding = False
+        #: pipelines that read the log; set when a ride ends
+        self._rides = 0
+        self._ride_over = trio.Event()
+        #: a writer's pipeline is out, its replies not in
+        self._in_flight = False
         self._lost_writes = 0
 
     # ------------------------------------------------------------- wiring
@@ -1097,6 +1108,13 @@ class RedisBus:
         endings: _Endings = []
         while True:
             if not endings:
+                if self._riding:
+                    # The reader rides along: it reads on its own again
+                    # if nothing comes to write for a while.
+                    with trio.move_on_after(_RIDE_IDLE):
+                        await self._wake.wait()
+                    if not self._wake.is_set():
+                        self._end_ride()
                 await self._wake.wait()
             self._wake = trio.Event()
             passes, self._outbox = self._outbox, []
@@ -1149,6 +1167,7 @@ class RedisBus:
                 continue
             except _RETRYABLE as exc:
                 self._down("write", exc)
+                self._end_ride()
                 recovering = True
                 if given_up or trio.current_time() >= give_up_at:
                     given_up = True
@@ -1352,9 +1371,34 @@ class RedisBus:
         if recorder is not None:
             assert link is not None
             commands = recorder.commands
-            results = await link.pipeline(commands) if commands else []
+            # The reader rides along (see _ride): read the log after our writes.
+            reading = self._riding
+            if reading and (self._stale or self._unchecked):
+                # After an outage the reader checks the log before reading.
+                self._end_ride()
+                reading = False
+            if reading:
+                commands.append(("XREAD", "COUNT", _PAGE, "STREAMS", self.log_key, self._pos_str))
+            if commands:
+                self._in_flight = True
+                try:
+                    results = await link.pipeline(commands)
+                finally:
+                    self._in_flight = False
+            else:
+                results = []
             # As a coredis pipeline: every command ran, the first error is raised.
             raise_first_error(results)
+            if reading:
+                read = _entries(results[-1])
+                results = results[:-1]
+                self._rides += 1
+                if not self._riding or self._stale or self._unchecked:
+                    self._end_ride()  # (left for the reader to read again)
+                else:
+                    self._consume(read)
+                    if len(read) >= _PAGE:
+                        self._end_ride()  # more to read: the reader's turn
         else:
             results = pipe.results or ()
         failed: dict[str, bool] = {}
@@ -1486,57 +1530,93 @@ class RedisBus:
         self._pos_str = _fmt(entry_id)
 
     async def _reader(self) -> None:
-        client = self._client
-        hub = self._hub
-        assert client is not None
-        assert hub is not None
-        ring = self._ring
         while True:
             if self._unchecked:
                 await self._check_log()
             if self._stale:
                 await self._resync()
+            if self._riding:
+                await self._ride()
+                continue
             found = await self._retry("read", self._read_log)
             if not found or self._stale or self._unchecked:
                 continue  # after an outage: check the log and the members view first
-            now = trio.current_time()
-            pos = start = self._pos
-            full = ring.maxlen is not None
-            for identifier, fields in found:
+            self._consume(found)
+            if (self._in_flight or self._outbox) and self._write_link is not None:
+                # Under load: the writer's pipelines read what it appends,
+                # and the rest, instead of waking this task after each.
+                self._start_ride()
+
+    async def _ride(self) -> None:
+        """Wait while the writer's pipelines read the log (each one ends
+        with an ``XREAD`` that does not block): one round trip a batch
+        instead of two. The writer ends the ride once it has had nothing to
+        write for ``_RIDE_IDLE`` (or a read filled a page, or Redis failed),
+        and this task reads (and blocks) on its own again."""
+        await self._ride_over.wait()
+
+    def _start_ride(self) -> None:
+        self._riding = True
+        self._ride_over = trio.Event()
+
+    def _end_ride(self) -> None:
+        if self._riding:
+            self._riding = False
+            self._ride_over.set()
+
+    def _consume(self, found: list[_Entry]) -> None:
+        """Take the log's entries in order: route the deliveries, act on
+        evictions, move the position on."""
+        hub = self._hub
+        assert hub is not None
+        ring = self._ring
+        route = hub.route
+        now = trio.current_time()
+        pos = start = self._pos
+        full = ring.maxlen is not None
+        span = _SEQ_SPAN
+        for identifier, fields in found:
+            # (_parse and _offset inline: this runs for every entry)
+            if type(identifier) is bytes:
+                ms, _, seq = identifier.partition(b"-")
+                entry_id = (int(ms), int(seq or 0))
+            else:
                 entry_id = _parse(identifier)
-                if entry_id <= pos:
-                    continue
-                if full and len(ring) == ring.maxlen:
-                    self._floor = ring[0][0]
-                # (self._pos moves with each entry; its string once at the
-                # end: nothing reads it in between but an eviction's pass)
-                self._pos = pos = entry_id
-                channel = fields.get(b"c")
-                if channel is not None:
-                    name = channel.decode()
-                    payload = fields[b"p"]
-                    ring.append((entry_id, name, payload))
-                    routed = hub.route(name, payload, now=now, offset=_offset(entry_id))
-                    for session in routed:
-                        # Pushed down its stream, so its cursor moves on. An
-                        # acknowledging session's deliveries wait in its queue
-                        # for a numbered batch instead: its cursor moves with
-                        # the batches (intercept), else a new owner would count
-                        # queued messages into the last batch sent, and lose them.
-                        if session.stream is not None and not session.ack:
-                            self._pushed[session.client_id] = entry_id
-                    continue
-                ring.append((entry_id, None, b""))
-                if fields.get(b"k") == b"evict":
-                    self._set_pos(entry_id)
-                    self._on_evict(fields)
-            if pos != start:
-                self._set_pos(pos)
-            hub.pump()
-            advanced = self._advanced
-            if advanced is not None:
-                self._advanced = None
-                advanced.set()
+            if entry_id <= pos:
+                continue
+            if full and len(ring) == ring.maxlen:
+                self._floor = ring[0][0]
+            # (self._pos moves with each entry; its string once at the
+            # end: nothing reads it in between but an eviction's pass)
+            self._pos = pos = entry_id
+            channel = fields.get(b"c")
+            if channel is not None:
+                name = channel.decode()
+                payload = fields[b"p"]
+                ring.append((entry_id, name, payload))
+                number = entry_id[1]
+                offset = entry_id[0] * span + (number if number < span else span - 1)
+                routed = route(name, payload, now=now, offset=offset)
+                for session in routed:
+                    # Pushed down its stream, so its cursor moves on. An
+                    # acknowledging session's deliveries wait in its queue
+                    # for a numbered batch instead: its cursor moves with
+                    # the batches (intercept), else a new owner would count
+                    # queued messages into the last batch sent, and lose them.
+                    if session.stream is not None and not session.ack:
+                        self._pushed[session.client_id] = entry_id
+                continue
+            ring.append((entry_id, None, b""))
+            if fields.get(b"k") == b"evict":
+                self._set_pos(entry_id)
+                self._on_evict(fields)
+        if pos != start:
+            self._set_pos(pos)
+        hub.pump()
+        advanced = self._advanced
+        if advanced is not None:
+            self._advanced = None
+            advanced.set()
 
     async def _read_log(self) -> list[_Entry]:
         """The log's next entries after the reader's position (an ``XREAD``

@@ -345,3 +345,43 @@ async def test_a_subscribe_racing_a_claim_elsewhere_is_not_lost(
     client.ports = [a.port, b.port]
     await client.poll_until(1, limit=20)
     check_exactly_once_in_order(client.received, 1, 1)
+
+
+@fail_after(60)
+async def test_the_writer_reads_the_log_under_load_and_the_reader_takes_over_after(
+    redis_server: RedisProcess, nursery: trio.Nursery
+) -> None:
+    # Under load a node's pipelines end with a read of the log (the reader
+    # "rides" along instead of a round trip of its own per batch). Messages
+    # published on the other node meanwhile still arrive, once and in order;
+    # and once the load stops the reader reads on its own again.
+    a, b = await start_nodes(nursery, redis_server.url, 2)
+    port_a, port_b = a.port, b.port
+    assert port_a
+    assert port_b
+    bus = a.bus
+    assert isinstance(bus, RedisBus)
+    subscriber = RoundRobin([port_a])
+    await subscriber.handshake()
+    await subscriber.subscribe("/chat/**")
+    await subscriber.connect()
+    publishers, per = 9, 40  # publisher 0 on B, the rest on A
+
+    async def publish(p: int) -> None:
+        client = RoundRobin([port_b if p == 0 else port_a])
+        await client.handshake()
+        for n in range(per):
+            await client.publish(f"/chat/{p}", {"p": p, "n": n})
+
+    async with trio.open_nursery() as inner:
+        inner.start_soon(subscriber.poll_until, publishers * per)
+        for p in range(publishers):
+            inner.start_soon(publish, p)
+    check_exactly_once_in_order(subscriber.received, publishers, per)
+    assert bus._rides > 0, "the load never made the writer read the log"
+    await wait_for(lambda: not bus._riding)
+    # The reader is back on its own: a message from B arrives with A idle.
+    await RoundRobin([port_b]).publish("/chat/0", {"p": 0, "n": per})
+    before = len(subscriber.received)
+    await subscriber.poll_until(before + 1)
+    assert subscriber.received[-1]["data"] == {"p": 0, "n": per}
