@@ -499,6 +499,8 @@ class RedisBus:
         self._ride_over = trio.Event()
         #: a writer's pipeline is out, its replies not in
         self._in_flight = False
+        #: what the last pipeline read of the log, for the writer to take
+        self._read_ahead: list[_Entry] | None = None
         self._lost_writes = 0
 
     # ------------------------------------------------------------- wiring
@@ -1129,6 +1131,12 @@ class RedisBus:
                     self._carried, self._carried_failed = passes, failed
                 else:
                     self._finish(passes, failed)
+                read, self._read_ahead = self._read_ahead, None
+                if read is not None:
+                    if self._stale or self._unchecked:
+                        self._end_ride()  # (the reader reads it again)
+                    else:
+                        self._consume(read)
             finally:
                 self._writing = _counted(self._carried)
 
@@ -1396,7 +1404,9 @@ class RedisBus:
                 if not self._riding or self._stale or self._unchecked:
                     self._end_ride()  # (left for the reader to read again)
                 else:
-                    self._consume(read)
+                    # Taken once this pipeline's replies are out (_writer):
+                    # a publisher's reply does not wait for its fan-out.
+                    self._read_ahead = read
                     if len(read) >= _PAGE:
                         self._end_ride()  # more to read: the reader's turn
         else:
