@@ -82,11 +82,13 @@ bench: bench-core bench-redis bench-presence bench-capacity bench-console $(BENC
 	$(BIN)/python bench/plot_server_bench.py $(BENCH_JSON) $(BENCH_PLOTS)
 
 # The Redis engine, 1 and 2 processes, against in-memory and Faye + faye-redis
-# (bench/redis_bench.py; docs/benchmarks.md, "Redis"). About two minutes.
+# (bench/redis_bench.py; docs/benchmarks.md, "Redis"). RUNS rounds, medians
+# (faye-redis' own rate moves by a third between single runs); about three
+# minutes with the default 3.
 REDIS_BENCH_JSON ?= bench/results/redis_bench.json
 
 bench-redis: $(BENCH_STAMP)
-	$(BIN)/python bench/redis_bench.py --json $(REDIS_BENCH_JSON)
+	$(BIN)/python bench/redis_bench.py --runs $(RUNS) --json $(REDIS_BENCH_JSON)
 
 # Presence on against off (issue 16): handshake + subscribe + disconnect
 # cycles through the core and through a server process, in memory and on a
