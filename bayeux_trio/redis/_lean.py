@@ -147,6 +147,7 @@ class LeanConnection:
         "_busy",
         "_calls",
         "_expired",
+        "_full",
         "_parser",
         "_sock",
         "_stream",
@@ -176,6 +177,8 @@ class LeanConnection:
         self._calls = 0
         #: a watcher ended the call under way: it raises TimeoutError
         self._expired = False
+        #: the last read on the socket filled its buffer
+        self._full = False
         self.closed = False
         #: seconds Redis has to answer a whole pipeline; then the connection
         #: is closed and TimeoutError raised
@@ -292,21 +295,8 @@ class LeanConnection:
     async def _exchange(self, data: bytes, count: int) -> list[Reply]:
         """A pipeline through the trio stream (TLS)."""
         stream = self._stream
-        parser = self._parser
         await stream.send_all(data)
-        replies: list[Reply] = []
-        while len(replies) < count:
-            reply = parser.next_reply()
-            if reply is NEED_DATA:
-                received = await stream.receive_some(_RECEIVE)
-                if not received:
-                    raise coredis.exceptions.ConnectionError("Redis closed the connection")
-                parser.feed(received)
-                continue
-            replies.append(reply)
-        if parser.pending:
-            raise ProtocolError("more replies than commands")
-        return replies
+        return await self._replies(count, lambda: stream.receive_some(_RECEIVE))
 
     async def _exchange_socket(self, sock: socket.socket, data: bytes, count: int) -> list[Reply]:
         """A pipeline on the plaintext socket.
@@ -321,22 +311,35 @@ class LeanConnection:
             while sent < len(view):
                 await trio.lowlevel.wait_writable(sock)
                 sent += _send_some(sock, view[sent:])
+        self._full = False
+        return await self._replies(count, lambda: self._receive(sock))
+
+    async def _receive(self, sock: socket.socket) -> bytes:
+        """The next bytes on the plaintext socket: wait, then one ``recv``
+        (no wait after a read that filled its buffer: more may be there)."""
+        while True:
+            if not self._full:
+                await trio.lowlevel.wait_readable(sock)
+            try:
+                received = sock.recv(_RECEIVE)
+            except BlockingIOError:
+                self._full = False
+                continue
+            self._full = len(received) == _RECEIVE
+            return received
+
+    async def _replies(
+        self, count: int, receive: Callable[[], Awaitable[bytes | bytearray]]
+    ) -> list[Reply]:
+        """Parse ``count`` replies from what ``receive`` brings."""
         parser = self._parser
         replies: list[Reply] = []
-        full = False  # the last read filled its buffer: more may be there
         while len(replies) < count:
             reply = parser.next_reply()
             if reply is NEED_DATA:
-                if not full:
-                    await trio.lowlevel.wait_readable(sock)
-                try:
-                    received = sock.recv(_RECEIVE)
-                except BlockingIOError:
-                    full = False
-                    continue
+                received = await receive()
                 if not received:
                     raise coredis.exceptions.ConnectionError("Redis closed the connection")
-                full = len(received) == _RECEIVE
                 parser.feed(received)
                 continue
             replies.append(reply)
