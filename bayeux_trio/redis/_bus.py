@@ -494,8 +494,9 @@ class RedisBus:
         self._unchecked = False
         #: the writer's pipelines read the log for the reader (see _ride)
         self._riding = False
-        #: pipelines that read the log; set when a ride ends
+        #: pipelines that read the log for the reader (a count, for tests)
         self._rides = 0
+        #: set when a ride ends
         self._ride_over = trio.Event()
         #: a writer's pipeline is out, its replies not in
         self._in_flight = False
