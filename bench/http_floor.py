@@ -21,10 +21,10 @@ our server waits for readability first and then reads once. The second floor
 does the same, so that what ours costs above a floor is not flattered by the
 first floor's extra read.
 
-``--engine redis://HOST:PORT/DB`` runs our servers on that Redis (the
-floor makes no sense there: add ``--no-floor``); the script empties that
-database (``FLUSHDB``) before each run, so that every run starts from an
-empty log. Use a Redis of its own (``redis-server --port 6390``).
+``--redis`` runs our servers on a ``redis-server`` the script starts
+(``redis_bench.Redis``: AOF, fsync every second, as ``make bench-redis``)
+and empties before each run, so that every run starts from an empty log (the
+floor makes no sense there: add ``--no-floor``).
 
 Run: ``.venv/bin/python bench/http_floor.py --runs 4`` (Node.js, and the npm
 packages of ``tests/interop``, which it installs into a cache if missing).
@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,13 +42,13 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 for _path in (REPO_ROOT, REPO_ROOT / "bench"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
+from redis_bench import Redis  # noqa: E402
 from server_bench import loadavg, run_generator  # noqa: E402
 
 from tests._support.ports import free_port  # noqa: E402
@@ -126,24 +125,6 @@ def serve_floor(port: int, wait_first: bool = False) -> None:
 # -------------------------------------------------------------- servers
 
 
-def flush_redis(url: str) -> None:
-    """``FLUSHDB`` on the Redis at ``url`` (``redis://host:port/db``)."""
-    parts = urlsplit(url)
-    db = int(parts.path.strip("/") or 0)
-    with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), 5) as sock:
-        sock.sendall(
-            b"*2\r\n$6\r\nSELECT\r\n$%d\r\n%d\r\n*1\r\n$7\r\nFLUSHDB\r\n" % (len(str(db)), db)
-        )
-        answer = b""
-        while answer.count(b"\r\n") < 2:
-            chunk = sock.recv(256)
-            if not chunk:
-                break
-            answer += chunk
-    if answer != b"+OK\r\n+OK\r\n":
-        raise RuntimeError(f"FLUSHDB on {url} answered {answer!r}")
-
-
 def start(kind: str, tree: Path, log: Path, engine: str | None = None) -> ServerProcess:
     """The floor, or ``bayeux serve --allocator python`` from ``tree``, on a free port."""
     port = free_port()
@@ -173,12 +154,13 @@ def measure(
     logs: Path,
     options: dict[str, Any],
     *,
-    engine: str | None = None,
+    redis: Redis | None = None,
 ) -> dict[str, Any]:
     """One loadgen run against a fresh server; its result, with CPU per publish."""
-    engine = engine if kind == OURS else None
-    if engine is not None:
-        flush_redis(engine)
+    engine = None
+    if redis is not None and kind == OURS:
+        redis.flush()
+        engine = f"redis://127.0.0.1:{redis.port}/0"
     server = start(kind, tree, logs / f"{kind.replace(' ', '-')}-{tree.name}.log", engine)
     try:
         result = run_generator(node_modules, server, options, timeout=options["seconds"] + 60)
@@ -234,9 +216,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--serve", type=int, metavar="PORT", help="run the floor server only")
     parser.add_argument(
-        "--engine",
-        metavar="URL",
-        help="run our servers on this Redis (redis://host:port/db), emptied before each run",
+        "--redis",
+        action="store_true",
+        help="run our servers on a redis-server of the script's own, emptied before each run",
     )
     args = parser.parse_args(argv)
     if args.serve is not None:
@@ -253,25 +235,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         servers.append((OURS, OURS, REPO_ROOT))
     for tree in args.tree:
         servers.append((f"ours ({tree})", OURS, tree.resolve()))
-    if args.engine is not None and not args.no_floor:
-        parser.error("--engine: the floor has no engine; add --no-floor")
+    if args.redis and not args.no_floor:
+        parser.error("--redis: the floor has no engine; add --no-floor")
     options = {"scenario": "httppub", "connections": args.connections, "seconds": args.seconds}
     node_modules = ensure_node_modules()
     rows: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in servers}
     with tempfile.TemporaryDirectory(prefix="http-floor-") as logs:
-        for run in range(args.runs):
-            # Alternate the order, so that neither side always goes first.
-            order = servers if run % 2 == 0 else servers[::-1]
-            for name, kind, tree in order:
-                result = measure(kind, tree, node_modules, Path(logs), options, engine=args.engine)
-                rows[name].append(result)
-                print(
-                    f"run {run + 1} {name}: {result['publishes_per_s']:,.0f}/s, "
-                    f"{result['publishes_per_cpu_s']:,.0f} per CPU-s, "
-                    f"p99 {result['p99_ms']:.2f} ms (load {loadavg()})",
-                    file=sys.stderr,
-                    flush=True,
-                )
+        redis = Redis(Path(logs)) if args.redis else None
+        try:
+            for run in range(args.runs):
+                # Alternate the order, so that neither side always goes first.
+                order = servers if run % 2 == 0 else servers[::-1]
+                for name, kind, tree in order:
+                    result = measure(kind, tree, node_modules, Path(logs), options, redis=redis)
+                    rows[name].append(result)
+                    print(
+                        f"run {run + 1} {name}: {result['publishes_per_s']:,.0f}/s, "
+                        f"{result['publishes_per_cpu_s']:,.0f} per CPU-s, "
+                        f"p99 {result['p99_ms']:.2f} ms (load {loadavg()})",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+        finally:
+            if redis is not None:
+                redis.stop()
     print(table(rows))
     return 0
 

@@ -14,18 +14,19 @@ One ``PING`` at a time, many times over, against a Redis of your own; CPU
 * ``socket``: a bare non-blocking socket, send, ``wait_readable``, ``recv``
   and nothing else (the floor under the three above).
 
-Run: ``redis-server --port 6390 --save '' --daemonize yes``, then
-``.venv/bin/python bench/redis_roundtrip.py --port 6390``.
+Run: ``.venv/bin/python bench/redis_roundtrip.py`` (it starts a
+``redis-server`` of its own, as ``bench/redis_bench.py`` does; ``--port``
+uses one already running instead).
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import resource
 import socket
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -33,9 +34,13 @@ from pathlib import Path
 import trio
 from coredis.connection import Location, TCPLocation
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+for _path in (Path(__file__).resolve().parents[1], Path(__file__).resolve().parent):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
-from bayeux_trio.redis._lean import Endpoint, Link
+from redis_bench import Redis  # noqa: E402
+
+from bayeux_trio.redis._lean import Endpoint, Link  # noqa: E402
 
 PING = b"*1\r\n$4\r\nPING\r\n"
 PONG = b"+PONG\r\n"
@@ -115,22 +120,27 @@ WAYS: dict[str, Callable[[int, int], Awaitable[tuple[float, float]]]] = {
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--port", type=int, default=6379, help="the Redis (loopback)")
+    parser.add_argument("--port", type=int, help="a Redis already running on loopback")
     parser.add_argument("--count", type=int, default=20_000, help="round trips per run")
     parser.add_argument("--runs", type=int, default=3, help="runs per way (median)")
     args = parser.parse_args(argv)
     results: dict[str, list[tuple[float, float]]] = {way: [] for way in WAYS}
-    for _ in range(args.runs):
-        for way, run in WAYS.items():  # interleaved: a busy moment weighs on all
-            results[way].append(trio.run(run, args.port, args.count))
+    with tempfile.TemporaryDirectory(prefix="redis-roundtrip-") as directory:
+        redis = Redis(Path(directory)) if args.port is None else None
+        port = args.port if redis is None else redis.port
+        try:
+            for _ in range(args.runs):
+                for way, run in WAYS.items():  # interleaved: a busy moment weighs on all
+                    results[way].append(trio.run(run, port, args.count))
+        finally:
+            if redis is not None:
+                redis.stop()
     print("| way | CPU per round trip (us) | wall per round trip (us) |")
     print("|---|---:|---:|")
     for way, runs in results.items():
         cpu = statistics.median(r[0] for r in runs)
         wall = statistics.median(r[1] for r in runs)
         print(f"| {way} | {cpu:.1f} | {wall:.1f} |")
-    if not math.isfinite(sum(r[0] for runs in results.values() for r in runs)):
-        raise SystemExit("a run failed")
 
 
 if __name__ == "__main__":

@@ -1585,14 +1585,8 @@ class RedisBus:
         now = trio.current_time()
         pos = start = self._pos
         full = ring.maxlen is not None
-        span = _SEQ_SPAN
         for identifier, fields in found:
-            # (_parse and _offset inline: this runs for every entry)
-            if type(identifier) is bytes:
-                ms, _, seq = identifier.partition(b"-")
-                entry_id = (int(ms), int(seq or 0))
-            else:
-                entry_id = _parse(identifier)
+            entry_id = _parse(identifier)
             if entry_id <= pos:
                 continue
             if full and len(ring) == ring.maxlen:
@@ -1605,9 +1599,7 @@ class RedisBus:
                 name = channel.decode()
                 payload = fields[b"p"]
                 ring.append((entry_id, name, payload))
-                number = entry_id[1]
-                offset = entry_id[0] * span + (number if number < span else span - 1)
-                routed = route(name, payload, now=now, offset=offset)
+                routed = route(name, payload, now=now, offset=_offset(entry_id))
                 for session in routed:
                     # Pushed down its stream, so its cursor moves on. An
                     # acknowledging session's deliveries wait in its queue
